@@ -1,0 +1,32 @@
+# Two entry points do all the set-up on a fresh machine:
+#   make demo   installs everything into .venv and runs `python train.py` (the built-in demo)
+#   make test   installs everything into .venv and runs the whole test suite
+# Both are idempotent: the install step reruns only when the packaging or C++/CUDA sources change.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dali-cmo-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test build clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard dali_cmo/csrc/*)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: install
+	$(PY) train.py
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Rebuild only the operator library (after editing dali_cmo/csrc without reinstalling).
+build: install
+	$(PY) -m dali_cmo build
+
+clean:
+	rm -rf $(VENV) build dali_cmo/lib *.egg-info

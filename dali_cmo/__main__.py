@@ -1,0 +1,41 @@
+"""``python -m dali_cmo <command>``: tools around a long-tailed dataset and the operator library.
+
+Commands:
+  stats   class counts, imbalance, many/medium/few groups and the share each gets under Q
+  check   scan a dataset up front for missing, unreadable or undecodable images
+  build   (re)compile the DALI operator library
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# command -> module with add_parser(subparsers) and run(args) -> int
+COMMANDS = {
+    "stats": "dali_cmo.cli_stats",
+    "check": "dali_cmo.cli_check",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build"]:
+        from dali_cmo.build import main as build_main
+        return build_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m dali_cmo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
+    subparsers.add_parser("build", help="(re)compile the DALI operator library "
+                                        "(see `python -m dali_cmo build --help`)")
+    modules = {name: importlib.import_module(path) for name, path in COMMANDS.items()
+               if importlib.util.find_spec(path) is not None}
+    for module in modules.values():
+        module.add_parser(subparsers)
+    args = parser.parse_args(argv)
+    return modules[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DALI pipeline definitions: CMO training, baseline, CIFAR-style and evaluation pipelines."""

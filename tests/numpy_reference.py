@@ -1,0 +1,47 @@
+"""An independent NumPy statement of the CMO paste (DESIGN.md section 1), for tests.
+
+Written from the method's definition, not from the operator's code.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def reference_box(lam: float, cy: int, cx: int, H: int, W: int) -> tuple[tuple[int, int, int, int], float]:
+    """The CutMix box (y1, x1, y2, x2) and the clipped-area lambda, as the reference code."""
+    cut = np.sqrt(1.0 - lam)
+    cut_w, cut_h = int(W * cut), int(H * cut)
+    x1, x2 = np.clip(cx - cut_w // 2, 0, W), np.clip(cx + cut_w // 2, 0, W)
+    y1, y2 = np.clip(cy - cut_h // 2, 0, H), np.clip(cy + cut_h // 2, 0, H)
+    return (int(y1), int(x1), int(y2), int(x2)), 1.0 - (x2 - x1) * (y2 - y1) / (W * H)
+
+
+def simulate_lambdas(rng: np.random.Generator, n: int, H: int, W: int, alpha: float) -> np.ndarray:
+    """Emitted (clipped) lambdas of n independent reference draws, with the paste always on."""
+    lams = rng.beta(alpha, alpha, size=n)
+    cys, cxs = rng.integers(0, H, size=n), rng.integers(0, W, size=n)
+    return np.array([reference_box(l, cy, cx, H, W)[1] for l, cy, cx in zip(lams, cys, cxs)])
+
+
+def reference_paste(background, foreground, box, *, mirror=False, foreground_mirror=False,
+                    mean=None, std=None, dtype=np.uint8, layout="HWC"):
+    """Flip each input as asked, paste rows [y1, y2) x cols [x1, x2) of the foreground, normalise.
+
+    ``foreground`` is full size, or exactly the box's size: then it is the window of the
+    unflipped foreground that the flip brings onto the box, and it is flipped in place.
+    """
+    y1, x1, y2, x2 = box
+    bg = background[:, ::-1] if mirror else background
+    out = bg.astype(np.float32).copy()
+    if y2 > y1 and x2 > x1:
+        fg = foreground[:, ::-1] if foreground_mirror else foreground
+        full_size = foreground.shape[:2] == background.shape[:2]
+        out[y1:y2, x1:x2] = fg[y1:y2, x1:x2] if full_size else fg
+    if mean is not None:
+        out = out - np.asarray(mean, np.float32)
+    if std is not None:
+        out = out / np.asarray(std, np.float32)
+    if np.dtype(dtype) == np.uint8:
+        out = np.clip(np.rint(out), 0, 255)
+    out = out.astype(dtype)
+    return np.ascontiguousarray(out.transpose(2, 0, 1)) if layout == "CHW" else out
