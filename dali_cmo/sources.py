@@ -1,0 +1,201 @@
+"""What feeds the DALI graph: encoded bytes and labels in sampler order, and the paste schedule.
+
+Every source is a batch callable of DALI's ``external_source`` (``batch_info=True``) and a
+pure function of ``(epoch, iteration)``: DALI checkpoints store exactly those two numbers, so
+a pipeline restored from a checkpoint asks for the same batches again.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from dali_cmo.datasets import LongTailDataset
+from dali_cmo.sampling import EpochSampler, epoch_generator, make_sampler
+
+# variant -> (background stream, foreground stream or None): DESIGN.md section 1, Tables 9/11.
+VARIANTS: dict[str, tuple[str, str | None]] = {
+    "cmo": ("P", "Q"),        # backgrounds from the data, foregrounds minority-weighted
+    "cmo_back": ("Q", "P"),
+    "cmo_minor": ("Q", "Q"),
+    "cutmix": ("P", "P"),
+    "ros": ("Q", None),       # plain training on Q (random oversampling)
+    "none": ("P", None),      # plain training on P
+}
+
+EMPTY_BYTES = np.zeros(0, dtype=np.uint8)
+
+
+def check_variant(variant: str) -> tuple[str, str | None]:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+@dataclass(frozen=True)
+class PasteSchedule:
+    """Which samples get a foreground pasted: a pure function of ``(seed, epoch, position)``.
+
+    Pasting happens only inside the augmentation window ``start < epoch < epochs - end``
+    (epochs counted from 0; ``start=-1`` includes epoch 0), and there with ``probability``: one coin per batch (the reference)
+    or one per sample (``per_sample``). Deciding this before decoding lets the pipeline skip
+    reading and decoding every foreground that would not be pasted.
+    """
+    epochs: int
+    start: int = 3
+    end: int = 3
+    probability: float = 0.5
+    per_sample: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"probability must lie in [0, 1], got {self.probability}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.probability > 0 and not self.any_active():
+            raise ValueError(f"the CMO window start < epoch < epochs - end (cmo_start={self.start}, "
+                             f"cmo_end={self.end}, epochs={self.epochs}) leaves no epoch to paste in")
+
+    def active(self, epoch: int) -> bool:
+        return self.start < epoch < self.epochs - self.end
+
+    def any_active(self) -> bool:
+        return any(self.active(e) for e in range(self.epochs))
+
+    def flags(self, epoch: int, iteration: int, count: int, shard_id: int = 0) -> np.ndarray:
+        """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``."""
+        if not self.active(epoch) or self.probability == 0.0:
+            return np.zeros(count, dtype=bool)
+        rng = epoch_generator(self.seed, epoch, f"paste/{shard_id}/{iteration}")
+        if self.per_sample:
+            return rng.random(count) < self.probability
+        return np.full(count, rng.random() < self.probability)
+
+
+class FileReader:
+    """Reads files as uint8 arrays, in parallel threads, and counts what it read."""
+
+    def __init__(self, threads: int = 4):
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads),
+                                        thread_name_prefix="dali_cmo_reader")
+        self._lock = threading.Lock()
+        self.files_read = 0
+
+    @staticmethod
+    def _read(path) -> np.ndarray:
+        with open(path, "rb") as f:
+            return np.frombuffer(f.read(), dtype=np.uint8)
+
+    def read(self, paths: list, wanted: np.ndarray) -> list[np.ndarray]:
+        """The bytes of ``paths[i]`` where ``wanted[i]``, an empty array elsewhere."""
+        jobs = [self._pool.submit(self._read, p) if w else None for p, w in zip(paths, wanted)]
+        out = [job.result() if job else EMPTY_BYTES for job in jobs]
+        with self._lock:
+            self.files_read += int(np.count_nonzero(wanted))
+        return out
+
+    def __getstate__(self):
+        raise TypeError("FileReader holds threads; use it in-process (external_source parallel=False)")
+
+
+@dataclass
+class StreamSource:
+    """One sampled stream (P or Q) of a dataset, as an ``external_source`` batch callable.
+
+    Returns ``(encoded images, labels)``, or with a ``schedule`` ``(encoded, labels, flags)``:
+    then only the flagged samples are read (the others get empty arrays), unless
+    ``read_unflagged``.
+    """
+    dataset: LongTailDataset
+    sampler: EpochSampler
+    batch_size: int
+    shard_id: int = 0
+    num_shards: int = 1
+    schedule: PasteSchedule | None = None
+    reader: FileReader = field(default_factory=FileReader)
+    read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
+    _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """This shard's sample indices for ``epoch`` (cached: the sampler is a pure function)."""
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            self._epoch_cache = (epoch, self.sampler.shard(epoch, self.shard_id, self.num_shards))
+        return self._epoch_cache[1]
+
+    def batches_per_epoch(self) -> int:
+        return -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
+
+    def batch_indices(self, epoch: int, iteration: int) -> np.ndarray:
+        start = iteration * self.batch_size
+        indices = self.epoch_indices(epoch)
+        if start >= len(indices):
+            raise StopIteration
+        return indices[start:start + self.batch_size]
+
+    def __call__(self, info):
+        indices = self.batch_indices(info.epoch_idx, info.iteration)
+        labels = [np.array(label, dtype=np.int32) for label in self.dataset.labels[indices]]
+        paths = [self.dataset.path(i) for i in indices]
+        if self.schedule is None:
+            return self.reader.read(paths, np.ones(len(indices), bool)), labels
+        flags = self.schedule.flags(info.epoch_idx, info.iteration, len(indices), self.shard_id)
+        wanted = flags | self.read_unflagged
+        return self.reader.read(paths, wanted), labels, [np.array(f) for f in flags]
+
+
+@dataclass
+class TrainingStreams:
+    """The background and (optional) foreground streams of a CMO variant over one dataset."""
+    background: StreamSource
+    foreground: StreamSource | None
+
+    @classmethod
+    def for_variant(cls, dataset: LongTailDataset, variant: str, *, batch_size: int, seed: int,
+                    schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
+                    q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
+                    reader_threads: int = 4) -> "TrainingStreams":
+        bg_kind, fg_kind = check_variant(variant)
+        reader = FileReader(reader_threads)
+
+        def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
+            sampler = make_sampler(kind, dataset.labels, seed=seed, stream=name, scheme=q_scheme,
+                                   r=q_r, beta=q_beta)
+            return StreamSource(dataset, sampler, batch_size, shard_id, num_shards,
+                                paste_schedule, reader)
+
+        background = stream(bg_kind, "background", None)
+        foreground = stream(fg_kind, "foreground", schedule) if fg_kind else None
+        return cls(background, foreground)
+
+    @property
+    def reader(self) -> FileReader:
+        return self.background.reader
+
+
+def sequential_batches(dataset: LongTailDataset, batch_size: int, shard_id: int = 0,
+                       num_shards: int = 1, reader: FileReader | None = None
+                       ) -> Callable:
+    """Evaluation source: shard ``shard_id`` of ``0..N-1`` in order, without duplicates.
+
+    Shard k holds ``[k * N // S, (k + 1) * N // S)``; the last batch of a shard may be short.
+    """
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must lie in 0..{num_shards - 1}, got {shard_id}")
+    n = len(dataset)
+    lo, hi = shard_id * n // num_shards, (shard_id + 1) * n // num_shards
+    reader = reader or FileReader()
+
+    def source(info):
+        start = lo + info.iteration * batch_size
+        if start >= hi:
+            raise StopIteration
+        indices = np.arange(start, min(start + batch_size, hi))
+        data = reader.read([dataset.path(i) for i in indices], np.ones(len(indices), bool))
+        return data, [np.array(dataset.labels[i], np.int32) for i in indices]
+
+    source.num_batches = -(-(hi - lo) // batch_size)
+    return source
