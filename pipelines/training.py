@@ -166,7 +166,9 @@ class TrainingPipeline:
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
 
-    def build(self, checkpoint: str | None = None):
+    def build(self, checkpoint: str | None = None, with_box: bool = False):
+        """The DALI pipeline; ``with_box`` adds the pasted boxes as a last output (for pictures
+        and checks)."""
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
@@ -203,7 +205,7 @@ class TrainingPipeline:
             images, _ = fn.cmo_paste(background, foreground, box=box, mirror=mirror_b,
                                      foreground_mirror=mirror_f, mean=mean, std=std,
                                      dtype=out_dtype, output_layout="CHW")
-            return images, label_b, label_f, lam
+            return (images, label_b, label_f, lam) + ((box,) if with_box else ())
 
         pipe = graph(checkpoint=checkpoint) if checkpoint else graph()
         pipe.build()
