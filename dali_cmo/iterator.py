@@ -17,6 +17,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from dali_cmo.integrity import BadImageError, culprit_error
+
 
 def to_torch(batch, device: str) -> torch.Tensor:
     """A DALI TensorList (uniform shape) as a torch tensor on the pipeline's device."""
@@ -88,6 +90,15 @@ class CMOIterator:
                 self.pipe.reset()
                 self.epoch, self.position = self.epoch + 1, 0
                 return
+            except BadImageError:
+                raise
+            except RuntimeError as error:  # a decoder failure: name the file if we can find it
+                streams = getattr(self.source, "streams", None)
+                sources = (streams.background, streams.foreground) if streams else ()
+                culprit = culprit_error(error, sources, self.epoch, self.position)
+                if culprit is None:
+                    raise
+                raise culprit from error
             self.position += 1
             yield self._convert(outputs)
 
@@ -115,10 +126,20 @@ class EvalIterator:
         if self._pipe is None:
             self._pipe = self.source.build()
         device = self.source.device
+        position = 0
         while True:
             try:
                 images, labels = self._pipe.run()
             except StopIteration:
                 self._pipe.reset()
                 return
+            except BadImageError:
+                raise
+            except RuntimeError as error:  # a decoder failure: name the file if we can find it
+                culprit = culprit_error(error, (getattr(self.source, "source", None),),
+                                        0, position)
+                if culprit is None:
+                    raise
+                raise culprit from error
+            position += 1
             yield to_torch(images, device), to_torch(labels, device).long().reshape(-1)

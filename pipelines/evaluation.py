@@ -18,13 +18,15 @@ from pipelines.training import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_ST
 class EvalPipeline:
     def __init__(self, dataset: LongTailDataset, *, style: str = "imagenet", batch_size: int = 128,
                  image_size: int = 224, device: str = "cpu", device_id: int | None = None,
-                 shard_id: int = 0, num_shards: int = 1, num_threads: int = 2):
+                 shard_id: int = 0, num_shards: int = 1, num_threads: int = 2,
+                 on_bad_image: str = "error"):
         if style not in STYLES:
             raise ValueError(f"style must be one of {', '.join(STYLES)}; got {style!r}")
         self.dataset, self.style, self.batch_size = dataset, style, batch_size
         self.image_size, self.device, self.num_threads = image_size, device, num_threads
         self.device_id = (device_id or 0) if device == "gpu" else None
-        self.source = sequential_batches(dataset, batch_size, shard_id, num_shards)
+        self.source = sequential_batches(dataset, batch_size, shard_id, num_shards,
+                                         on_bad_image=on_bad_image)
 
     def batches_per_epoch(self) -> int:
         return self.source.num_batches
@@ -44,8 +46,10 @@ class EvalPipeline:
                 mean, std = IMAGENET_MEAN, IMAGENET_STD
             else:
                 mean, std = CIFAR_MEAN, CIFAR_STD
+            # Images smaller than the crop are padded with zeros around the centre.
             images = fn.crop_mirror_normalize(images, crop=[size, size], mean=mean, std=std,
-                                              dtype=types.FLOAT, output_layout="CHW")
+                                              dtype=types.FLOAT, output_layout="CHW",
+                                              out_of_bounds_policy="pad")
             return images, labels
 
         pipe = graph()

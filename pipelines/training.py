@@ -21,6 +21,7 @@ from nvidia.dali import fn, math as dmath, pipeline_def, types
 
 import dali_cmo
 from dali_cmo.datasets import LongTailDataset
+from dali_cmo.integrity import check_policy
 from dali_cmo.sources import PasteSchedule, TrainingStreams, check_variant
 
 IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
@@ -56,9 +57,11 @@ class TrainConfig:
     seed: int = 0
     num_threads: int = 2
     prefetch: int = 2
+    on_bad_image: str = "error"
 
     def __post_init__(self):
         check_variant(self.variant)
+        check_policy(self.on_bad_image)
         for name, value, choices in (("style", self.style, STYLES),
                                      ("foreground_decode", self.foreground_decode,
                                       FOREGROUND_DECODES),
@@ -150,7 +153,7 @@ class TrainingPipeline:
             dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
             schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
             q_scheme=config.q_scheme, q_r=config.q_r, q_beta=config.q_beta,
-            reader_threads=max(2, config.num_threads))
+            on_bad_image=config.on_bad_image, reader_threads=max(2, config.num_threads))
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
 
