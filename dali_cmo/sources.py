@@ -88,7 +88,7 @@ class FileReader:
     :class:`~dali_cmo.integrity.BadImageError` naming the file, its dataset index and the epoch;
     ``"skip"`` replaces it by the next sample of the same class (in dataset order, wrapping
     around) that passes the check, warns once per bad file and records it in ``bad_files``
-    (path -> reason). Replacing needs the dataset: use :meth:`read_batch`.
+    (path -> reason).
     """
 
     def __init__(self, threads: int = 4, on_bad_image: str = "error", check: bool = True):
@@ -113,11 +113,6 @@ class FileReader:
         except OSError as error:
             return EMPTY_BYTES, f"unreadable ({error.strerror or error})"
         return data, (quick_check(data, path) if self.check else None)
-
-    @staticmethod
-    def _read(path) -> np.ndarray:
-        with open(path, "rb") as f:
-            return np.frombuffer(f.read(), dtype=np.uint8)
 
     def _record(self, path, reason: str, index, epoch) -> None:
         """Counts a bad file; in skip mode warns the first time it is met."""
@@ -173,21 +168,6 @@ class FileReader:
                 used[k], data = self._replacement(dataset, index, epoch)
             out.append(data)
         return out, used
-
-    def read(self, paths: list, wanted: np.ndarray) -> list[np.ndarray]:
-        """The bytes of ``paths[i]`` where ``wanted[i]``, an empty array elsewhere.
-
-        Bad files raise :class:`BadImageError` whatever the policy (no dataset to draw a
-        replacement from: use :meth:`read_batch`)."""
-        jobs = [self._pool.submit(self._read_one, p) if w else None for p, w in zip(paths, wanted)]
-        results = [job.result() if job else (EMPTY_BYTES, None) for job in jobs]
-        with self._lock:
-            self.files_read += int(np.count_nonzero(wanted))
-        for path, (_, problem) in zip(paths, results):
-            if problem is not None:
-                self._record(path, problem, None, None)
-                raise BadImageError(path, problem)
-        return [data for data, _ in results]
 
     def __getstate__(self):
         raise TypeError("FileReader holds threads; use it in-process (external_source parallel=False)")
