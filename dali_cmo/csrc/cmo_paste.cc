@@ -171,15 +171,51 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
 
 namespace {
 
-template <typename Out, bool kCHW>
+/**
+ * Output pixels [x0, x_end) of row y, all from one input (background or foreground): the
+ * source pointer walks the input row forwards, or backwards where that input is mirrored.
+ * Channel-outer loops keep the CHW writes contiguous.
+ */
+template <typename Out, bool kCHW, int C>
+void ConvertSpan(const PasteSampleDesc &d, int y, int x0, int x_end, bool mirrored) {
+  if (x_end <= x0)
+    return;
+  const uint8_t *src = SourcePixel(d, y, x0);
+  const int step = mirrored ? -C : C;
+  const int n = x_end - x0;
+  Out *out = static_cast<Out *>(d.out);
+  const int64_t pixel = static_cast<int64_t>(y) * d.W + x0;
+  for (int c = 0; c < C; c++) {
+    const float mean = d.mean[c], inv_std = d.inv_std[c];
+    const uint8_t *s = src + c;
+    if (kCHW) {
+      Out *o = out + c * static_cast<int64_t>(d.H) * d.W + pixel;
+      for (int x = 0; x < n; x++)
+        o[x] = dali::ConvertSat<Out>((s[x * step] - mean) * inv_std);
+    } else {
+      Out *o = out + pixel * C + c;
+      for (int x = 0; x < n; x++)
+        o[x * C] = dali::ConvertSat<Out>((s[x * step] - mean) * inv_std);
+    }
+  }
+}
+
+template <typename Out, bool kCHW, int C>
 void PasteSampleCpu(const PasteSampleDesc &d) {
-  for (int y = 0; y < d.H; y++)
-    for (int x = 0; x < d.W; x++)
-      PastePixel<Out, kCHW>(d, y, x);
+  const Box &b = d.box;
+  for (int y = 0; y < d.H; y++) {
+    if (y < b.y1 || y >= b.y2 || b.empty()) {
+      ConvertSpan<Out, kCHW, C>(d, y, 0, d.W, d.mirror_background);
+    } else {
+      ConvertSpan<Out, kCHW, C>(d, y, 0, b.x1, d.mirror_background);
+      ConvertSpan<Out, kCHW, C>(d, y, b.x1, b.x2, d.mirror_foreground);
+      ConvertSpan<Out, kCHW, C>(d, y, b.x2, d.W, d.mirror_background);
+    }
+  }
   *d.lam_out = d.lam;
   if (d.box_out) {
-    d.box_out[0] = d.box.y1; d.box_out[1] = d.box.x1;
-    d.box_out[2] = d.box.y2; d.box_out[3] = d.box.x2;
+    d.box_out[0] = b.y1; d.box_out[1] = b.x1;
+    d.box_out[2] = b.y2; d.box_out[3] = b.x2;
   }
 }
 
@@ -192,8 +228,8 @@ void CmoPaste<CPUBackend>::RunImpl(dali::Workspace &ws) {
   TYPE_SWITCH(dtype_, dali::type2id, Out, (uint8_t, float, dali::float16), (
     BOOL_SWITCH(chw_, kCHW, (
       for (const auto &d : descs_) {
-        pool.AddWork([&d](int) { PasteSampleCpu<Out, kCHW>(d); },
-                     static_cast<int64_t>(d.H) * d.W);
+        auto paste = d.C == 3 ? PasteSampleCpu<Out, kCHW, 3> : PasteSampleCpu<Out, kCHW, 1>;
+        pool.AddWork([&d, paste](int) { paste(d); }, static_cast<int64_t>(d.H) * d.W);
       }
     ));  // NOLINT
   ), DALI_FAIL(make_string("cmo_paste: unsupported dtype ", dtype_)));  // NOLINT
