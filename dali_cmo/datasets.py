@@ -457,3 +457,29 @@ def long_tailed_subset(dataset: LongTailDataset, imbalance_ratio: float, *, seed
               f"seed={seed})")
     return LongTailDataset(dataset.root, tuple(dataset.files[i] for i in keep),
                            dataset.labels[keep], dataset.class_names, source)
+
+
+def repeated_file_dataset(images_dir: str | os.PathLike, imbalance_ratio: float = 256.0,
+                          n_max: int = 1280, num_images: int | None = None) -> LongTailDataset:
+    """A long-tailed list over any folder of JPEGs, one class per file.
+
+    The files (found recursively, sorted by relative path) are classes ``0..C-1``; class k's
+    file is listed ``max(1, int(n_max * (1 / ratio) ** (k / (C - 1))))`` times, the profile of
+    the ImageNet-LT-like list benchmarks use (:func:`dali_cmo.shared_data.imagenet_samples_dataset`). ``num_images`` scales the profile to about that
+    many entries. Every class keeps at least one entry.
+    """
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--images-dir {root} is not a folder")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
+    if not files:
+        raise FileNotFoundError(f"no JPEG files (*.jpg, *.jpeg) under {root}")
+    counts = long_tailed_counts(len(files), imbalance_ratio, n_max)
+    if num_images is not None:
+        counts = (counts * (num_images / counts.sum())).astype(int)
+    counts = counts.clip(min=1)
+    listed = [name for name, n in zip(files, counts) for _ in range(n)]
+    labels = [k for k, n in enumerate(counts) for _ in range(n)]
+    names = [Path(name).stem for name in files]
+    return LongTailDataset(root, listed, labels, names, f"{root} (long-tailed list)")

@@ -1,0 +1,135 @@
+"""The benchmarks run end to end (tiny settings) and write complete JSON; their helpers are right.
+
+The smoke runs use a handful of synthetic JPEGs, 64-pixel crops and batches of 8, so they
+finish in well under a minute on a loaded 2-core machine; the figures they produce mean
+nothing, only their presence and shape are checked.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+def run_script(script: str, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def jpeg_dir(tmp_path_factory):
+    """Ten small synthetic JPEGs of different sizes (one class each)."""
+    from PIL import Image
+    folder = tmp_path_factory.mktemp("jpegs")
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        h, w = int(rng.integers(72, 120)), int(rng.integers(72, 120))
+        coarse = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
+        pixels = coarse.repeat(8, 0).repeat(8, 1)[:h, :w]
+        Image.fromarray(np.ascontiguousarray(pixels)).save(folder / f"img_{i:02d}.jpg", quality=90)
+    return folder
+
+
+def test_throughput_quick_writes_every_pipeline(jpeg_dir, tmp_path, plugin):
+    import throughput
+    out = tmp_path / "throughput.json"
+    run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
+               "--n-max", "16", "--batch-size", "8", "--image-size", "64", "--threads", "2",
+               "--json", str(out))
+    report = json.loads(out.read_text())
+    assert report["settings"]["device"] == "cpu"
+    assert report["settings"]["pipelines"] == list(throughput.DEFAULT_PIPELINES)
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["versions"]["dali"]
+    for key in throughput.DEFAULT_PIPELINES:
+        result = report["results"][key]
+        assert result["images_per_s"]["median"] > 0, key
+        assert result["cpu_ms_per_image"]["median"] > 0, key
+        ratio = report["ratios"][key]
+        assert math.isfinite(ratio) and ratio > 0, key
+        assert ratio == pytest.approx(result["ratio_to_baseline"]["median"])
+    assert report["ratios"]["baseline"] == pytest.approx(1.0)
+    assert report["results"]["cmo_p1"]["paste_fraction"] == [1.0]
+    assert report["results"]["baseline"]["paste_fraction"] == [0.0]
+    assert set(report["targets"]) == {"cmo >= 0.80 x baseline", "cmo_p1 >= 0.65 x baseline",
+                                      "cmo faster than torch_reference"}
+
+
+def test_paste_op_quick(tmp_path, plugin):
+    import paste_op
+    out = tmp_path / "paste_op.json"
+    run_script("paste_op.py", "--quick", "--device", "cpu", "--batch-size", "8", "--size", "64",
+               "--threads", "2", "--json", str(out))
+    report = json.loads(out.read_text())
+    for name in paste_op.PIPELINES:
+        assert report["results"][name]["images_per_s"]["median"] > 0, name
+    for name in ("paste", "paste_box"):
+        assert report["ratios"][name]["time_ratio"]["median"] > 0
+    assert "paste time <= 1.2 x cmn time" in report["target"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def test_folder_dataset_follows_the_long_tailed_profile(jpeg_dir):
+    from dali_cmo.datasets import long_tailed_counts, repeated_file_dataset
+    dataset = repeated_file_dataset(jpeg_dir, imbalance_ratio=10, n_max=20)
+    assert dataset.num_classes == 10
+    np.testing.assert_array_equal(dataset.class_counts, long_tailed_counts(10, 10, 20))
+    assert dataset.files[0] == "img_00.jpg" and dataset.files[-1] == "img_09.jpg"
+    assert all(dataset.path(i).is_file() for i in range(len(dataset)))
+    tiny = repeated_file_dataset(jpeg_dir, imbalance_ratio=256, n_max=8)
+    assert tiny.class_counts.min() == 1  # no empty class where the profile rounds to 0
+    scaled = repeated_file_dataset(jpeg_dir, num_images=40)
+    assert 10 <= len(scaled) <= 40
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.77, 0.999, 1.0])
+def test_reference_box_rule(lam):
+    from torch_reference import rand_bbox
+    H, W = 50, 64
+    for seed in range(20):
+        y1, x1, y2, x2 = rand_bbox(H, W, lam, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        cx, cy = rng.integers(W), rng.integers(H)  # the same draws, DESIGN.md section 1
+        cut = math.sqrt(1 - lam)
+        cut_w, cut_h = int(W * cut), int(H * cut)
+        assert (x1, x2) == (min(max(cx - cut_w // 2, 0), W), min(max(cx + cut_w // 2, 0), W))
+        assert (y1, y2) == (min(max(cy - cut_h // 2, 0), H), min(max(cy + cut_h // 2, 0), H))
+        assert 0 <= y1 <= y2 <= H and 0 <= x1 <= x2 <= W
+
+
+def test_minority_weights_give_every_class_the_same_mass():
+    from torch_reference import minority_weights
+    labels = np.array([0] * 8 + [1] * 2 + [2])
+    weights = minority_weights(labels).numpy()
+    np.testing.assert_allclose(np.bincount(labels, weights=weights), [1, 1, 1])
+
+
+def test_balanced_seed_pastes_exactly_half_of_the_timed_batches():
+    import throughput
+    seed = throughput.balanced_seed(7, 0.5, first=4, count=20)
+    schedule = throughput.paste_schedule(0.5, seed)
+    assert sum(bool(schedule.flags(0, it, 1)[0]) for it in range(4, 24)) == 10
+    assert throughput.balanced_seed(7, 1.0, first=4, count=20) == 7
+
+
+def test_summarize_and_table():
+    from common import format_table, summarize
+    s = summarize([3.0, 1.0, 2.0])
+    assert (s["median"], s["min"], s["max"]) == (2.0, 1.0, 3.0)
+    assert s["spread_pct"] == pytest.approx(100.0)
+    table = format_table(["name", "value"], [["a", "1.0"], ["long name", "22.5"]]).splitlines()
+    assert len(table) == 4 and len({len(line) for line in table}) == 1
