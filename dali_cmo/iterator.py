@@ -21,14 +21,21 @@ from dali_cmo.integrity import BadImageError, culprit_error
 
 
 def to_torch(batch, device: str) -> torch.Tensor:
-    """A DALI TensorList (uniform shape) as a torch tensor on the pipeline's device."""
+    """A DALI TensorList (uniform shape) as a torch tensor on the pipeline's device.
+
+    GPU pipelines also have CPU outputs (labels from the sources, ``lam`` from ``cmo_box``):
+    those are copied to the current CUDA device.
+    """
+    from nvidia.dali.backend import TensorListGPU
+
     tensor = batch.as_tensor()
-    if device == "gpu":
+    if isinstance(batch, TensorListGPU):
         from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
         out = torch.empty(tensor.shape(), dtype=to_torch_type[tensor.dtype], device="cuda")
         feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream())
         return out
-    return torch.from_numpy(np.array(tensor))
+    cpu = torch.from_numpy(np.array(tensor))
+    return cpu.to("cuda", non_blocking=True) if device == "gpu" else cpu
 
 
 @dataclass
