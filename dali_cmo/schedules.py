@@ -82,19 +82,18 @@ class LRSchedule:
 # changes. `cmo_start`/`cmo_end`: CMO is active in epochs start < e < epochs - end.
 # `drw_epoch`: None = no re-weighting; the reference's CE-DRW recipes use 160 (CIFAR) and
 # 80 (ImageNet-LT) with loss "ce". `decay_factor` multiplies the lr at each of `decay_epochs`.
+# cifar_train.py: 200 epochs, lr 0.1, batch 128, wd 2e-4, warm-up 5, x0.01 at 160 and 180.
+# README runs BS + CMO and CE-DRW + CMO (drw_epoch 160); BS is the default here.
+_CIFAR_LT = dict(model="resnet32", epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4,
+                 momentum=0.9, warmup_epochs=5, decay="step", decay_epochs=(160, 180),
+                 decay_factor=0.01, cmo_start=3, cmo_end=3, loss="bs", drw_epoch=None,
+                 image_size=32)
+
 PRESETS: dict[str, dict] = {
-    # cifar_train.py: 200 epochs, lr 0.1, batch 128, wd 2e-4, warm-up 5, x0.01 at 160 and 180.
-    # README runs BS + CMO and CE-DRW + CMO (drw_epoch 160); BS is the default here.
-    "cifar100-lt": dict(model="resnet32", epochs=200, batch_size=128, lr=0.1,
-                        weight_decay=2e-4, momentum=0.9, warmup_epochs=5, decay="step",
-                        decay_epochs=(160, 180), decay_factor=0.01, cmo_start=3, cmo_end=3,
-                        loss="bs", drw_epoch=None, image_size=32),
+    "cifar100-lt": dict(_CIFAR_LT),
     # Unsure: the CMO repository has no CIFAR-10 script; this is the CIFAR-100 recipe, which
     # LDAM-DRW also uses for CIFAR-10.
-    "cifar10-lt": dict(model="resnet32", epochs=200, batch_size=128, lr=0.1,
-                       weight_decay=2e-4, momentum=0.9, warmup_epochs=5, decay="step",
-                       decay_epochs=(160, 180), decay_factor=0.01, cmo_start=3, cmo_end=3,
-                       loss="bs", drw_epoch=None, image_size=32),
+    "cifar10-lt": dict(_CIFAR_LT),
     # imagenet_train.py, README "BS + CMO": 100 epochs, lr 0.1, warm-up 5, x0.1 at 60 and 80.
     # batch 128 and wd 2e-4 are opts.py defaults (the README command sets neither); the paper
     # may have used batch 256 -- unsure.
