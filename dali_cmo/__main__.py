@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 # command -> module with add_parser(subparsers) and run(args) -> int
@@ -29,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     subparsers.add_parser("build", help="(re)compile the DALI operator library "
                                         "(see `python -m dali_cmo build --help`)")
-    modules = {name: importlib.import_module(path) for name, path in COMMANDS.items()
-               if importlib.util.find_spec(path) is not None}
+    modules = {name: importlib.import_module(path) for name, path in COMMANDS.items()}
     for module in modules.values():
         module.add_parser(subparsers)
     args = parser.parse_args(argv)
