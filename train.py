@@ -153,6 +153,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", default=None,
                        help="checkpoint file or run folder to continue, or 'auto' (the "
                             "--output folder's checkpoint, if any)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an --output folder that already holds a "
+                            "checkpoint (otherwise refused: use --resume auto to continue)")
     group.add_argument("--eval-every", type=int, default=None,
                        help="evaluate every N epochs (0: only after the last; the last epoch "
                             "is always evaluated; default 1, the demo 0)")
@@ -245,6 +248,11 @@ def resolve_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespa
         make_train_config(args)
     except ValueError as error:
         parser.error(f"training pipeline: {_flag_names(str(error))}")
+    # Never overwrite a run's checkpoint by accident (the demo always starts afresh).
+    if (not args.resume and not args.overwrite and args.dataset != "demo"
+            and (Path(args.output) / "checkpoint.pt").exists()):
+        parser.error(f"--output {args.output} already holds a checkpoint: continue it with "
+                     f"--resume auto, start afresh with --overwrite, or choose another --output")
     return args
 
 

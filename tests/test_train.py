@@ -166,3 +166,12 @@ def test_nonsense_argument_exits_nonzero_from_the_command_line():
     result = run_train("--batch-size", "-3", timeout=120)
     assert result.returncode == 2
     assert "--batch-size" in result.stderr
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, demo_data, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run")
+    argv = ["--data", str(demo_data), "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        train.resolve_args(train.get_args_parser(), argv)
+    assert exit_info.value.code != 0 and "--resume auto" in capsys.readouterr().err
+    assert train.resolve_args(train.get_args_parser(), argv + ["--overwrite"]).overwrite
