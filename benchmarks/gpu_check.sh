@@ -402,18 +402,25 @@ run_pytest() {
     record "$name" failed "exit $rc: $last$scipy_note" "$name.log" "$junit"
   fi
 }
+# A pytest step, unless the operator library did not load or the host has no pytest.
+pytest_step() {
+  local name=$1
+  if (( ! plugin_ok )); then
+    record "$name" skipped "$(skip_reason)"
+  elif (( ! has_pytest )); then
+    record "$name" skipped "skipped (pytest is not installed on this host; see the smoke step)"
+  else
+    run_pytest "$@"
+  fi
+}
 # On the GPU host (no ../shared there) the real-data tests see the carried image subset.
 if (( ! dry_run )) && [[ -z ${DALI_CMO_SHARED_DATA:-} && ! -d $repo/../shared/data && -d $carry/data ]]; then
   export DALI_CMO_SHARED_DATA=$carry/data
 fi
 if (( dry_run )); then
   record tests_gpu skipped "skipped (no GPU)"
-elif (( ! plugin_ok )); then
-  record tests_gpu skipped "$(skip_reason)"
-elif (( ! has_pytest )); then
-  record tests_gpu skipped "skipped (pytest is not installed on this host; see the smoke step)"
 else
-  run_pytest tests_gpu 240 junit_gpu.xml -m gpu tests/
+  pytest_step tests_gpu 240 junit_gpu.xml -m gpu tests/
 fi
 
 # ---- 7. benchmarks --------------------------------------------------------------------------
@@ -470,12 +477,8 @@ bench bench_throughput_e2e benchmarks/throughput.py 120 "throughput_${dev}_e2e.j
 # ---- 8. the operator's CPU tests (last: they matter least on a GPU host) --------------------
 if [[ ${GPU_CHECK_SKIP_TESTS:-0} == 1 ]]; then
   record tests_cmo_paste_cpu skipped "skipped (GPU_CHECK_SKIP_TESTS=1)"
-elif (( ! plugin_ok )); then
-  record tests_cmo_paste_cpu skipped "$(skip_reason)"
-elif (( ! has_pytest )); then
-  record tests_cmo_paste_cpu skipped "skipped (pytest is not installed on this host)"
 else
-  run_pytest tests_cmo_paste_cpu 120 junit_cmo_paste_cpu.xml -m "not gpu" tests/test_cmo_paste.py
+  pytest_step tests_cmo_paste_cpu 120 junit_cmo_paste_cpu.xml -m "not gpu" tests/test_cmo_paste.py
 fi
 
 # ---- summary ------------------------------------------------------------------------------
