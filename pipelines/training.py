@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nvidia.dali import fn, math as dmath, pipeline_def, types
+from nvidia.dali import fn, pipeline_def, types
 
 import dali_cmo
 from dali_cmo.datasets import LongTailDataset
@@ -115,23 +115,18 @@ def train_crop(encoded, config: TrainConfig, device: str):
 def region_decode(encoded, box, mirror, config: TrainConfig, device: str):
     """Decode only the part of a foreground's random-resized-crop that lands on ``box``.
 
-    The crop window (anchor, shape in source pixels) is drawn as the full decode would draw it;
-    the box's columns, mirrored when the foreground is flipped, map linearly into it. The window
-    is decoded and resized to the box's extent; ``cmo_paste`` flips it within the box.
+    The crop window is drawn as the full decode would draw it; ``cmo_region`` maps the box's
+    columns (mirrored when the foreground is flipped) linearly into it. The window is decoded
+    and resized to the box's extent; ``cmo_paste`` flips it within the box.
     """
-    size = float(config.image_size)
     anchor, window = fn.random_crop_generator(fn.peek_image_shape(encoded), random_area=RRC_AREA,
                                               random_aspect_ratio=RRC_ASPECT, num_attempts=10)
-    anchor, window = fn.cast(anchor, dtype=types.FLOAT), fn.cast(window, dtype=types.FLOAT)
-    y1, x1, y2, x2 = (fn.cast(box[i], dtype=types.FLOAT) for i in range(4))
-    left = mirror * (size - x2) + (1 - mirror) * x1
-    scale_y, scale_x = window[0] / size, window[1] / size
-    start = fn.stack(anchor[0] + y1 * scale_y, anchor[1] + left * scale_x)
-    extent = fn.stack(dmath.max((y2 - y1) * scale_y, 1.0), dmath.max((x2 - x1) * scale_x, 1.0))
+    start, extent, box_size = fn.cmo_region(anchor, window, box, size=config.image_size,
+                                            foreground_mirror=mirror)
     region = fn.decoders.image_slice(encoded, start, extent, axes=[0, 1], normalized_anchor=False,
                                      normalized_shape=False, device=decoder_device(device),
                                      output_type=types.RGB)
-    return fn.resize(region, size=fn.stack(y2 - y1, x2 - x1))
+    return fn.resize(region, size=box_size)
 
 
 class TrainingPipeline:

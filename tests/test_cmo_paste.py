@@ -296,3 +296,29 @@ def test_gpu_equals_cpu_on_the_same_boxes(plugin, dtype, layout):
     for _ in range(3):
         for a, b in zip(run(cpu), run(gpu)):
             np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
+def test_cmo_region_maps_the_box_into_the_crop_window(plugin):
+    """Start/extent of the source window for a box of a 64x64 crop, worked out by hand."""
+    anchor = [np.array([10, 20], np.int32), np.array([0, 0], np.int32)]
+    window = [np.array([128, 256], np.int32), np.array([32, 32], np.int32)]
+    box = [np.array([16, 8, 48, 40], np.int32), np.array([0, 63, 1, 64], np.int32)]
+    mirror = [np.array(0, np.int32), np.array(1, np.int32)]
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+    def pipe():
+        inputs = [fn.external_source(source=[v], cycle=True) for v in (anchor, window, box)]
+        flip = fn.external_source(source=[mirror], cycle=True)
+        return tuple(fn.cmo_region(*inputs, size=64, foreground_mirror=flip))
+
+    p = pipe()
+    p.build()
+    start, extent, box_size = ([np.array(t) for t in o] for o in p.run())
+    # Sample 0: scale (2, 4); rows 16..48 -> 10 + 32 .. +64; columns 8..40 -> 20 + 32 .. +128.
+    np.testing.assert_allclose(start[0], [42, 52])
+    np.testing.assert_allclose(extent[0], [64, 128])
+    np.testing.assert_allclose(box_size[0], [32, 32])
+    # Sample 1: scale 0.5, mirrored: columns 63..64 come from 64 - 64 = 0; extents at least 1 px.
+    np.testing.assert_allclose(start[1], [0, 0])
+    np.testing.assert_allclose(extent[1], [1, 1])
+    np.testing.assert_allclose(box_size[1], [1, 1])

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 #include "dali/pipeline/operator/common.h"
 
 namespace dali_cmo {
@@ -163,3 +164,77 @@ Where nothing is pasted the box is empty and lambda is 1.0. The CMO reference us
 box centre are drawn per batch and shared by all its samples (the centre is scaled to each
 sample's size); if True, every sample draws its own.)", false)
     .MakeInternal();
+
+namespace dali_cmo {
+
+/**
+ * cmo_region: the source window of a foreground that a region decode must read so that,
+ * resized to the box, it equals the box's part of the foreground's crop resized to size x size.
+ * One operator instead of a dozen arithmetic nodes per sample.
+ */
+class CmoRegion : public dali::StatelessOperator<dali::CPUBackend> {
+ public:
+  explicit CmoRegion(const dali::OpSpec &spec)
+      : StatelessOperator(spec), size_(spec.GetArgument<int>("size")) {
+    DALI_ENFORCE(size_ > 0, dali::make_string("cmo_region: argument `size` must be > 0; got ",
+                                              size_));
+  }
+
+ protected:
+  bool SetupImpl(std::vector<dali::OutputDesc> &output_desc, const dali::Workspace &ws) override {
+    int n = ws.GetInputBatchSize(0);
+    for (int i = 0; i < 3; i++)
+      DALI_ENFORCE(ws.Input<dali::CPUBackend>(i).type() == DALI_INT32, dali::make_string(
+          "cmo_region: input ", i, " must be int32 (crop anchor and shape from "
+          "random_crop_generator, box from cmo_box)"));
+    GetPerSampleArgument(mirror_, "foreground_mirror", ws, n);
+    auto pair = dali::TensorListShape<>(dali::uniform_list_shape(n, dali::TensorShape<1>{2}));
+    output_desc.assign(3, {pair, DALI_FLOAT});
+    return true;
+  }
+
+  void RunImpl(dali::Workspace &ws) override {
+    const auto &anchor = ws.Input<dali::CPUBackend>(0), &window = ws.Input<dali::CPUBackend>(1);
+    const auto &boxes = ws.Input<dali::CPUBackend>(2);
+    const float S = static_cast<float>(size_);
+    for (int i = 0; i < boxes.num_samples(); i++) {
+      const int32_t *a = anchor.tensor<int32_t>(i), *w = window.tensor<int32_t>(i);
+      const int32_t *b = boxes.tensor<int32_t>(i);  // y1, x1, y2, x2
+      // Columns of the box, mirrored when the foreground is flipped, map linearly into the crop.
+      float left = mirror_[i] ? S - b[3] : b[1];
+      float scale_y = w[0] / S, scale_x = w[1] / S;
+      float *start = ws.Output<dali::CPUBackend>(0).mutable_tensor<float>(i);
+      float *extent = ws.Output<dali::CPUBackend>(1).mutable_tensor<float>(i);
+      float *box_size = ws.Output<dali::CPUBackend>(2).mutable_tensor<float>(i);
+      start[0] = a[0] + b[0] * scale_y;
+      start[1] = a[1] + left * scale_x;
+      extent[0] = std::max((b[2] - b[0]) * scale_y, 1.0f);  // at least one source pixel
+      extent[1] = std::max((b[3] - b[1]) * scale_x, 1.0f);
+      box_size[0] = static_cast<float>(b[2] - b[0]);
+      box_size[1] = static_cast<float>(b[3] - b[1]);
+    }
+  }
+
+ private:
+  int size_;
+  std::vector<int> mirror_;
+};
+
+}  // namespace dali_cmo
+
+DALI_REGISTER_OPERATOR(CmoRegion, ::dali_cmo::CmoRegion, ::dali::CPU);
+
+DALI_SCHEMA(CmoRegion)
+    .DocStr(R"(The source window to decode for a region-only foreground.
+
+Inputs: the foreground's random-resized-crop window (``anchor``, ``shape`` in source pixels,
+``(y, x)`` and ``(h, w)``, as from ``random_crop_generator``) and its ``cmo_box`` box in the
+``size x size`` output. Outputs ``start`` and ``extent`` (float, ``(y, x)`` and ``(h, w)``) for
+``decoders.image_slice(..., normalized_anchor=False, normalized_shape=False)``, and the box's
+``(height, width)`` to resize the decoded window to. With ``foreground_mirror`` the window of the
+mirrored columns is returned (``cmo_paste`` flips it within the box).)")
+    .NumInput(3)
+    .NumOutput(3)
+    .AddArg("size", "Side of the square training image the boxes were drawn for.", DALI_INT32)
+    .AddOptionalArg("foreground_mirror", "Whether the foreground is flipped (per sample).", 0,
+                    true);
