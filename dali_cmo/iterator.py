@@ -38,6 +38,20 @@ def to_torch(batch, device: str) -> torch.Tensor:
     return cpu.to("cuda", non_blocking=True) if device == "gpu" else cpu
 
 
+def run_naming_bad_files(pipe, sources, epoch: int, position: int):
+    """``pipe.run()``; a decoder failure is re-raised as a :class:`BadImageError` naming the file
+    when one of the ``sources``' recent batches holds it (StopIteration passes through)."""
+    try:
+        return pipe.run()
+    except BadImageError:
+        raise
+    except RuntimeError as error:
+        culprit = culprit_error(error, sources, epoch, position)
+        if culprit is None:
+            raise
+        raise culprit from error
+
+
 @dataclass
 class CMOBatch:
     """One training batch: ``images`` (N, C, H, W), targets of background and foreground, and the
@@ -90,22 +104,15 @@ class CMOIterator:
 
     def epoch_batches(self) -> Iterator[CMOBatch]:
         """The remaining batches of the current epoch; afterwards the next epoch is current."""
+        streams = self.source.streams
+        sources = (streams.background, streams.foreground)
         while True:
             try:
-                outputs = self.pipe.run()
+                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position)
             except StopIteration:
                 self.pipe.reset()
                 self.epoch, self.position = self.epoch + 1, 0
                 return
-            except BadImageError:
-                raise
-            except RuntimeError as error:  # a decoder failure: name the file if we can find it
-                streams = getattr(self.source, "streams", None)
-                sources = (streams.background, streams.foreground) if streams else ()
-                culprit = culprit_error(error, sources, self.epoch, self.position)
-                if culprit is None:
-                    raise
-                raise culprit from error
             self.position += 1
             yield self._convert(outputs)
 
@@ -136,17 +143,10 @@ class EvalIterator:
         position = 0
         while True:
             try:
-                images, labels = self._pipe.run()
+                images, labels = run_naming_bad_files(self._pipe, (self.source.source,), 0,
+                                                      position)
             except StopIteration:
                 self._pipe.reset()
                 return
-            except BadImageError:
-                raise
-            except RuntimeError as error:  # a decoder failure: name the file if we can find it
-                culprit = culprit_error(error, (getattr(self.source, "source", None),),
-                                        0, position)
-                if culprit is None:
-                    raise
-                raise culprit from error
             position += 1
             yield to_torch(images, device), to_torch(labels, device).long().reshape(-1)

@@ -44,8 +44,8 @@ class PasteSchedule:
     """Which samples get a foreground pasted: a pure function of ``(seed, epoch, position)``.
 
     Pasting happens only inside the augmentation window ``start < epoch < epochs - end``
-    (epochs counted from 0; ``start=-1`` includes epoch 0), and there with ``probability``: one coin per batch (the reference)
-    or one per sample (``per_sample``). Deciding this before decoding lets the pipeline skip
+    (epochs counted from 0; ``start=-1`` includes epoch 0), and there with ``probability``: one
+    coin per batch (the reference) or one per sample (``per_sample``). Deciding this before decoding lets the pipeline skip
     reading and decoding every foreground that would not be pasted.
     """
     epochs: int
