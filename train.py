@@ -51,6 +51,7 @@ from dali_cmo.datasets import DatasetError, load_dataset, long_tailed_subset, re
 from dali_cmo.losses import LOSS_NAMES, DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.metrics import ConfusionCounter, accuracy_report, format_report_table
 from dali_cmo.models import MODEL_NAMES
+from dali_cmo.progress import ProgressLine
 from dali_cmo.sampling import SCHEMES
 from dali_cmo.schedules import DECAYS, PRESETS, LRSchedule
 from dali_cmo.sources import VARIANTS
@@ -436,34 +437,30 @@ def load_checkpoint(resume: str, output: Path, log) -> dict | None:
 # --------------------------------------------------------------------------- progress
 
 class Progress:
-    """One self-updating line on a terminal (stderr); plain periodic lines otherwise."""
+    """The epoch's progress: a bar with images/s on a terminal, plain periodic lines otherwise
+    (rank 0 only)."""
 
     def __init__(self, total: int, epoch: int, epochs: int, enabled: bool, every_s: float):
         self.total, self.prefix = total, f"epoch {epoch + 1}/{epochs}"
-        self.enabled, self.every_s = enabled, every_s
-        self.tty = sys.stderr.isatty()
-        self.last_print = time.perf_counter()
+        self.line = ProgressLine(every_s=every_s, tty_every_s=0.0) if enabled else None
 
     def update(self, done: int, images_per_s: float, loss: float) -> None:
-        if not self.enabled:
+        if self.line is None:
             return
-        now = time.perf_counter()
-        if self.tty:
+        if self.line.tty:
             width = 30
             filled = int(width * done / max(self.total, 1))
             bar = "#" * filled + "." * (width - filled)
-            sys.stderr.write(f"\r{self.prefix} [{bar}] {done}/{self.total} "
-                             f"{images_per_s:7.1f} img/s  loss {loss:.4f} ")
-            sys.stderr.flush()
-        elif now - self.last_print >= self.every_s or done == self.total:
-            self.last_print = now
-            print(f"{self.prefix}: {done}/{self.total} batches, {images_per_s:.1f} img/s, "
-                  f"loss {loss:.4f}", file=sys.stderr, flush=True)
+            text = (f"{self.prefix} [{bar}] {done}/{self.total} "
+                    f"{images_per_s:7.1f} img/s  loss {loss:.4f} ")
+        else:
+            text = (f"{self.prefix}: {done}/{self.total} batches, {images_per_s:.1f} img/s, "
+                    f"loss {loss:.4f}")
+        self.line.show(text, final=done == self.total)
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.line is not None:
+            self.line.close()
 
 
 # --------------------------------------------------------------------------- train / evaluate

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from dali_cmo.datasets import LongTailDataset, load_dataset
 from dali_cmo.integrity import ImageReport, full_check
+from dali_cmo.progress import ProgressLine
 
 MAX_LISTED = 20  # bad files printed in the summary (the JSON report holds all of them)
 
@@ -42,32 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-class Progress:
-    """``done/total, files/s`` on stderr: rewritten in place on a terminal, a line every few
-    seconds otherwise."""
-
-    def __init__(self, total: int, stream=None, interval: float = 5.0):
-        self.total, self.stream = total, stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = 0.2 if self.tty else interval
-        self.start = self.last = time.monotonic()
-
-    def update(self, done: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
-        rate = done / max(now - self.start, 1e-9)
-        text = f"checked {done:,}/{self.total:,} files ({rate:,.0f} files/s)"
-        if self.tty:
-            self.stream.write("\r" + text + ("\n" if force else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+def _progress_text(done: int, total: int, progress: ProgressLine) -> str:
+    rate = done / max(progress.elapsed(), 1e-9)
+    return f"checked {done:,}/{total:,} files ({rate:,.0f} files/s)"
 
 
 def scan(dataset: LongTailDataset, decode: bool = False, workers: int = 8,
-         progress: Progress | None = None) -> list[ImageReport]:
+         progress: ProgressLine | None = None) -> list[ImageReport]:
     """:func:`~dali_cmo.integrity.full_check` of every file of ``dataset``, in dataset order."""
     paths = [dataset.path(i) for i in range(len(dataset))]
     reports: list[ImageReport] = []
@@ -75,9 +56,9 @@ def scan(dataset: LongTailDataset, decode: bool = False, workers: int = 8,
         for report in pool.map(lambda p: full_check(p, decode=decode), paths, chunksize=16):
             reports.append(report)
             if progress is not None:
-                progress.update(len(reports))
+                progress.show(_progress_text(len(reports), len(paths), progress), final=False)
     if progress is not None:
-        progress.update(len(reports), force=True)
+        progress.show(_progress_text(len(reports), len(paths), progress), final=True)
     return reports
 
 
@@ -165,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     reports = scan(dataset, decode=args.decode, workers=args.workers,
-                   progress=Progress(len(dataset)))
+                   progress=ProgressLine())
     summary = summarise(dataset, reports, args.min_size, args.decode)
     print(format_text(summary))
     if args.report:
