@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard dali_cmo/csrc/*)
+$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard dali_cmo/ops/csrc/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -e '.[test]'
@@ -24,9 +24,9 @@ demo: install
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Rebuild only the operator library (after editing dali_cmo/csrc without reinstalling).
+# Rebuild only the operator library (after editing dali_cmo/ops/csrc without reinstalling).
 build: install
 	$(PY) -m dali_cmo build
 
 clean:
-	rm -rf $(VENV) build dali_cmo/lib *.egg-info
+	rm -rf $(VENV) build dali_cmo/ops/lib *.egg-info

@@ -1,4 +1,4 @@
-"""Compiles the DALI operator library (dali_cmo/build.py) as part of building the package.
+"""Compiles the DALI operator library (dali_cmo/ops/build.py) as part of building the package.
 
 Metadata and dependencies are in setup.cfg; this file only hooks the compilation into
 ``build_py``, which runs for wheels and for editable installs alike.
@@ -11,8 +11,8 @@ from setuptools.command.build_py import build_py
 
 
 def _load_builder():
-    # Load dali_cmo/build.py by path: importing the package itself is not needed to build it.
-    path = Path(__file__).resolve().parent / "dali_cmo" / "build.py"
+    # Load dali_cmo/ops/build.py by path: importing the package itself is not needed to build it.
+    path = Path(__file__).resolve().parent / "dali_cmo" / "ops" / "build.py"
     spec = importlib.util.spec_from_file_location("dali_cmo_build", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

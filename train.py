@@ -16,7 +16,7 @@ laptop CPU. Real runs::
     # any image folder with train/ and val/ (or test/) sub-folders of class folders:
     python train.py --preset imagenet-lt --data /data/my_lt_folder
 
-``--preset`` picks one of the reference recipes (``dali_cmo.schedules.PRESETS``); every value
+``--preset`` picks one of the reference recipes (``dali_cmo.training.recipes.PRESETS``); every value
 it sets can be overridden on the command line. A run writes into ``--output`` (default
 ``runs/<name>``): ``checkpoint.pt`` (every epoch and on SIGTERM/SIGINT; the one before is kept
 as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
@@ -33,12 +33,9 @@ own shard of P (and Q) and of the evaluation set; the batch size is per rank.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import os
 import random
-import signal
 import sys
 import time
 from pathlib import Path
@@ -47,23 +44,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dali_cmo.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
-from dali_cmo.losses import LOSS_NAMES, DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.metrics import ConfusionCounter, accuracy_report, format_report_table
-from dali_cmo.models import MODEL_NAMES
-from dali_cmo.progress import ProgressLine
-from dali_cmo.sampling import SCHEMES
-from dali_cmo.schedules import DECAYS, PRESETS, LRSchedule
-from dali_cmo.sources import VARIANTS
+from dali_cmo.data.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
+from dali_cmo.data.sampling import SCHEMES
+from dali_cmo.data.sources import VARIANTS
+from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, load_checkpoint, rng_states,
+                                          save_checkpoint, set_rng_states)
+from dali_cmo.training.distributed import all_reduce_sum, init_distributed
+from dali_cmo.training.losses import LOSS_NAMES, DeferredReweighting, build_loss, mixed_loss
+from dali_cmo.training.metrics import ConfusionCounter, accuracy_report, format_report_table
+from dali_cmo.training.models import MODEL_NAMES
+from dali_cmo.training.progress import EpochProgress
+from dali_cmo.training.recipes import DECAYS, PRESETS, LRSchedule
 
-# The built-in demo's recipe: short, CMO active in epochs 1..3 of 5 (start < e < epochs - end).
-DEMO_PRESET = dict(model="resnet32", epochs=5, batch_size=32, lr=0.1, weight_decay=2e-4,
-                   momentum=0.9, warmup_epochs=1, decay="cosine", decay_epochs=(),
-                   decay_factor=1.0, cmo_start=0, cmo_end=1, loss="ce", drw_epoch=None,
-                   image_size=32)
-ALL_PRESETS = {"demo": DEMO_PRESET, **PRESETS}
 DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
-CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 # argparse dest -> PRESETS key, for the values a preset provides
 PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="lr",
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
@@ -81,7 +74,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     group = parser.add_argument_group("recipe")
-    group.add_argument("--preset", choices=sorted(ALL_PRESETS), default=None,
+    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="reference recipe whose values are the defaults below (default: "
                             "'demo' for the demo, 'cifar10-lt' for --dataset cifar10-lt, "
                             "'imagenet-lt' otherwise)")
@@ -186,7 +179,7 @@ def resolve_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespa
     if args.preset is None:
         args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt"}.get(args.dataset,
                                                                       "imagenet-lt")
-    preset = ALL_PRESETS[args.preset]
+    preset = PRESETS[args.preset]
     for dest, key in PRESET_KEYS.items():
         if getattr(args, dest) is None:
             value = preset[key]
@@ -288,12 +281,12 @@ def make_train_config(args):
 def load_datasets(args):
     """(train, val) LongTailDatasets for ``--dataset``."""
     if args.dataset == "demo":
-        from dali_cmo.demo import demo_dir
+        from dali_cmo.data.demo import demo_dir
         folder = demo_dir()
         return read_image_folder(folder / "train"), read_image_folder(folder / "test")
     if args.dataset == "cifar10-lt":
         if args.data is None:
-            from dali_cmo.shared_data import cifar10_dir
+            from dali_cmo.data.shared_data import cifar10_dir
             args.data = str(cifar10_dir())
         full = read_image_folder(Path(args.data) / "train")
         # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
@@ -318,151 +311,6 @@ def load_datasets(args):
     return train, val
 
 
-# --------------------------------------------------------------------------- distributed
-
-def init_distributed(args):
-    """(rank, world_size, local_rank) from torchrun's environment; one process: (0, 1, 0)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if args.device == "cuda":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if args.device == "cuda" else "gloo",
-                            timeout=datetime.timedelta(minutes=30))
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-def all_reduce_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
-    if world > 1:
-        dist.all_reduce(tensor)
-    return tensor
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-class StopRequest:
-    """SIGTERM/SIGINT set a flag; the training loop saves and exits at the next batch."""
-
-    def __init__(self):
-        self.signum = None
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signum = signum
-
-    def requested(self, world: int, device) -> bool:
-        if world == 1:
-            return self.signum is not None
-        flag = torch.tensor([1 if self.signum is not None else 0], device=device)
-        return bool(all_reduce_sum(flag, world).item())  # every rank stops at the same step
-
-
-def rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-    if states.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_checkpoint(state: dict, folder: Path) -> Path:
-    """Atomically: write a temporary file in ``folder``, fsync it, keep the current checkpoint
-    as ``checkpoint.prev.pt``, then rename the new one into place."""
-    path, tmp = folder / CHECKPOINT, folder / f".{CHECKPOINT}.tmp"
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if path.exists():
-        os.replace(path, folder / PREVIOUS)
-    os.replace(tmp, path)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
-
-
-CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "world_size")
-
-
-def _read_checkpoint(path: Path) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise ValueError(f"missing entries {missing}")
-    return state
-
-
-def load_checkpoint(resume: str, output: Path, log) -> dict | None:
-    """The checkpoint to continue from; a truncated or corrupt file is refused (with the
-    reason) and the previous checkpoint beside it is used instead."""
-    if resume == "auto":
-        path = output / CHECKPOINT
-        if not path.exists() and not (output / PREVIOUS).exists():
-            log(f"--resume auto: no checkpoint in {output}; starting a new run")
-            return None
-    else:
-        path = Path(resume)
-        if path.is_dir():
-            path = path / CHECKPOINT
-    candidates = [path, path.with_name(PREVIOUS)]
-    for candidate in candidates:
-        if not candidate.exists():
-            log(f"checkpoint {candidate} not found")
-            continue
-        try:
-            state = _read_checkpoint(candidate)
-        except Exception as error:  # truncated zip, bad pickle, wrong content
-            log(f"refusing checkpoint {candidate}: it is truncated or corrupt "
-                f"({type(error).__name__}: {error})")
-            continue
-        log(f"resuming from {candidate} (epoch {state['epoch']}, "
-            f"batch {state['iterators'][0]['position']})")
-        return state
-    raise SystemExit(f"error: no usable checkpoint among {', '.join(map(str, candidates))}")
-
-
-# --------------------------------------------------------------------------- progress
-
-class Progress:
-    """The epoch's progress: a bar with images/s on a terminal, plain periodic lines otherwise
-    (rank 0 only)."""
-
-    def __init__(self, total: int, epoch: int, epochs: int, enabled: bool, every_s: float):
-        self.total, self.prefix = total, f"epoch {epoch + 1}/{epochs}"
-        self.line = ProgressLine(every_s=every_s, tty_every_s=0.0) if enabled else None
-
-    def update(self, done: int, images_per_s: float, loss: float) -> None:
-        if self.line is None:
-            return
-        if self.line.tty:
-            width = 30
-            filled = int(width * done / max(self.total, 1))
-            bar = "#" * filled + "." * (width - filled)
-            text = (f"{self.prefix} [{bar}] {done}/{self.total} "
-                    f"{images_per_s:7.1f} img/s  loss {loss:.4f} ")
-        else:
-            text = (f"{self.prefix}: {done}/{self.total} batches, {images_per_s:.1f} img/s, "
-                    f"loss {loss:.4f}")
-        self.line.show(text, final=done == self.total)
-
-    def close(self) -> None:
-        if self.line is not None:
-            self.line.close()
-
-
 # --------------------------------------------------------------------------- train / evaluate
 
 def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, ctx):
@@ -471,7 +319,7 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
     model.train()
     steps = len(iterator) if not args.max_steps_per_epoch \
         else min(len(iterator), args.max_steps_per_epoch)
-    progress = Progress(steps, epoch, args.epochs, ctx["rank"] == 0, args.print_every)
+    progress = EpochProgress(steps, epoch, args.epochs, ctx["rank"] == 0, args.print_every)
     loss_sum, trained, images, train_time = 0.0, 0, 0, 0.0
     lr = schedule.lr_at(epoch)
     tic = time.perf_counter()
@@ -522,7 +370,7 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
 
 def save_samples(batch, ctx) -> None:
     """cmo_samples.png: the first training batch with a paste (rank 0, once per run)."""
-    from dali_cmo.reports import sample_captions, save_sample_grid
+    from dali_cmo.training.reports import sample_captions, save_sample_grid
     path, ctx["samples_path"] = ctx["samples_path"], None
     n = min(16, len(batch))
     mean, std = ctx["mean_std"]
@@ -576,7 +424,7 @@ def main(argv=None) -> int:
     stop = StopRequest()
 
     # Data: each rank reads its own shard of the training and evaluation sets.
-    from dali_cmo.iterator import CMOIterator, EvalIterator
+    from dali_cmo.data.iterator import CMOIterator, EvalIterator
     from pipelines.evaluation import EvalPipeline
     from pipelines.training import TrainingPipeline
     try:
@@ -606,7 +454,7 @@ def main(argv=None) -> int:
         (output / f"shard_rank{rank}.json").write_text(json.dumps(indices))
 
     # Model, loss, optimiser.
-    from dali_cmo.models import build_model
+    from dali_cmo.training.models import build_model
     model = build_model(args.model, train_set.num_classes,
                         normed_linear=args.loss == "ldam").to(device)
     if args.channels_last:
@@ -701,7 +549,7 @@ def main(argv=None) -> int:
         report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, ctx, args.amp)
         evaluated_epoch = args.epochs
     if is_main:
-        from dali_cmo.reports import plot_per_class_accuracy
+        from dali_cmo.training.reports import plot_per_class_accuracy
         speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
         metrics = {**report, "evaluated_epoch": evaluated_epoch, "epochs": args.epochs,
                    "images_per_second": float(np.mean(speeds)) if speeds else None,

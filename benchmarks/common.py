@@ -22,7 +22,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from dali_cmo.datasets import repeated_file_dataset  # noqa: E402
+from dali_cmo.data.datasets import repeated_file_dataset  # noqa: E402
 
 # --------------------------------------------------------------------------- datasets
 
@@ -35,12 +35,12 @@ def benchmark_dataset(images_dir=None, split=None, root=None, num_images=None,
     over the shared ImageNet samples.
     """
     if split is not None:
-        from dali_cmo.datasets import load_dataset
+        from dali_cmo.data.datasets import load_dataset
         dataset = load_dataset(split, root)
     elif images_dir is not None:
         dataset = repeated_file_dataset(images_dir, imbalance_ratio, n_max, num_images)
     else:
-        from dali_cmo.shared_data import imagenet_samples_dataset
+        from dali_cmo.data.shared_data import imagenet_samples_dataset
         dataset = imagenet_samples_dataset(num_images, imbalance_ratio, n_max)
     counts = dataset.class_counts
     described = (f"{dataset.source}: {len(dataset)} images, {dataset.num_classes} classes, "

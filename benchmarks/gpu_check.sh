@@ -10,7 +10,7 @@
 #
 # usage: bash benchmarks/gpu_check.sh [--dry-run]
 #   --dry-run  on a CPU machine: the DALI and operator library already installed here are used,
-#              the build goes --no-cuda into a temporary folder (dali_cmo/lib is left alone),
+#              the build goes --no-cuda into a temporary folder (dali_cmo/ops/lib is left alone),
 #              GPU-only steps say "skipped (no GPU)", the benchmarks run with --device cpu --quick.
 # env: OUT, PYTHON (default python3), DALI_SITE (default /tmp/dali-site), DALI_PARTS (default
 #      /tmp/dali-parts), GPU_CHECK_BUDGET_S, GPU_CHECK_ARCH (override the detected SM, e.g. 90),
@@ -214,7 +214,7 @@ cat > "$work/versions.py" << 'EOF'
 # else), then torch and DALI in one process, as the tests use them.
 import json, platform, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
-from dali_cmo.build import find_nvcc
+from dali_cmo.ops.build import find_nvcc
 
 def probe(code):
     try:
@@ -276,7 +276,7 @@ else
       build_args=(--no-cuda)
     fi
     build_args+=(--out-dir "$work/lib")
-    note="dry run: into a temporary folder, dali_cmo/lib kept"
+    note="dry run: into a temporary folder, dali_cmo/ops/lib kept"
   elif [[ -z $arch ]]; then
     build_args=() note="no compute capability found"
   else
@@ -382,7 +382,7 @@ fi
 # ---- 6. tests -----------------------------------------------------------------------------
 has_pytest=0; has_module pytest && has_pytest=1
 has_scipy=1; has_module scipy || has_scipy=0
-scipy_note=; (( has_scipy )) || scipy_note=" [scipy missing: tests/test_cmo_paste.py cannot be collected]"
+scipy_note=; (( has_scipy )) || scipy_note=" [scipy missing: tests/ops/test_cmo_paste.py cannot be collected]"
 # pytest NAME LIMIT JUNIT ARGS...
 run_pytest() {
   local name=$1 limit=$2 junit=$3; shift 3
@@ -478,7 +478,7 @@ bench bench_throughput_e2e benchmarks/throughput.py 120 "throughput_${dev}_e2e.j
 if [[ ${GPU_CHECK_SKIP_TESTS:-0} == 1 ]]; then
   record tests_cmo_paste_cpu skipped "skipped (GPU_CHECK_SKIP_TESTS=1)"
 else
-  pytest_step tests_cmo_paste_cpu 120 junit_cmo_paste_cpu.xml -m "not gpu" tests/test_cmo_paste.py
+  pytest_step tests_cmo_paste_cpu 120 junit_cmo_paste_cpu.xml -m "not gpu" tests/ops/test_cmo_paste.py
 fi
 
 # ---- summary ------------------------------------------------------------------------------

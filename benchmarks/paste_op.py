@@ -35,8 +35,9 @@ import common  # noqa: E402  (puts the repository root on sys.path)
 
 import numpy as np  # noqa: E402
 
-MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
-STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
+from dali_cmo.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
 PIPELINES = ("feed", "cmn", "paste", "paste_box")
 TARGET = 1.2
 

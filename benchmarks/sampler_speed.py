@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from dali_cmo.datasets import ClassGroups
-from dali_cmo.sampling import (SCHEMES, EpochSampler, PermutationSampler, WeightedSampler,
+from dali_cmo.data.datasets import ClassGroups
+from dali_cmo.data.sampling import (SCHEMES, EpochSampler, PermutationSampler, WeightedSampler,
                                sample_weights)
 
 NUM_SAMPLES = 437_513

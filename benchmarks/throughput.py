@@ -161,7 +161,7 @@ class TorchLoader:
 
 
 def paste_schedule(probability: float, seed: int, per_sample: bool = False):
-    from dali_cmo.sources import PasteSchedule
+    from dali_cmo.data.sources import PasteSchedule
     return PasteSchedule(EPOCHS, -1, 0, probability, per_sample, seed)
 
 
@@ -208,7 +208,7 @@ class Trainer:
         import torchvision
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
         if name == "resnet32":
-            from dali_cmo.models import resnet32
+            from dali_cmo.training.models import resnet32
             model = resnet32(num_classes)
         else:
             model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)

@@ -15,8 +15,10 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from dali_cmo.constants import IMAGENET_MEAN, IMAGENET_STD
+
+MEAN = tuple(m / 255 for m in IMAGENET_MEAN)  # torchvision works in 0..1 units
+STD = tuple(s / 255 for s in IMAGENET_STD)
 
 
 def train_transform(image_size: int = 224) -> T.Compose:

@@ -13,15 +13,15 @@ import sys
 
 # command -> module with add_parser(subparsers) and run(args) -> int
 COMMANDS = {
-    "stats": "dali_cmo.cli_stats",
-    "check": "dali_cmo.cli_check",
+    "stats": "dali_cmo.cli.stats",
+    "check": "dali_cmo.cli.check",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["build"]:
-        from dali_cmo.build import main as build_main
+        from dali_cmo.ops.build import main as build_main
         return build_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m dali_cmo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

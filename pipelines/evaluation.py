@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_cmo.datasets import LongTailDataset
-from dali_cmo.sources import sequential_batches
-from pipelines.training import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, STYLES, \
-    decoder_device
+from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.sources import sequential_batches
+from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+from pipelines.training import STYLES, decoder_device
 
 
 class EvalPipeline:

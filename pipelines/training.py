@@ -1,6 +1,6 @@
 """The CMO training pipeline (and, as its ``none`` variant, the baseline pipeline).
 
-Per stream: encoded bytes read in sampler order (``dali_cmo.sources``), decode fused with the
+Per stream: encoded bytes read in sampler order (``dali_cmo.data.sources``), decode fused with the
 training crop (ImageNet style: random-resized-crop to ``image_size``; CIFAR style: pad-4 random
 crop), an independent horizontal flip, then ``cmo_paste`` fused with normalisation to CHW
 float32/float16. Variants without a foreground end in ``crop_mirror_normalize`` instead, with the
@@ -20,14 +20,11 @@ from dataclasses import dataclass
 from nvidia.dali import fn, pipeline_def, types
 
 import dali_cmo
-from dali_cmo.datasets import LongTailDataset
-from dali_cmo.integrity import check_policy
-from dali_cmo.sources import PasteSchedule, TrainingStreams, check_variant
+from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.integrity import check_policy
+from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
 
-IMAGENET_MEAN = [0.485 * 255, 0.456 * 255, 0.406 * 255]
-IMAGENET_STD = [0.229 * 255, 0.224 * 255, 0.225 * 255]
-CIFAR_MEAN = [0.4914 * 255, 0.4822 * 255, 0.4465 * 255]
-CIFAR_STD = [0.2023 * 255, 0.1994 * 255, 0.2010 * 255]
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
 OUTPUT_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}

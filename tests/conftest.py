@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dali_cmo.shared_data import SharedDataMissing, cifar10_dir, imagenet_samples_dir
+from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir, imagenet_samples_dir
 
 
 def gpu_available() -> bool:

@@ -84,7 +84,7 @@ def test_paste_op_quick(tmp_path, plugin):
 # --------------------------------------------------------------------------- helpers
 
 def test_folder_dataset_follows_the_long_tailed_profile(jpeg_dir):
-    from dali_cmo.datasets import long_tailed_counts, repeated_file_dataset
+    from dali_cmo.data.datasets import long_tailed_counts, repeated_file_dataset
     dataset = repeated_file_dataset(jpeg_dir, imbalance_ratio=10, n_max=20)
     assert dataset.num_classes == 10
     np.testing.assert_array_equal(dataset.class_counts, long_tailed_counts(10, 10, 20))

@@ -1,0 +1,2 @@
+"""``python -m dali_cmo <command>``: ``stats`` and ``check`` (``build`` is in
+:mod:`dali_cmo.ops.build`)."""

@@ -1,0 +1,156 @@
+"""``python -m dali_cmo check``: scan a dataset up front for images a training run would trip on.
+
+Loads the dataset (split file, iNat JSON or image folder; missing files and malformed lists are
+reported by the loader), then checks every file in parallel: exists, readable, the cheap check
+the sources run on every read (empty, not a format DALI decodes such as GIF, truncated JPEG/PNG)
+and, with ``--decode``, a full PIL decode. Prints counts by problem, images smaller than
+``--min-size`` (default 224), size statistics, the label range and empty classes; ``--report``
+writes everything as JSON. Exit status 1 when a bad file (or a dataset error) was found.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from dali_cmo.data.datasets import LongTailDataset, load_dataset
+from dali_cmo.data.integrity import ImageReport, full_check
+from dali_cmo.training.progress import ProgressLine
+
+MAX_LISTED = 20  # bad files printed in the summary (the JSON report holds all of them)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``check`` command on ``subparsers``; returns its parser."""
+    parser = subparsers.add_parser(
+        "check", help="scan a dataset for missing, unreadable or undecodable images",
+        description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="split file (path label per line), iNat JSON or image folder")
+    parser.add_argument("--root", help="image root for split files and JSON (default: their folder)")
+    parser.add_argument("--num-classes", type=int, help="number of classes (split files)")
+    parser.add_argument("--decode", action="store_true",
+                        help="decode every image fully with PIL (slower, finds corrupt data)")
+    parser.add_argument("--workers", type=int, default=8, help="parallel reader threads")
+    parser.add_argument("--min-size", type=int, default=224,
+                        help="count images whose shorter side is below this")
+    parser.add_argument("--report", help="write the full report as JSON to this path")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _progress_text(done: int, total: int, progress: ProgressLine) -> str:
+    rate = done / max(progress.elapsed(), 1e-9)
+    return f"checked {done:,}/{total:,} files ({rate:,.0f} files/s)"
+
+
+def scan(dataset: LongTailDataset, decode: bool = False, workers: int = 8,
+         progress: ProgressLine | None = None) -> list[ImageReport]:
+    """:func:`~dali_cmo.data.integrity.full_check` of every file of ``dataset``, in dataset order."""
+    paths = [dataset.path(i) for i in range(len(dataset))]
+    reports: list[ImageReport] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for report in pool.map(lambda p: full_check(p, decode=decode), paths, chunksize=16):
+            reports.append(report)
+            if progress is not None:
+                progress.show(_progress_text(len(reports), len(paths), progress), final=False)
+    if progress is not None:
+        progress.show(_progress_text(len(reports), len(paths), progress), final=True)
+    return reports
+
+
+def _reason_kind(problem: str) -> str:
+    return problem.split(" (")[0].split(";")[0]
+
+
+def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: int,
+              decode: bool) -> dict:
+    bad = [(i, r) for i, r in enumerate(reports) if not r.ok]
+    widths = np.array([r.width for r in reports if r.ok and r.width], dtype=np.int64)
+    heights = np.array([r.height for r in reports if r.ok and r.height], dtype=np.int64)
+    counts = dataset.class_counts
+    bad_labels = np.bincount([int(dataset.labels[i]) for i, _ in bad],
+                             minlength=dataset.num_classes) if bad else np.zeros_like(counts)
+    left = counts - bad_labels
+
+    def stats(values):
+        if len(values) == 0:
+            return None
+        return {"min": int(values.min()), "median": float(np.median(values)),
+                "mean": float(values.mean()), "max": int(values.max())}
+
+    return {
+        "source": dataset.source,
+        "root": str(dataset.root),
+        "decoded": decode,
+        "num_images": len(reports),
+        "ok": len(reports) - len(bad),
+        "bad": len(bad),
+        "bad_by_reason": dict(Counter(_reason_kind(r.problem) for _, r in bad).most_common()),
+        "bad_files": [{"index": i, "path": r.path, "label": int(dataset.labels[i]),
+                       "problem": r.problem} for i, r in bad],
+        "formats": dict(Counter(r.format or "unknown" for r in reports).most_common()),
+        "modes": dict(Counter(r.mode for r in reports if r.mode).most_common()),
+        "smaller_than_min_size": {"min_size": min_size,
+                                  "count": int(np.count_nonzero(np.minimum(widths, heights)
+                                                                < min_size))},
+        "width": stats(widths),
+        "height": stats(heights),
+        "labels": {"min": int(dataset.labels.min()) if len(dataset) else None,
+                   "max": int(dataset.labels.max()) if len(dataset) else None,
+                   "num_classes": dataset.num_classes},
+        "empty_classes": np.flatnonzero(counts == 0).tolist(),
+        "classes_left_empty_by_bad_files": np.flatnonzero((left == 0) & (counts > 0)).tolist(),
+    }
+
+
+def format_text(summary: dict) -> str:
+    lines = [f"source        {summary['source']}",
+             f"images        {summary['num_images']:,} "
+             f"({'decoded' if summary['decoded'] else 'quick check; --decode for a full decode'})",
+             f"ok            {summary['ok']:,}",
+             f"bad           {summary['bad']:,}"]
+    for reason, n in summary["bad_by_reason"].items():
+        lines.append(f"  {n:>8,}  {reason}")
+    for entry in summary["bad_files"][:MAX_LISTED]:
+        lines.append(f"  [{entry['index']}] {entry['path']}: {entry['problem']}")
+    if summary["bad"] > MAX_LISTED:
+        lines.append(f"  ... and {summary['bad'] - MAX_LISTED:,} more (see --report)")
+    small = summary["smaller_than_min_size"]
+    lines.append(f"small images  {small['count']:,} with a side below {small['min_size']}")
+    for key in ("width", "height"):
+        s = summary[key]
+        if s:
+            lines.append(f"{key:<13} min {s['min']}, median {s['median']:.0f}, "
+                         f"mean {s['mean']:.1f}, max {s['max']}")
+    lines.append(f"formats       " + ", ".join(f"{k} {v:,}" for k, v in summary["formats"].items()))
+    if summary["modes"]:
+        lines.append(f"modes         " + ", ".join(f"{k} {v:,}" for k, v in summary["modes"].items()))
+    labels = summary["labels"]
+    lines.append(f"labels        {labels['min']}..{labels['max']} "
+                 f"({labels['num_classes']} classes)")
+    lines.append(f"empty classes {summary['empty_classes'] or 'none'}")
+    if summary["classes_left_empty_by_bad_files"]:
+        lines.append(f"classes with no valid image: {summary['classes_left_empty_by_bad_files']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``check``; 0 when every file is fine, 1 when a bad file or a dataset error was found."""
+    try:
+        dataset = load_dataset(args.source, args.root, num_classes=args.num_classes)
+    except (ValueError, OSError) as error:  # DatasetError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    reports = scan(dataset, decode=args.decode, workers=args.workers,
+                   progress=ProgressLine())
+    summary = summarise(dataset, reports, args.min_size, args.decode)
+    print(format_text(summary))
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({"summary": summary, "files": [r.to_dict() for r in reports]}, f, indent=1)
+        print(f"report        {args.report}")
+    return 1 if summary["bad"] else 0

@@ -1,0 +1,17 @@
+"""The data path, in the order data flows through it.
+
+1. :mod:`~dali_cmo.data.datasets`: split files, iNat JSON, image folders -> a
+   ``LongTailDataset`` (files, labels, class counts); :mod:`~dali_cmo.data.groups`: the
+   Many / Medium / Few rule.
+2. :mod:`~dali_cmo.data.sampling`: the P (per-epoch permutation) and Q (per-epoch weighted
+   draws) samplers.
+3. :mod:`~dali_cmo.data.sources`: DALI ``external_source`` callables that read bytes in sampler
+   order and decide the paste schedule; :mod:`~dali_cmo.data.integrity` checks every file.
+4. ``pipelines/`` (outside the package): the DALI graphs that decode, crop and call the
+   operators of :mod:`dali_cmo.ops`.
+5. :mod:`~dali_cmo.data.iterator`: the PyTorch iterators (``CMOIterator``, ``EvalIterator``);
+   :mod:`~dali_cmo.data.targets`: mixed soft targets.
+
+:mod:`~dali_cmo.data.shared_data` and :mod:`~dali_cmo.data.demo` locate the real test data and
+generate the built-in demo data set.
+"""

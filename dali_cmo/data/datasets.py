@@ -1,0 +1,447 @@
+"""Long-tailed datasets: file lists, labels and class counts.
+
+A dataset is a list of image files (relative to a root folder) with one integer label each,
+``0 <= label < C``, every class non-empty. Three on-disk formats are read:
+
+* split files (``ImageNet_LT_train.txt``, ``Places_LT_train.txt``, ``iNaturalist18_train.txt``):
+  one ``relative/path.jpg <label>`` per line, see :func:`read_split_file`;
+* iNaturalist 2018 COCO-style JSON, see :func:`read_inat_json`;
+* image folders ``root/<class>/<file>`` like torchvision's ``ImageFolder``, see
+  :func:`read_image_folder`.
+
+:func:`long_tailed_subset` builds CIFAR-LT style subsets with an exponential class profile, and
+:meth:`LongTailDataset.class_groups` splits classes into Many / Medium / Few shots
+(:mod:`dali_cmo.data.groups`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from dali_cmo.data.groups import CIFAR_RULE, ClassGroups, GroupRule
+
+#: How many offending items an error or warning message lists before summarising the rest.
+MAX_LISTED = 5
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DatasetError(ValueError):
+    """A dataset description is malformed or inconsistent; the message names file and line."""
+
+
+def _summarise(items: Sequence[object], noun: str) -> str:
+    """``"3 <noun>: a, b, c"``, listing at most :data:`MAX_LISTED` items."""
+    listed = ", ".join(str(item) for item in items[:MAX_LISTED])
+    more = f", ... ({len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+    return f"{len(items)} {noun}: {listed}{more}"
+
+
+@dataclass(frozen=True, eq=False)
+class LongTailDataset:
+    """Image files with one label each.
+
+    ``files[i]`` is a path relative to ``root`` (as listed in the source), ``labels[i]`` its
+    class in ``0..num_classes-1`` (int64, read-only), ``class_names[k]`` the name of class k
+    and ``source`` where the description was read from (for messages).
+    """
+
+    root: Path
+    files: tuple[str, ...]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        labels = np.array(self.labels, dtype=np.int64)
+        labels.flags.writeable = False
+        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "files", tuple(self.files))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "labels", labels)
+        if labels.ndim != 1 or len(labels) != len(self.files):
+            raise DatasetError(f"{self.source}: {len(self.files)} files but labels of shape "
+                               f"{labels.shape}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+            raise DatasetError(f"{self.source}: labels must lie in 0..{len(self.class_names) - 1}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """``n_k``, the number of images of class k (int64, length ``num_classes``)."""
+        return np.bincount(self.labels, minlength=self.num_classes).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.files[i]
+
+    def class_groups(self, rule: GroupRule = CIFAR_RULE) -> ClassGroups:
+        """Many / Medium / Few split of this dataset's classes under ``rule``."""
+        return ClassGroups.from_counts(self.class_counts, rule)
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_root(root: Path, source: str) -> None:
+    if not root.is_dir():
+        raise DatasetError(f"{source}: image root {root} does not exist or is not a folder")
+
+
+def _plain_entries(directory: str) -> set[str]:
+    """Names of the non-symlink entries of ``directory`` (empty when it cannot be listed)."""
+    try:
+        with os.scandir(directory) as entries:
+            return {entry.name for entry in entries if not entry.is_symlink()}
+    except OSError:
+        return set()
+
+
+def _missing_files(root: Path, files: Sequence[str], workers: int = 8) -> list[int]:
+    """Indices ``i`` with ``not os.path.exists(root / files[i])``, in increasing order.
+
+    Each directory is listed once (threads across directories); only names that are not plain
+    entries of their listing (absent, symbolic links, unnormalised paths) are ``stat``-ed.
+    """
+    by_directory: dict[str, list[tuple[int, str]]] = {}
+    for i, file in enumerate(files):
+        directory, _, name = file.rpartition("/")
+        by_directory.setdefault(directory, []).append((i, name))
+    directories = [os.path.join(root, directory) for directory in by_directory]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        listings = pool.map(_plain_entries, directories)
+    missing = [i for directory, entries, present
+               in zip(directories, by_directory.values(), listings)
+               for i, name in entries
+               if name not in present and not os.path.exists(os.path.join(directory, name))]
+    return sorted(missing)
+
+
+def _check_files(root: Path, files: Sequence[str], source: str,
+                 describe: Sequence[str] | None = None) -> None:
+    """Raise one :class:`DatasetError` listing the first missing files.
+
+    ``describe[i]``, when given, replaces ``files[i]`` in the message (e.g. ``"line 7: a.jpg"``).
+    """
+    missing = _missing_files(root, files)
+    if missing:
+        names = [describe[i] if describe else files[i] for i in missing]
+        noun = f"of {len(files)} files missing under {root}"
+        raise DatasetError(f"{source}: {_summarise(names, noun)}")
+
+
+def _check_classes(labels: np.ndarray, num_classes: int, source: str) -> None:
+    """Every class ``0..num_classes-1`` must hold at least one image."""
+    empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
+    if len(empty):
+        noun = f"of {num_classes} classes have no images"
+        raise DatasetError(f"{source}: {_summarise(empty.tolist(), noun)} "
+                           "(labels must cover 0..C-1)")
+
+
+def _warn_duplicates(files: Sequence[str], source: str) -> None:
+    duplicates = [path for path, n in Counter(files).items() if n > 1]
+    if duplicates:
+        warnings.warn(f"{source}: {_summarise(duplicates, 'paths listed more than once')}",
+                      stacklevel=3)
+
+
+def _class_names(class_names: Sequence[str] | None, num_classes: int,
+                 source: str) -> tuple[str, ...]:
+    if class_names is None:
+        return tuple(str(k) for k in range(num_classes))
+    if len(class_names) != num_classes:
+        raise DatasetError(f"{source}: {len(class_names)} class names for {num_classes} classes")
+    return tuple(class_names)
+
+
+# --------------------------------------------------------------------------- split files
+
+def _parse_split_line(line: str, where: str) -> tuple[str, int]:
+    """``"relative/path with spaces.jpg 17"`` -> ``("relative/path with spaces.jpg", 17)``."""
+    parts = line.rsplit(None, 1)
+    if len(parts) < 2:
+        raise DatasetError(f"{where}: missing label "
+                           f"(expected '<relative/path> <label>', got {line!r})")
+    path, token = parts
+    try:
+        label = int(token)
+    except ValueError:
+        raise DatasetError(f"{where}: label {token!r} is not an integer") from None
+    if label < 0:
+        raise DatasetError(f"{where}: label {label} is negative")
+    return path, label
+
+
+def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                    num_classes: int | None = None, class_names: Sequence[str] | None = None,
+                    check_files: bool = True) -> LongTailDataset:
+    """Read a split file: one ``relative/path.jpg <label>`` per line.
+
+    The last whitespace-separated token is the label, everything before it the path (so
+    paths may contain spaces). Blank lines and lines starting with ``#`` are ignored.
+    ``root`` defaults to the split file's folder. The number of classes C is ``num_classes``
+    (or ``len(class_names)``), else ``max(label) + 1``; every class in ``0..C-1`` must occur.
+    Class names default to ``str(k)``. Duplicate paths give a warning.
+    """
+    path = Path(path)
+    source = str(path)
+    root = Path(root) if root is not None else path.parent
+    if num_classes is None and class_names is not None:
+        num_classes = len(class_names)
+    files: list[str] = []
+    labels: list[int] = []
+    line_numbers: list[int] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            where = f"{source}:{number}"
+            file, label = _parse_split_line(line, where)
+            if num_classes is not None and label >= num_classes:
+                raise DatasetError(f"{where}: label {label} >= num_classes ({num_classes})")
+            files.append(file)
+            labels.append(label)
+            line_numbers.append(number)
+    if not files:
+        raise DatasetError(f"{source}: no entries")
+    labels_array = np.asarray(labels, dtype=np.int64)
+    num_classes = num_classes if num_classes is not None else int(labels_array.max()) + 1
+    _check_classes(labels_array, num_classes, source)
+    _warn_duplicates(files, source)
+    _check_root(root, source)
+    if check_files:
+        _check_files(root, files, source,
+                     [f"line {n}: {file}" for n, file in zip(line_numbers, files)])
+    return LongTailDataset(root, tuple(files), labels_array,
+                           _class_names(class_names, num_classes, source), source)
+
+
+# --------------------------------------------------------------------------- iNat JSON
+
+def _field(entry: object, key: str, where: str) -> object:
+    if not isinstance(entry, dict) or key not in entry:
+        raise DatasetError(f"{where} lacks {key!r}")
+    return entry[key]
+
+
+def _inat_categories(document: dict, annotations: list, source: str) -> tuple[list, list[str]]:
+    """Sorted category ids and their names (``name`` field, else ``str(id)``).
+
+    Without a ``categories`` list the ids are those used by the annotations.
+    """
+    if "categories" not in document:
+        ids = sorted({_field(a, "category_id", f"{source}: annotations[{i}]")
+                      for i, a in enumerate(annotations)})
+        return ids, [str(i) for i in ids]
+    names = {_field(c, "id", f"{source}: categories[{i}]"): c.get("name", str(c["id"]))
+             for i, c in enumerate(document["categories"])}
+    ids = sorted(names)
+    return ids, [str(names[i]) for i in ids]
+
+
+def read_inat_json(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                   check_files: bool = True) -> LongTailDataset:
+    """Read an iNaturalist 2018 COCO-style annotation file.
+
+    Uses ``images[{id, file_name}]``, ``annotations[{image_id, category_id}]`` and
+    ``categories[{id, name}]``. Category ids are mapped to contiguous labels ``0..C-1`` in
+    sorted id order; files keep the order of ``images``. Every image needs exactly one
+    annotation and every category at least one image. ``root`` defaults to the JSON's folder
+    (iNat ``file_name`` values are relative to the data folder).
+    """
+    path = Path(path)
+    source = str(path)
+    root = Path(root) if root is not None else path.parent
+    with open(path, encoding="utf-8") as f:
+        try:
+            document = json.load(f)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{source}:{error.lineno}: invalid JSON ({error.msg})") from None
+    images = _field(document, "images", source)
+    annotations = _field(document, "annotations", source)
+    category_ids, names = _inat_categories(document, annotations, source)
+    label_of_category = {c: k for k, c in enumerate(category_ids)}
+
+    label_of_image: dict[object, int] = {}
+    for i, annotation in enumerate(annotations):
+        where = f"{source}: annotations[{i}]"
+        image_id = _field(annotation, "image_id", where)
+        category = _field(annotation, "category_id", where)
+        if category not in label_of_category:
+            raise DatasetError(f"{where}: category_id {category!r} is not in categories")
+        if image_id in label_of_image:
+            raise DatasetError(f"{where}: image_id {image_id!r} has more than one annotation")
+        label_of_image[image_id] = label_of_category[category]
+
+    files = [str(_field(image, "file_name", f"{source}: images[{i}]"))
+             for i, image in enumerate(images)]
+    ids = [_field(image, "id", f"{source}: images[{i}]") for i, image in enumerate(images)]
+    unannotated = [f"{i} ({file})" for i, file in zip(ids, files) if i not in label_of_image]
+    if unannotated:
+        raise DatasetError(f"{source}: {_summarise(unannotated, 'images without annotation')}")
+    if not files:
+        raise DatasetError(f"{source}: no images")
+    labels = np.array([label_of_image[i] for i in ids], dtype=np.int64)
+    _check_classes(labels, len(category_ids), source)
+    _warn_duplicates(files, source)
+    _check_root(root, source)
+    if check_files:
+        _check_files(root, files, source)
+    return LongTailDataset(root, tuple(files), labels, tuple(names), source)
+
+
+# --------------------------------------------------------------------------- image folders
+
+def _image_files(class_dir: Path, extensions: tuple[str, ...]) -> list[str]:
+    """Images below ``class_dir`` (recursively), relative to its parent, in torchvision order."""
+    found = []
+    for folder, _, names in sorted(os.walk(class_dir, followlinks=True)):
+        relative = Path(folder).relative_to(class_dir.parent)
+        found.extend((relative / name).as_posix() for name in sorted(names)
+                     if name.lower().endswith(extensions))
+    return found
+
+
+def read_image_folder(root: str | os.PathLike, *,
+                      extensions: Iterable[str] = IMAGE_EXTENSIONS,
+                      check_files: bool = False) -> LongTailDataset:
+    """Read ``root/<class>/<file>`` as torchvision's ``ImageFolder`` does.
+
+    Classes are the sub-folders of ``root`` sorted by name (label k = k-th name); files are
+    found recursively, in sorted order, by case-insensitive extension. Every class folder must
+    hold an image. The files come from a listing, so ``check_files=True`` only catches
+    dangling symbolic links.
+    """
+    root = Path(root)
+    source = str(root)
+    _check_root(root, source)
+    extensions = tuple(e.lower() for e in extensions)
+    class_names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if not class_names:
+        raise DatasetError(f"{source}: no class folders")
+    files: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(class_names):
+        class_files = _image_files(root / name, extensions)
+        if not class_files:
+            raise DatasetError(f"{source}: class folder {name!r} holds no images "
+                               f"(extensions {', '.join(extensions)})")
+        files.extend(class_files)
+        labels.extend([label] * len(class_files))
+    if check_files:
+        _check_files(root, files, source)
+    return LongTailDataset(root, tuple(files), np.asarray(labels, dtype=np.int64),
+                           tuple(class_names), source)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+def load_dataset(source: str | os.PathLike, root: str | os.PathLike | None = None, *,
+                 check_files: bool = True, num_classes: int | None = None) -> LongTailDataset:
+    """Read ``source``: a folder as an image folder, ``*.json`` as iNat JSON, else a split file.
+
+    ``root`` applies to split files and JSON only. ``num_classes``, when given, must match the
+    number of classes found.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DatasetError(f"{source}: not found")
+    if source.is_dir():
+        if root is not None:
+            raise DatasetError(f"{source}: root applies to split files and JSON, "
+                               "not to image folders")
+        dataset = read_image_folder(source, check_files=check_files)
+    elif source.suffix.lower() == ".json":
+        dataset = read_inat_json(source, root, check_files=check_files)
+    else:
+        return read_split_file(source, root, num_classes=num_classes, check_files=check_files)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise DatasetError(f"{source}: found {dataset.num_classes} classes, "
+                           f"expected num_classes={num_classes}")
+    return dataset
+
+
+# --------------------------------------------------------------------------- long-tailed subsets
+
+def long_tailed_counts(num_classes: int, imbalance_ratio: float, n_max: int) -> np.ndarray:
+    """CIFAR-LT class sizes: ``n_i = int(n_max * (1 / ratio) ** (i / (C - 1)))``.
+
+    Class 0 keeps ``n_max``, class ``C-1`` keeps ``int(n_max / ratio)``; the profile in between
+    is exponential (Cao et al. 2019, as used by CMO). ``C = 1`` keeps ``n_max``.
+    """
+    if not imbalance_ratio >= 1 or not np.isfinite(imbalance_ratio):
+        raise ValueError(f"imbalance_ratio must be a finite number >= 1, got {imbalance_ratio}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if n_max < 1:
+        raise ValueError(f"n_max must be >= 1, got {n_max}")
+    factor = 1.0 / imbalance_ratio
+    steps = max(num_classes - 1, 1)
+    return np.array([int(n_max * factor ** (i / steps)) for i in range(num_classes)],
+                    dtype=np.int64)
+
+
+def long_tailed_subset(dataset: LongTailDataset, imbalance_ratio: float, *, seed: int = 0,
+                       n_max: int | None = None) -> LongTailDataset:
+    """Subsample ``dataset`` to the CIFAR-LT profile of :func:`long_tailed_counts`.
+
+    ``n_max`` defaults to the largest class count. Class k keeps a uniformly random subset of
+    its images, drawn by a generator seeded with ``(seed, k)``; files keep their order.
+    CIFAR-10 train with ratio 100 keeps 12,406 images, CIFAR-100 10,847.
+    """
+    counts = dataset.class_counts
+    quotas = long_tailed_counts(dataset.num_classes, imbalance_ratio,
+                                int(counts.max()) if n_max is None else n_max)
+    short = np.flatnonzero(counts < quotas)
+    if len(short):
+        raise DatasetError(f"{dataset.source}: " + _summarise(
+            [f"{k} ({counts[k]} < {quotas[k]})" for k in short],
+            f"classes have fewer images than imbalance_ratio={imbalance_ratio} asks for"))
+    members = np.split(np.argsort(dataset.labels, kind="stable"), np.cumsum(counts)[:-1])
+    keep = np.concatenate([np.random.default_rng([seed, k]).choice(members[k], quota, replace=False)
+                           for k, quota in enumerate(quotas)])
+    keep.sort()
+    source = (f"{dataset.source} (long-tailed subset: imbalance_ratio={imbalance_ratio}, "
+              f"seed={seed})")
+    return LongTailDataset(dataset.root, tuple(dataset.files[i] for i in keep),
+                           dataset.labels[keep], dataset.class_names, source)
+
+
+def repeated_file_dataset(images_dir: str | os.PathLike, imbalance_ratio: float = 256.0,
+                          n_max: int = 1280, num_images: int | None = None) -> LongTailDataset:
+    """A long-tailed list over any folder of JPEGs, one class per file.
+
+    The files (found recursively, sorted by relative path) are classes ``0..C-1``; class k's
+    file is listed ``max(1, int(n_max * (1 / ratio) ** (k / (C - 1))))`` times, the profile of
+    the ImageNet-LT-like list benchmarks use (:func:`dali_cmo.data.shared_data.imagenet_samples_dataset`). ``num_images`` scales the profile to about that
+    many entries. Every class keeps at least one entry.
+    """
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--images-dir {root} is not a folder")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
+    if not files:
+        raise FileNotFoundError(f"no JPEG files (*.jpg, *.jpeg) under {root}")
+    counts = long_tailed_counts(len(files), imbalance_ratio, n_max)
+    if num_images is not None:
+        counts = (counts * (num_images / counts.sum())).astype(int)
+    counts = counts.clip(min=1)
+    listed = [name for name, n in zip(files, counts) for _ in range(n)]
+    labels = [k for k, n in enumerate(counts) for _ in range(n)]
+    names = [Path(name).stem for name in files]
+    return LongTailDataset(root, listed, labels, names, f"{root} (long-tailed list)")

@@ -1,0 +1,152 @@
+"""PyTorch iterators over the training and evaluation pipelines.
+
+Epochs: P decides the epoch (each shard sees ``ceil(N / num_shards)`` positions, see
+:meth:`dali_cmo.data.sampling.EpochSampler.shard`); Q follows it position by position. The last
+batch of an epoch is partial (``len()`` counts it), so every P sample of a shard appears exactly
+once per epoch.
+
+Exact resume uses DALI checkpointing: :meth:`CMOIterator.state_dict` holds the pipeline's
+serialized checkpoint (operator RNG states and the sources' epoch and iteration; the sources are
+pure functions of those), so a restored iterator yields the same next batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from dali_cmo.data.integrity import BadImageError, culprit_error
+from dali_cmo.data.targets import soft_targets
+
+
+def to_torch(batch, device: str) -> torch.Tensor:
+    """A DALI TensorList (uniform shape) as a torch tensor on the pipeline's device.
+
+    GPU pipelines also have CPU outputs (labels from the sources, ``lam`` from ``cmo_box``):
+    those are copied to the current CUDA device.
+    """
+    from nvidia.dali.backend import TensorListGPU
+
+    tensor = batch.as_tensor()
+    if isinstance(batch, TensorListGPU):
+        from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+        out = torch.empty(tensor.shape(), dtype=to_torch_type[tensor.dtype], device="cuda")
+        feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream())
+        return out
+    cpu = torch.from_numpy(np.array(tensor))
+    return cpu.to("cuda", non_blocking=True) if device == "gpu" else cpu
+
+
+def run_naming_bad_files(pipe, sources, epoch: int, position: int):
+    """``pipe.run()``; a decoder failure is re-raised as a :class:`BadImageError` naming the file
+    when one of the ``sources``' recent batches holds it (StopIteration passes through)."""
+    try:
+        return pipe.run()
+    except BadImageError:
+        raise
+    except RuntimeError as error:
+        culprit = culprit_error(error, sources, epoch, position)
+        if culprit is None:
+            raise
+        raise culprit from error
+
+
+@dataclass
+class CMOBatch:
+    """One training batch: ``images`` (N, C, H, W), targets of background and foreground, and the
+    background share ``lam`` (1.0 where nothing was pasted). The loss is
+    ``lam * L(out, target_b) + (1 - lam) * L(out, target_f)``."""
+    images: torch.Tensor
+    target_b: torch.Tensor
+    target_f: torch.Tensor
+    lam: torch.Tensor
+    epoch: int
+
+    def soft_targets(self, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
+        return soft_targets(self.target_b, self.target_f, self.lam, num_classes, smoothing)
+
+    def __len__(self) -> int:
+        return len(self.target_b)
+
+
+class CMOIterator:
+    """Yields :class:`CMOBatch` epoch by epoch from a ``pipelines.training.TrainingPipeline``."""
+
+    def __init__(self, training_pipeline, state: dict | None = None):
+        self.source = training_pipeline
+        self.epoch = 0      # the epoch the next batch belongs to
+        self.position = 0   # batches of that epoch already yielded
+        self._pipe = None
+        if state is not None:
+            self.load_state_dict(state)
+
+    def __len__(self) -> int:
+        return self.source.batches_per_epoch()
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            self._pipe = self.source.build()
+        return self._pipe
+
+    def _convert(self, outputs) -> CMOBatch:
+        device = self.source.device
+        images = to_torch(outputs[0], device)
+        target_b = to_torch(outputs[1], device).long().reshape(-1)
+        if len(outputs) == 4:
+            target_f = to_torch(outputs[2], device).long().reshape(-1)
+            lam = to_torch(outputs[3], device).float().reshape(-1)
+        else:  # a variant without foregrounds: nothing pasted
+            target_f, lam = target_b, torch.ones(len(target_b), device=images.device)
+        return CMOBatch(images, target_b, target_f, lam, self.epoch)
+
+    def epoch_batches(self) -> Iterator[CMOBatch]:
+        """The remaining batches of the current epoch; afterwards the next epoch is current."""
+        streams = self.source.streams
+        sources = (streams.background, streams.foreground)
+        while True:
+            try:
+                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position)
+            except StopIteration:
+                self.pipe.reset()
+                self.epoch, self.position = self.epoch + 1, 0
+                return
+            self.position += 1
+            yield self._convert(outputs)
+
+    def state_dict(self) -> dict:
+        """Where the stream stands: enough to continue exactly (JSON-serialisable)."""
+        return {"epoch": self.epoch, "position": self.position,
+                "dali_checkpoint": self.pipe.checkpoint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._pipe = self.source.build(checkpoint=state["dali_checkpoint"])
+
+
+class EvalIterator:
+    """Yields ``(images, targets)`` once over an ``pipelines.evaluation.EvalPipeline`` shard."""
+
+    def __init__(self, eval_pipeline):
+        self.source = eval_pipeline
+        self._pipe = None
+
+    def __len__(self) -> int:
+        return self.source.batches_per_epoch()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._pipe is None:
+            self._pipe = self.source.build()
+        device = self.source.device
+        position = 0
+        while True:
+            try:
+                images, labels = run_naming_bad_files(self._pipe, (self.source.source,), 0,
+                                                      position)
+            except StopIteration:
+                self._pipe.reset()
+                return
+            position += 1
+            yield to_torch(images, device), to_torch(labels, device).long().reshape(-1)

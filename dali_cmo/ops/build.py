@@ -1,0 +1,173 @@
+"""Build the ``cmo_paste`` / ``cmo_box`` DALI operator library.
+
+Compiles ``dali_cmo/ops/csrc`` against the installed DALI (its own include dir, ABI flag and
+``-ldali``) into ``dali_cmo/ops/lib/libdali_cmo.so``, and records what it was built against in
+``dali_cmo/ops/lib/build_info.json`` so that :func:`dali_cmo.load_plugin` can refuse a stale
+library with a clear message.
+
+The CPU operators are always built. The CUDA operators are built when ``nvcc`` is found;
+``DALI_CMO_CUDA=0`` forces a CPU-only library, ``DALI_CMO_CUDA=1`` makes a missing ``nvcc``
+an error. ``DALI_CMO_CUDA_ARCHS`` (default ``80;90``) lists the SM versions to compile for;
+PTX for the newest one is embedded too, so newer GPUs JIT-compile it.
+
+Run it by hand with ``python -m dali_cmo build`` (``--cuda``/``--no-cuda``, ``--archs``);
+``pip install`` runs it through ``setup.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCE_DIR = PACKAGE_DIR / "csrc"
+LIB_DIR = PACKAGE_DIR / "lib"
+LIBRARY_NAME = "libdali_cmo.so"
+BUILD_INFO_NAME = "build_info.json"
+DEFAULT_ARCHS = "80;90"
+
+
+class BuildError(RuntimeError):
+    """The operator library could not be built; the message says which step failed."""
+
+
+def _dali_flags() -> tuple[str, list[str], list[str]]:
+    try:
+        import nvidia.dali as dali
+        import nvidia.dali.sysconfig as sysconfig
+    except ImportError as err:
+        raise BuildError(
+            "nvidia-dali is not installed in this Python; install nvidia-dali-cuda120 first "
+            f"({err})") from err
+    return dali.__version__, sysconfig.get_compile_flags(), sysconfig.get_link_flags()
+
+
+def find_nvcc() -> str | None:
+    """``nvcc`` from ``CUDA_HOME``/``CUDA_PATH``, ``PATH`` or ``/usr/local/cuda``."""
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and (Path(home) / "bin" / "nvcc").is_file():
+            return str(Path(home) / "bin" / "nvcc")
+    return shutil.which("nvcc")
+
+
+def _cuda_include_dir(nvcc: str | None) -> Path:
+    """CUDA headers: DALI's own headers include them even in a CPU-only build."""
+    candidates = []
+    if nvcc:
+        candidates.append(Path(nvcc).resolve().parent.parent / "include")
+    candidates += [Path(p) / "include" for p in
+                   (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda") if p]
+    # The CUDA runtime wheel that PyTorch depends on ships the headers as well.
+    for site in sys.path:
+        candidates += sorted(Path(site).glob("nvidia/cu*/include")) if site else []
+        candidates += sorted(Path(site).glob("nvidia/cuda_runtime/include")) if site else []
+    for path in candidates:
+        if (path / "cuda_runtime_api.h").is_file():
+            return path
+    raise BuildError("CUDA headers (cuda_runtime_api.h) not found: DALI's headers need them even "
+                     "for the CPU-only library. Install the CUDA toolkit or set CUDA_HOME.")
+
+
+def _run(cmd: list[str], what: str, verbose: bool) -> None:
+    if verbose:
+        print(" ".join(cmd), flush=True)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"{what} failed (exit {result.returncode}):\n{' '.join(cmd)}\n"
+                         f"{result.stdout}{result.stderr}")
+
+
+def _resolve_cuda(cuda: bool | None) -> str | None:
+    """Which nvcc to use, or None for a CPU-only build."""
+    if cuda is None:
+        env = os.environ.get("DALI_CMO_CUDA", "auto").lower()
+        cuda = {"0": False, "off": False, "no": False, "1": True, "on": True, "yes": True}.get(env)
+    nvcc = find_nvcc()
+    if cuda and not nvcc:
+        raise BuildError("a CUDA build was requested but nvcc was not found "
+                         "(set CUDA_HOME or put nvcc on PATH)")
+    return nvcc if cuda is not False else None
+
+
+def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LIB_DIR,
+          verbose: bool = False) -> dict:
+    """Compile the library into ``out_dir``; returns the recorded build info.
+
+    ``cuda``: True/False forces the choice, None decides from ``DALI_CMO_CUDA`` and ``nvcc``.
+    """
+    dali_version, compile_flags, link_flags = _dali_flags()
+    nvcc = _resolve_cuda(cuda)
+    cuda_include = _cuda_include_dir(nvcc)
+    archs = archs or os.environ.get("DALI_CMO_CUDA_ARCHS", DEFAULT_ARCHS)
+    arch_list = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
+    common = ["-std=c++20", "-O3", "-fPIC", f"-I{SOURCE_DIR}", f"-I{cuda_include}", *compile_flags]
+    if nvcc:
+        common.append("-DDALI_CMO_WITH_CUDA=1")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        objects = []
+        for source in sorted(SOURCE_DIR.glob("*.cc")):
+            obj = Path(tmp) / (source.stem + ".o")
+            _run(["g++", *common, "-Wall", "-c", str(source), "-o", str(obj)],
+                 f"compiling {source.name}", verbose)
+            objects.append(str(obj))
+        if nvcc:
+            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in arch_list]
+            gencode.append(f"-gencode=arch=compute_{arch_list[-1]},code=compute_{arch_list[-1]}")
+            for source in sorted(SOURCE_DIR.glob("*.cu")):
+                obj = Path(tmp) / (source.stem + ".cu.o")
+                _run([nvcc, *gencode, "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
+                      *[f for f in common if f not in ("-fPIC",)], "-c", str(source), "-o", str(obj)],
+                     f"compiling {source.name} with nvcc", verbose)
+                objects.append(str(obj))
+        staged = Path(tmp) / LIBRARY_NAME
+        linker = [nvcc, "-shared", "-Xcompiler", "-fPIC"] if nvcc else ["g++", "-shared", "-fPIC"]
+        _run([*linker, *objects, "-o", str(staged), *link_flags], "linking", verbose)
+        # Replace the library atomically: a running process keeps the old file's inode.
+        target = out_dir / LIBRARY_NAME
+        shutil.copy2(staged, target.with_suffix(".so.tmp"))
+        os.replace(target.with_suffix(".so.tmp"), target)
+
+    info = {
+        "dali_version": dali_version,
+        "cuda": bool(nvcc),
+        "cuda_archs": arch_list if nvcc else [],
+        "library": LIBRARY_NAME,
+        "size_bytes": (out_dir / LIBRARY_NAME).stat().st_size,
+    }
+    (out_dir / BUILD_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dali_cmo build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--cuda", dest="cuda", action="store_true", default=None,
+                       help="build the CUDA operators (error if nvcc is missing)")
+    group.add_argument("--no-cuda", dest="cuda", action="store_false",
+                       help="build the CPU operators only")
+    parser.add_argument("--archs", help=f"SM versions, e.g. '80;90' (default {DEFAULT_ARCHS})")
+    parser.add_argument("--out-dir", type=Path, default=LIB_DIR,
+                        help="where to write the library (default: the package's lib/)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print compiler commands")
+    args = parser.parse_args(argv)
+    try:
+        info = build(args.cuda, args.archs, args.out_dir, args.verbose)
+    except BuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"built {args.out_dir / LIBRARY_NAME} ({info['size_bytes'] / 2**20:.1f} MiB, "
+          f"DALI {info['dali_version']}, "
+          f"{'CUDA sm_' + '/sm_'.join(info['cuda_archs']) if info['cuda'] else 'CPU only'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

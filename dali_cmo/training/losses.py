@@ -1,0 +1,199 @@
+"""Losses for long-tailed training with CMO.
+
+Notation: ``z`` logits of shape (N, C), ``y`` integer targets (N,), ``n_k`` the number of
+training images of class ``k``, ``C`` the number of classes.
+
+Every loss module here returns **one value per sample** (``reduction='none'``), so that the
+CMO mix can be formed exactly for any of them (DESIGN.md, section 1)::
+
+    loss = mean_i [ lam_i * L(z_i, y_b,i) + (1 - lam_i) * L(z_i, y_f,i) ]      (mixed_loss)
+
+``lam_i`` is the background share of image ``i`` (1.0 where nothing was pasted).
+
+Losses (names accepted by :func:`build_loss`):
+
+* ``ce``   -- cross entropy, optionally class-weighted (deferred re-weighting, DRW).
+* ``bs``   -- Balanced Softmax (Ren et al., NeurIPS 2020): CE of ``z + log(prior)``.
+* ``ldam`` -- LDAM (Cao et al., NeurIPS 2019): CE of ``s * (z - m_y * onehot(y))``.
+
+Class weights (DRW, Cao et al. 2019; weights from Cui et al., CVPR 2019) are set at run time
+with ``set_class_weights`` on any of the three. A weighted per-sample loss is
+``w_y * L(z, y)``; :func:`mixed_loss` then averages over the batch (divides by N). Note that
+torch's ``cross_entropy(weight=w, reduction='mean')``, used by the reference code, divides by
+``sum_i w_{y_i}`` instead; the two differ by the batch's mean weight, a per-batch scalar factor
+on the step size.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LOSS_NAMES = ("ce", "bs", "ldam")
+
+PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _class_counts(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """``class_counts`` as a float64 vector, checked: one entry per class, all positive."""
+    counts = torch.as_tensor(class_counts, dtype=torch.float64).flatten()
+    if counts.numel() == 0:
+        raise ValueError("class_counts must hold one count per class; got an empty sequence")
+    if bool((counts <= 0).any()):
+        empty = torch.nonzero(counts <= 0).flatten().tolist()
+        raise ValueError(f"class_counts must be positive for every class; classes {empty[:10]} "
+                         f"have no training samples")
+    return counts
+
+
+def mixed_loss(per_sample_loss: PerSampleLoss, logits: torch.Tensor, target_b: torch.Tensor,
+               target_f: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
+    """CMO / CutMix loss, exact for any per-sample loss ``L``.
+
+    ``mean_i [lam_i * L(logits_i, target_b_i) + (1 - lam_i) * L(logits_i, target_f_i)]``
+
+    Args:
+        per_sample_loss: ``L(logits, target) -> (N,)``, one loss per sample.
+        logits: (N, C) model outputs for the mixed images.
+        target_b: (N,) labels of the backgrounds.
+        target_f: (N,) labels of the pasted foregrounds.
+        lam: (N,) background share per sample (or one float for the batch).
+    """
+    lam = torch.as_tensor(lam, dtype=logits.dtype, device=logits.device)
+    return (lam * per_sample_loss(logits, target_b)
+            + (1.0 - lam) * per_sample_loss(logits, target_f)).mean()
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Per-sample cross entropy against soft targets: ``-sum_k t_k * log_softmax(z)_k``.
+
+    The soft targets come from :func:`dali_cmo.data.targets.soft_targets`. For Balanced Softmax
+    pass ``logits + BalancedSoftmaxLoss.log_prior``.
+    """
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1)
+
+
+class _ClassWeighted(nn.Module):
+    """Holds optional per-class weights ``w`` (C,) that scale each sample's loss by ``w_y``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.class_weights: torch.Tensor | None = None
+
+    def set_class_weights(self, weights: torch.Tensor | Sequence[float] | None) -> None:
+        """Set (or clear, with ``None``) the per-class weights, e.g. from DRW."""
+        self.class_weights = (None if weights is None
+                              else torch.as_tensor(weights, dtype=torch.float32).flatten())
+
+    def _weight(self, logits: torch.Tensor) -> torch.Tensor | None:
+        if self.class_weights is None:
+            return None
+        if self.class_weights.numel() != logits.shape[-1]:
+            raise ValueError(f"class weights have {self.class_weights.numel()} entries but the "
+                             f"logits have {logits.shape[-1]} classes")
+        return self.class_weights.to(device=logits.device, dtype=logits.dtype)
+
+
+class CrossEntropy(_ClassWeighted):
+    """Per-sample cross entropy ``w_y * (logsumexp(z) - z_y)`` (``w = 1`` without weights)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, weight=self._weight(logits), reduction="none")
+
+
+class BalancedSoftmaxLoss(_ClassWeighted):
+    """Balanced Softmax (Ren et al., NeurIPS 2020), per sample.
+
+    ``L(z, y) = w_y * CE(z + log(pi), y)`` with the training prior ``pi_k = n_k / sum_j n_j``.
+    Predict with the plain logits ``z`` (the prior is only added inside the loss).
+    """
+
+    def __init__(self, class_counts: Sequence[int] | torch.Tensor) -> None:
+        super().__init__()
+        counts = _class_counts(class_counts)
+        self.register_buffer("log_prior", torch.log(counts / counts.sum()).float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        adjusted = logits + self.log_prior.to(logits.dtype)
+        return F.cross_entropy(adjusted, target, weight=self._weight(logits), reduction="none")
+
+
+class LDAMLoss(_ClassWeighted):
+    """Label-distribution-aware margin loss (Cao et al., NeurIPS 2019), per sample.
+
+    Margins ``m_k = max_margin * n_k^(-1/4) / max_j n_j^(-1/4)`` (the rarest class gets
+    ``max_margin``). ``L(z, y) = w_y * CE(scale * (z - m_y * onehot(y)), y)``.
+
+    The logits are expected to be cosines in [-1, 1] from a :class:`dali_cmo.training.models.NormedLinear`
+    head, as in the reference code (``scale`` = 30, ``max_margin`` = 0.5).
+    """
+
+    def __init__(self, class_counts: Sequence[int] | torch.Tensor, max_margin: float = 0.5,
+                 scale: float = 30.0) -> None:
+        super().__init__()
+        if max_margin <= 0:
+            raise ValueError(f"max_margin must be positive; got {max_margin}")
+        if scale <= 0:
+            raise ValueError(f"scale must be positive; got {scale}")
+        margins = _class_counts(class_counts) ** -0.25
+        self.register_buffer("margins", (margins * (max_margin / margins.max())).float())
+        self.scale = scale
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        margin = self.margins.to(logits.dtype)[target].unsqueeze(1)
+        shifted = logits.scatter_add(1, target.view(-1, 1), -margin)
+        return F.cross_entropy(self.scale * shifted, target, weight=self._weight(logits),
+                               reduction="none")
+
+
+def drw_class_weights(class_counts: Sequence[int] | torch.Tensor,
+                      beta: float = 0.9999) -> torch.Tensor:
+    """Class-balanced weights (Cui et al., CVPR 2019) as used by LDAM-DRW and CMO.
+
+    ``w_k = (1 - beta) / (1 - beta^n_k)`` (the inverse effective number of samples), then
+    rescaled so that ``sum_k w_k = C``. ``beta = 0`` gives all ones.
+
+    Returns:
+        (C,) float32 tensor.
+    """
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must be in [0, 1); got {beta}")
+    counts = _class_counts(class_counts)
+    weights = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts))
+    return (weights / weights.sum() * counts.numel()).float()
+
+
+class DeferredReweighting:
+    """DRW (Cao et al., NeurIPS 2019): no class weights before ``switch_epoch``, then the
+    class-balanced weights of :func:`drw_class_weights` from ``switch_epoch`` on (epochs
+    counted from 0, so the reference CIFAR recipe switches at epoch 160 of 200).
+    """
+
+    def __init__(self, class_counts: Sequence[int] | torch.Tensor, switch_epoch: int,
+                 beta: float = 0.9999) -> None:
+        if switch_epoch < 0:
+            raise ValueError(f"switch_epoch must be >= 0; got {switch_epoch}")
+        self.switch_epoch = switch_epoch
+        self._weights = drw_class_weights(class_counts, beta)
+
+    def weights(self, epoch: int) -> torch.Tensor | None:
+        """Class weights for ``epoch``: ``None`` before the switch, a (C,) tensor from it on."""
+        return None if epoch < self.switch_epoch else self._weights.clone()
+
+
+def build_loss(name: str, class_counts: Sequence[int] | torch.Tensor) -> nn.Module:
+    """A per-sample loss by name: ``ce``, ``bs`` (Balanced Softmax) or ``ldam``.
+
+    ``ldam`` expects a cosine head (``build_model(..., normed_linear=True)``).
+    """
+    if name == "ce":
+        return CrossEntropy()
+    if name == "bs":
+        return BalancedSoftmaxLoss(class_counts)
+    if name == "ldam":
+        return LDAMLoss(class_counts)
+    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")

@@ -1,0 +1,143 @@
+"""Pictures of a run: per-class accuracy against training count, and grids of CMO samples.
+
+Uses matplotlib's Agg renderer (through ``matplotlib.figure.Figure``, never pyplot, so no
+display or global backend is touched) and Pillow. The caption font is the DejaVu Sans that
+ships with matplotlib, so captions render the same on every machine.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from dali_cmo.data.groups import CIFAR_RULE, GroupRule
+
+_GROUP_COLOURS = {"many": "#dbe9f6", "medium": "#fdebd0", "few": "#f9d6d5"}
+
+
+def plot_per_class_accuracy(per_class: Sequence[float | None],
+                            class_counts: Sequence[int] | torch.Tensor, path: str | Path,
+                            title: str = "Per-class accuracy", *,
+                            rule: GroupRule = CIFAR_RULE) -> Path:
+    """Write a PNG: classes sorted by training count (descending), a bar of test accuracy
+    (percent) per class, the training count as a line on a log-scaled right axis, and the
+    Many / Medium / Few spans shaded (same thresholds as
+    :func:`dali_cmo.training.metrics.accuracy_report`). ``None`` accuracies (no test samples) get no bar.
+    """
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(torch.as_tensor(class_counts).cpu(), dtype=np.int64)
+    accuracy = np.array([np.nan if a is None else a for a in per_class], dtype=np.float64)
+    if accuracy.shape != counts.shape:
+        raise ValueError(f"per_class has {accuracy.size} entries but class_counts has "
+                         f"{counts.size}")
+    order = np.argsort(-counts, kind="stable")
+    x = np.arange(counts.size)
+    fig = Figure(figsize=(max(6.0, min(24.0, 0.06 * counts.size + 4.0)), 4.0), dpi=100)
+    ax = fig.add_subplot()
+    masks = rule.masks(counts[order])
+    for name, mask in masks.items():
+        members = np.flatnonzero(mask)
+        if members.size:
+            ax.axvspan(members[0] - 0.5, members[-1] + 0.5, color=_GROUP_COLOURS[name], zorder=0)
+            ax.text((members[0] + members[-1]) / 2, 101, name, ha="center", va="bottom",
+                    fontsize=9)
+    ax.bar(x, accuracy[order], width=0.8 if counts.size < 50 else 1.0, color="#2c7fb8",
+           zorder=2)
+    ax.set_xlim(-0.5, counts.size - 0.5)
+    ax.set_ylim(0, 110)
+    ax.set_xlabel("classes, by training count (descending)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{title}  [{rule.describe()}]", fontsize=10)
+    twin = ax.twinx()
+    twin.plot(x, np.maximum(counts[order], 1), color="#d95f0e", linewidth=1.5)
+    twin.set_yscale("log")
+    twin.set_ylabel("training images", color="#d95f0e")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+def sample_captions(target_b: Sequence[int] | torch.Tensor, target_f: Sequence[int] | torch.Tensor,
+                    lam: Sequence[float] | torch.Tensor,
+                    class_names: Sequence[str] | None = None) -> list[str]:
+    """Captions ``"bg 3 / fg 7 / λ=0.62"`` (class names instead of indices when given)."""
+    def name(k: int) -> str:
+        return str(k) if class_names is None else class_names[k]
+
+    return [f"bg {name(b)} / fg {name(f)} / λ={l:.2f}"
+            for b, f, l in zip(torch.as_tensor(target_b).tolist(),
+                               torch.as_tensor(target_f).tolist(),
+                               torch.as_tensor(lam, dtype=torch.float64).tolist())]
+
+
+def _to_uint8(images: torch.Tensor, mean: Sequence[float] | None,
+              std: Sequence[float] | None) -> np.ndarray:
+    """(N, C, H, W) -> (N, H, W, 3) uint8. Float input is de-normalised as ``x * std + mean``
+    and read in 0..255 units if any mean exceeds 1 (DALI's convention), else in 0..1."""
+    images = torch.as_tensor(images).detach().cpu()
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, C, H, W) with C = 1 or 3; "
+                         f"got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        pixels = images
+    else:
+        m = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float64)
+        s = torch.as_tensor(1.0 if std is None else std, dtype=torch.float64)
+        x = images.double() * s.reshape(-1, 1, 1) + m.reshape(-1, 1, 1)
+        scale = 1.0 if bool((m > 1).any()) else 255.0
+        pixels = (x * scale).round().clamp(0, 255).to(torch.uint8)
+    if pixels.shape[1] == 1:
+        pixels = pixels.expand(-1, 3, -1, -1)
+    return pixels.permute(0, 2, 3, 1).numpy()
+
+
+def save_sample_grid(images: torch.Tensor, path: str | Path, *,
+                     captions: Sequence[str] | None = None, nrow: int = 8,
+                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                     padding: int = 2) -> Path:
+    """Write a PNG grid of ``images`` (N, C, H, W), ``nrow`` tiles per row, ``padding`` px
+    between tiles (layout as ``torchvision.utils.make_grid``).
+
+    Images are uint8, or float (then de-normalised with ``mean``/``std`` if given, see
+    ``_to_uint8``). With ``captions`` (one per image, e.g. from :func:`sample_captions`) a text
+    line is drawn under each tile, and small tiles are enlarged by an integer factor (nearest
+    neighbour) so that the caption fits.
+    """
+    tiles = _to_uint8(images, mean, std)
+    n, h, w = tiles.shape[:3]
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1; got {nrow}")
+    if captions is not None and len(captions) != n:
+        raise ValueError(f"captions has {len(captions)} entries for {n} images")
+    zoom, caption_h, font = 1, 0, None
+    if captions is not None:
+        from matplotlib import font_manager
+
+        font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 11)
+        text_w = max((font.getbbox(c)[2] for c in captions), default=0) + 4
+        zoom = max(1, math.ceil(text_w / w))
+        caption_h = font.getbbox("Aλg")[3] + 4
+    tile_w, tile_h = w * zoom, h * zoom + caption_h
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    grid = Image.new("RGB", (cols * (tile_w + padding) + padding,
+                             rows * (tile_h + padding) + padding), "white")
+    draw = ImageDraw.Draw(grid)
+    for i in range(n):
+        left = padding + (i % cols) * (tile_w + padding)
+        top = padding + (i // cols) * (tile_h + padding)
+        tile = Image.fromarray(tiles[i])
+        if zoom > 1:
+            tile = tile.resize((tile_w, h * zoom), Image.Resampling.NEAREST)
+        grid.paste(tile, (left, top))
+        if captions is not None:
+            draw.text((left + 2, top + h * zoom + 1), captions[i], fill="black", font=font)
+    path = Path(path)
+    grid.save(path, format="PNG")
+    return path
