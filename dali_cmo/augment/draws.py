@@ -45,6 +45,24 @@ def maybe(transform: Callable, probability: float, images):
     return images
 
 
+def either(first: Callable, second: Callable, probability: float, images):
+    """``first(images)`` for the samples whose coin (``probability``) comes up, ``second(images)``
+    for the others: the reference's per-image branch choice (``lt_data.py``,
+    ``imbalance_cifar.py``: ``transform[0]`` if ``random.random() < 0.5`` else
+    ``transform[1]``).
+
+    Args:
+        first, second: functions of a batch of images, returning batches of one shape.
+        probability: the chance of ``first``.
+        images: uint8 HWC batch.
+    """
+    if coin(probability):
+        images = first(images)
+    else:
+        images = second(images)
+    return images
+
+
 def choose(transforms: Sequence[Callable], index, images):
     """``transforms[index](images)`` per sample: DALI's ``auto_aug`` ``select``, which splits the
     batch with conditionals so that every sample runs only its own transform.

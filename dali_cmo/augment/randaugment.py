@@ -174,16 +174,29 @@ class RandAugment:
 
     def __call__(self, images):
         """Applies the ``n`` operations to a uint8 HWC batch (CPU or GPU)."""
-        names = list(OPERATIONS)
+        return self.apply(images, self.draw())
+
+    def draw(self) -> list:
+        """Per layer, the per-sample draws: ``op`` (index into :data:`OPERATIONS`, uniform),
+        ``applied`` (coin of ``probability``), ``level`` and ``sign`` (+-1, for the signed
+        operations)."""
+        draws = []
         for _ in range(self.n):
-            which = fn.random.uniform(values=list(range(len(names))), dtype=types.INT32)
+            op = fn.random.uniform(values=list(range(len(OPERATIONS))), dtype=types.INT32)
             applied = coin(self.probability)
             level = self.level()
             sign = 1.0 - 2.0 * fn.cast(coin(0.5), dtype=types.FLOAT)
-            transforms = [functools.partial(_apply, OPERATIONS[name], level, sign, self)
-                          for name in names]
-            if applied:
-                images = choose(transforms, which, images)
+            draws.append(dict(op=op, applied=applied, level=level, sign=sign))
+        return draws
+
+    def apply(self, images, draws: list):
+        """The layers of :meth:`draw` (or given draws) in turn."""
+        operations = list(OPERATIONS.values())
+        for layer in draws:
+            transforms = [functools.partial(_apply, operation, layer["level"], layer["sign"], self)
+                          for operation in operations]
+            if layer["applied"]:
+                images = choose(transforms, layer["op"], images)
         return images
 
     def level(self):

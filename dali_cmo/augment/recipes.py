@@ -27,12 +27,13 @@ paste operator, which fuses it; recipes with warps or Cutout flip first, as the 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
 from dali_cmo.augment import color, crops, filters, geometry
 from dali_cmo.augment.autoaugment import cifar10_policy
-from dali_cmo.augment.draws import coin
+from dali_cmo.augment.draws import either
 from dali_cmo.augment.randaugment import RandAugment
 
 DEFAULT_RANDAUGMENT = "rand-n2-m10-mstd0.5"
@@ -50,29 +51,32 @@ def _randaugment_branches(images, mirror, size, randaugment):
     images = geometry.flip(images, mirror)
     images = color.color_jitter(images, 0.4, 0.4, 0.4, 0.0)
     rand_augment = RandAugment.parse(randaugment, size=(size, size))
-    branch_a = coin(0.5)
-    if branch_a:
-        images = rand_augment(images)
-    else:
-        images = color.random_grayscale(images, 0.2)
-        images = filters.random_gaussian_blur(images, (0.1, 2.0), 0.5)
-    return images
+    return either(rand_augment, _simclr_imagenet, 0.5, images)
+
+
+def _simclr_imagenet(images):  # lt_data.py's second branch, after the shared crop and jitter
+    images = color.random_grayscale(images, 0.2)
+    return filters.random_gaussian_blur(images, (0.1, 2.0), 0.5)
 
 
 def _autoaugment_branches(decoded, mirror, size, randaugment):
-    branch_a = coin(0.5)
-    if branch_a:
-        images = crops.pad_crop(decoded, size)
-        images = geometry.flip(images, mirror)
-        images = cifar10_policy(images, (size, size))
-        images = geometry.cutout(images, (size, size), 16)
-    else:
-        images = crops.random_resized_crop(decoded, size, (0.2, 1.0))
-        images = geometry.flip(images, mirror)
-        images = color.color_jitter(images, 0.4, 0.4, 0.4, 0.1, probability=0.8)
-        images = color.random_grayscale(images, 0.2)
-        images = filters.random_gaussian_blur(images, (0.1, 2.0), 0.5)
-    return images
+    return either(functools.partial(_autoaugment_cifar, mirror, size),
+                  functools.partial(_simclr_cifar, mirror, size), 0.5, decoded)
+
+
+def _autoaugment_cifar(mirror, size, decoded):  # cifar_train.py's augmentation_regular
+    images = crops.pad_crop(decoded, size)
+    images = geometry.flip(images, mirror)
+    images = cifar10_policy(images, (size, size))
+    return geometry.cutout(images, (size, size), 16)
+
+
+def _simclr_cifar(mirror, size, decoded):  # cifar_train.py's augmentation_sim_cifar
+    images = crops.random_resized_crop(decoded, size, (0.2, 1.0))
+    images = geometry.flip(images, mirror)
+    images = color.color_jitter(images, 0.4, 0.4, 0.4, 0.1, probability=0.8)
+    images = color.random_grayscale(images, 0.2)
+    return filters.random_gaussian_blur(images, (0.1, 2.0), 0.5)
 
 
 @dataclass(frozen=True)
