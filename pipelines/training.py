@@ -12,6 +12,11 @@ decoded; with ``foreground_decode="region"`` only the pasted box of a foreground
 (``decoders.image_slice`` of the matching window of its random-resized-crop, resized to the box).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
 step, as the reference code does (for benchmarks).
+
+``augment`` picks the reference recipe's augmentation (``dali_cmo.augment.recipes``), applied to
+each stream independently before the paste. Region decoding needs a pointwise augmentation
+(``standard``); with the others a foreground's pixels depend on pixels outside its box (the
+contrast's grayscale mean, warps, blur), so pasted foregrounds are decoded whole instead.
 """
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from dataclasses import dataclass
 from nvidia.dali import fn, pipeline_def, types
 
 import dali_cmo
+from dali_cmo.augment.crops import pad_crop
+from dali_cmo.augment.randaugment import RandAugment
+from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import check_policy
@@ -47,7 +55,8 @@ class TrainConfig:
     image_size: int = 224
     foreground_decode: str = "region"
     dtype: str = "float32"
-    color_jitter: float = 0.0
+    augment: str = "standard"
+    randaugment: str = DEFAULT_RANDAUGMENT
     q_scheme: str = "reference"
     q_r: float = 1.0
     q_beta: float | str | None = None
@@ -71,8 +80,25 @@ class TrainConfig:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size}")
-        if not 0 <= self.color_jitter < 1:
-            raise ValueError(f"color_jitter must lie in [0, 1), got {self.color_jitter}")
+        if self.augment not in RECIPES:
+            raise ValueError(f"augment must be one of {', '.join(RECIPES)}; got {self.augment!r}")
+        if self.recipe.style not in (None, self.style):
+            raise ValueError(f"augment {self.augment!r} is the reference's {self.recipe.style} "
+                             f"recipe; it needs style {self.recipe.style!r}, got {self.style!r}")
+        RandAugment.parse(self.randaugment)
+
+    @property
+    def recipe(self):
+        """The augmentation (``dali_cmo.augment.recipes``) applied to both streams."""
+        return RECIPES[self.augment]
+
+    @property
+    def region_decode(self) -> bool:
+        """Whether pasted foregrounds decode only their box: asked for, ImageNet-style crops,
+        and a pointwise augmentation (any other reads pixels outside the box, so the pasted
+        foregrounds are decoded whole and see exactly what a full decode gives)."""
+        return (self.foreground_decode == "region" and self.style == "imagenet"
+                and self.recipe.pointwise)
 
     @property
     def mean_std(self):
@@ -95,18 +121,22 @@ def train_crop(encoded, config: TrainConfig, device: str):
                                                output_type=types.RGB, random_area=RRC_AREA,
                                                random_aspect_ratio=RRC_ASPECT, num_attempts=10)
         images = fn.resize(images, size=[size, size])
-    else:  # torchvision RandomCrop(size, padding=4): offsets -4..4 with zero padding
-        images = fn.decoders.image(encoded, device=decoder_device(device), output_type=types.RGB)
-        offsets = [fn.cast(fn.random.uniform(values=list(range(-4, 5))), dtype=types.INT32)
-                   for _ in range(2)]
-        images = fn.slice(images, start=fn.stack(*offsets), shape=[size, size], axes=[0, 1],
-                          out_of_bounds_policy="pad", fill_values=0)
-    if config.color_jitter:
-        lo, hi = 1 - config.color_jitter, 1 + config.color_jitter
-        images = fn.color_twist(images, brightness=fn.random.uniform(range=[lo, hi]),
-                                contrast=fn.random.uniform(range=[lo, hi]),
-                                saturation=fn.random.uniform(range=[lo, hi]))
+    else:  # torchvision RandomCrop(size, padding=4)
+        images = pad_crop(fn.decoders.image(encoded, device=decoder_device(device),
+                                            output_type=types.RGB), size)
     return images
+
+
+def train_images(encoded, mirror, config: TrainConfig, device: str):
+    """One stream's training images: decode, crop and the config's augmentation (uint8 HWC).
+    Recipes that flip (``recipe.flips``) apply ``mirror`` here; the others leave it to the
+    paste."""
+    recipe = config.recipe
+    if recipe.decoded_input:
+        images = fn.decoders.image(encoded, device=decoder_device(device), output_type=types.RGB)
+    else:
+        images = train_crop(encoded, config, device)
+    return recipe(images, mirror, config.image_size, config.randaugment)
 
 
 def region_decode(encoded, box, mirror, config: TrainConfig, device: str):
@@ -175,30 +205,32 @@ class TrainingPipeline:
         def graph():
             encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
                                                     batch=True, batch_info=True)
-            background = train_crop(encoded_b, config, device)
             mirror_b = fn.random.coin_flip(probability=0.5)
+            background = train_images(encoded_b, mirror_b, config, device)
+            paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
             if not self.has_foreground:
-                images = fn.crop_mirror_normalize(background, mirror=mirror_b, mean=mean, std=std,
-                                                  dtype=out_dtype, output_layout="CHW")
+                images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
+                                                  std=std, dtype=out_dtype, output_layout="CHW")
                 return images, label_b
             encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
                                                            batch=True, batch_info=True)
             mirror_f = fn.random.coin_flip(probability=0.5)
+            paste_mirror_f = 0 if config.recipe.flips else mirror_f
             size = config.image_size
             box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,
                                   probability=fn.cast(flags, dtype=types.FLOAT),
                                   per_sample=config.per_sample)
             if config.foreground_decode == "naive":
-                foreground = train_crop(encoded_f, config, device)
+                foreground = train_images(encoded_f, mirror_f, config, device)
             elif (box[2] > box[0]) & (box[3] > box[1]):
-                if config.foreground_decode == "region" and config.style == "imagenet":
+                if config.region_decode:
                     foreground = region_decode(encoded_f, box, mirror_f, config, device)
                 else:
-                    foreground = train_crop(encoded_f, config, device)
+                    foreground = train_images(encoded_f, mirror_f, config, device)
             else:
                 foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
-            images, _ = fn.cmo_paste(background, foreground, box=box, mirror=mirror_b,
-                                     foreground_mirror=mirror_f, mean=mean, std=std,
+            images, _ = fn.cmo_paste(background, foreground, box=box, mirror=paste_mirror_b,
+                                     foreground_mirror=paste_mirror_f, mean=mean, std=std,
                                      dtype=out_dtype, output_layout="CHW")
             return (images, label_b, label_f, lam) + ((box,) if with_box else ())
 

@@ -108,8 +108,7 @@ PRESETS: dict[str, dict] = {
                         loss="bs", drw_epoch=None, image_size=224),
     # README "BS + CMO (400 epochs, RandAug)", PaCo's setting: lr 0.02, wd 5e-4, cosine,
     # warm-up 10 (paco_adjust_learning_rate). The README command says --epochs 100 but is
-    # titled 400 epochs; 400 is used here. RandAugment is part of that recipe and is not
-    # provided by these presets.
+    # titled 400 epochs; 400 is used here. Its RandAugment branches: see AUGMENT below.
     "imagenet-lt-400": dict(model="resnet50", epochs=400, batch_size=128, lr=0.02,
                             weight_decay=5e-4, momentum=0.9, warmup_epochs=10, decay="cosine",
                             decay_epochs=(), decay_factor=1.0, cmo_start=3, cmo_end=3,
@@ -129,6 +128,45 @@ PRESETS: dict[str, dict] = {
                       decay_epochs=(), decay_factor=1.0, cmo_start=3, cmo_end=3,
                       loss="bs", drw_epoch=None, image_size=224),
 }
+
+
+# ------------------------------------------------------------------ training augmentation
+# `augment`: the reference's training augmentation of both streams (dali_cmo.augment.recipes).
+# Without --use_randaug, imagenet_train.py adds ColorJitter(0.4, 0.4, 0.4, 0) after the flip
+# ("jitter"); inat18_train.py (its ColorJitter is commented out) and cifar_train.py crop and
+# flip only ("standard"). places-lt is not from the reference: OLTR's transform (Liu et al.,
+# CVPR 2019), which the Places-LT protocol uses, has the same ColorJitter.
+AUGMENT = {"demo": "standard", "cifar100-lt": "standard", "cifar10-lt": "standard",
+           "imagenet-lt": "jitter", "imagenet-lt-400": "randaugment", "inat2018": "standard",
+           "places-lt": "jitter"}
+for _name, _augment in AUGMENT.items():
+    PRESETS[_name]["augment"] = _augment
+
+# The 400-epoch recipes (--use_randaug), each derived from its 100/200-epoch preset; `source`
+# and `drw_switch` override what the base says (the reference's DRW index `epoch // 160` or
+# `// 80` runs past its two betas in 400 epochs, so these recipes have no DRW).
+# inat18_train.py, README "BS + CMO (400 epochs, RandAug)": --wd 1e-4 --lr 0.02 --cos, batch
+# 128 (opts.py default: unlike the 100-epoch command the README sets no -b), cosine with
+# warm-up 10 (paco_adjust_learning_rate); the branches of imagenet_train.py.
+PRESETS["inat2018-400"] = dict(
+    PRESETS["inat2018"], epochs=400, batch_size=128, lr=0.02, weight_decay=1e-4,
+    warmup_epochs=10, decay="cosine", decay_epochs=(), decay_factor=1.0, drw_switch=None,
+    augment="randaugment", source="inat18_train.py --cos --use_randaug (README: BS + CMO, "
+                                  "400 epochs, RandAug)")
+# cifar_train.py, README "BS + CMO (400 epochs, AutoAug)": lr 0.1, batch 128, wd 2e-4, and
+# PaCo's paco_adjust_learning_rate: warm-up 10, x0.1 after epoch 320, x0.01 after 360 (epochs
+# 321 and 361 here). One difference: the reference's warm-up test `epoch <= 10` gives epoch 10
+# 1.1 x lr; LRSchedule's warm-up ends at 1.0 x lr.
+_CIFAR_400 = dict(epochs=400, warmup_epochs=10, decay="step", decay_epochs=(321, 361),
+                  decay_factor=0.1, drw_switch=None, augment="autoaugment")
+PRESETS["cifar100-lt-400"] = dict(
+    PRESETS["cifar100-lt"], **_CIFAR_400,
+    source="cifar_train.py --use_randaug (README: BS + CMO, 400 epochs, AutoAug)")
+# Unsure, as cifar10-lt: the reference has no CIFAR-10 script; its CIFAR-100 recipe.
+PRESETS["cifar10-lt-400"] = dict(
+    PRESETS["cifar10-lt"], **_CIFAR_400,
+    source="cifar_train.py --use_randaug's CIFAR-100-LT recipe (the reference has no CIFAR-10 "
+           "script)")
 
 
 def schedule_from_preset(preset: dict) -> LRSchedule:
