@@ -29,7 +29,7 @@ from dali_cmo.augment.crops import pad_crop
 from dali_cmo.augment.randaugment import RandAugment
 from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
-from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
 from dali_cmo.data.split import BatchCoins, ScheduledSource, SplitPipelines, pipeline_seed
@@ -114,10 +114,18 @@ def decoder_device(device: str) -> str:
     return "mixed" if device == "gpu" else "cpu"
 
 
-def train_crop(encoded, config: TrainConfig, device: str):
-    """Decode fused with the training crop, as uint8 HWC RGB on ``device``."""
+def train_crop(encoded, config: TrainConfig, device: str, raw: bool = False):
+    """Decode fused with the training crop, as uint8 HWC RGB on ``device``; ``raw``: the input
+    is already uint8 HWC pixels (an ``ArrayDataset``), nothing is decoded."""
     size = config.image_size
-    if config.style == "imagenet":
+    if raw:
+        pixels = encoded.gpu() if device == "gpu" else encoded
+        if config.style == "imagenet":
+            images = fn.random_resized_crop(pixels, size=[size, size], random_area=RRC_AREA,
+                                            random_aspect_ratio=RRC_ASPECT, num_attempts=10)
+        else:
+            images = pad_crop(pixels, size)
+    elif config.style == "imagenet":
         images = fn.decoders.image_random_crop(encoded, device=decoder_device(device),
                                                output_type=types.RGB, random_area=RRC_AREA,
                                                random_aspect_ratio=RRC_ASPECT, num_attempts=10)
@@ -128,15 +136,17 @@ def train_crop(encoded, config: TrainConfig, device: str):
     return images
 
 
-def train_images(encoded, mirror, config: TrainConfig, device: str):
-    """One stream's training images: decode, crop and the config's augmentation (uint8 HWC).
-    Recipes that flip (``recipe.flips``) apply ``mirror`` here; the others leave it to the
-    paste."""
+def train_images(encoded, mirror, config: TrainConfig, device: str, raw: bool = False):
+    """One stream's training images: decode (unless ``raw`` pixels), crop and the config's
+    augmentation (uint8 HWC). Recipes that flip (``recipe.flips``) apply ``mirror`` here; the
+    others leave it to the paste."""
     recipe = config.recipe
-    if recipe.decoded_input:
+    if recipe.decoded_input and raw:
+        images = encoded.gpu() if device == "gpu" else encoded
+    elif recipe.decoded_input:
         images = fn.decoders.image(encoded, device=decoder_device(device), output_type=types.RGB)
     else:
-        images = train_crop(encoded, config, device)
+        images = train_crop(encoded, config, device, raw)
     return recipe(images, mirror, config.image_size, config.randaugment)
 
 
@@ -157,12 +167,12 @@ def region_decode(encoded, box, mirror, config: TrainConfig, device: str):
     return fn.resize(region, size=box_size)
 
 
-def pasted_foreground(encoded, box, mirror, config: TrainConfig, device: str):
+def pasted_foreground(encoded, box, mirror, config: TrainConfig, device: str, raw: bool):
     """A foreground that will be pasted on ``box``: only its box region decoded
-    (:attr:`TrainConfig.region_decode`), else its whole training images."""
-    if config.region_decode:
+    (:attr:`TrainConfig.region_decode`, encoded input), else its whole training images."""
+    if config.region_decode and not raw:
         return region_decode(encoded, box, mirror, config, device)
-    return train_images(encoded, mirror, config, device)
+    return train_images(encoded, mirror, config, device, raw)
 
 
 class TrainingPipeline:
@@ -261,17 +271,20 @@ class TrainingPipeline:
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
+        raw = isinstance(self.dataset, ArrayDataset)  # uint8 HWC pixels, not encoded bytes
+        layout = "HWC" if raw else ""
         encoded_b, label_b = fn.external_source(background_source, num_outputs=2, batch=True,
-                                                batch_info=True)
+                                                batch_info=True, layout=[layout, ""])
         mirror_b = fn.random.coin_flip(probability=0.5)
-        background = train_images(encoded_b, mirror_b, config, device)
+        background = train_images(encoded_b, mirror_b, config, device, raw)
         paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
         if foreground_source is None:
             images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
                                               std=std, dtype=out_dtype, output_layout="CHW")
             return images, label_b
         encoded_f, label_f, flags = fn.external_source(foreground_source, num_outputs=3,
-                                                       batch=True, batch_info=True)
+                                                       batch=True, batch_info=True,
+                                                       layout=[layout, "", ""])
         mirror_f = fn.random.coin_flip(probability=0.5)
         paste_mirror_f = 0 if config.recipe.flips else mirror_f
         size = config.image_size
@@ -279,11 +292,11 @@ class TrainingPipeline:
                               probability=fn.cast(flags, dtype=types.FLOAT),
                               per_sample=config.per_sample)
         if config.foreground_decode == "naive":
-            foreground = train_images(encoded_f, mirror_f, config, device)
+            foreground = train_images(encoded_f, mirror_f, config, device, raw)
         elif all_pasted:
-            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device)
+            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
         elif (box[2] > box[0]) & (box[3] > box[1]):
-            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device)
+            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
         else:
             foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
         images, _ = fn.cmo_paste(background, foreground, box=box, mirror=paste_mirror_b,
