@@ -23,7 +23,7 @@ import dali_cmo
 from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import check_policy
-from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
+from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
 
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
@@ -140,7 +140,10 @@ class TrainingPipeline:
         dali_cmo.load_plugin()
         self.dataset, self.config, self.device = dataset, config, device
         self.device_id = (device_id or 0) if device == "gpu" else None
+        # crops, flips and per-sample draws differ on every rank; per-batch boxes do not
+        self.seed = rank_seed(config.seed, "pipeline", shard_id)
         self.schedule = config.paste_schedule()
+        self.box_seed = self.schedule.box_seed(shard_id)
         self.streams = TrainingStreams.for_variant(
             dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
             schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
@@ -169,7 +172,7 @@ class TrainingPipeline:
         out_dtype = OUTPUT_DTYPES[config.dtype]
 
         @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads,
-                      device_id=self.device_id, seed=config.seed,
+                      device_id=self.device_id, seed=self.seed,
                       prefetch_queue_depth=config.prefetch, enable_conditionals=True,
                       enable_checkpointing=True)
         def graph():
@@ -187,7 +190,7 @@ class TrainingPipeline:
             size = config.image_size
             box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,
                                   probability=fn.cast(flags, dtype=types.FLOAT),
-                                  per_sample=config.per_sample)
+                                  per_sample=config.per_sample, seed=self.box_seed)
             if config.foreground_decode == "naive":
                 foreground = train_crop(encoded_f, config, device)
             elif (box[2] > box[0]) & (box[3] > box[1]):
