@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from nvidia.dali import fn, pipeline_def, types
 
 import dali_cmo
-from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
@@ -48,6 +48,7 @@ class TrainConfig:
     foreground_decode: str = "region"
     dtype: str = "float32"
     color_jitter: float = 0.0
+    normalisation: str | None = None  # imagenet, inat or cifar (None: the style's)
     q_scheme: str = "reference"
     q_r: float = 1.0
     q_beta: float | str | None = None
@@ -65,6 +66,8 @@ class TrainConfig:
                                      ("dtype", self.dtype, tuple(OUTPUT_DTYPES))):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.normalisation is not None:
+            mean_std(self.normalisation)  # refuses an unknown name
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.alpha <= 0:
@@ -76,7 +79,7 @@ class TrainConfig:
 
     @property
     def mean_std(self):
-        return (IMAGENET_MEAN, IMAGENET_STD) if self.style == "imagenet" else (CIFAR_MEAN, CIFAR_STD)
+        return mean_std(self.normalisation or self.style)
 
     def paste_schedule(self) -> PasteSchedule:
         return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
