@@ -137,7 +137,10 @@ def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except pickle.UnpicklingError:  # includes objects that are not plain tensors
+        raise ValueError(f"{path}: not a torch state-dict file (it does not unpickle as "
+                         f"tensors)") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         raise ValueError(f"{path}: not a readable torch state-dict file ({reason})") from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
