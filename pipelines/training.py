@@ -28,10 +28,10 @@ import dali_cmo
 from dali_cmo.augment.crops import pad_crop
 from dali_cmo.augment.randaugment import RandAugment
 from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
-from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import check_policy
-from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
+from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
 from dali_cmo.data.split import BatchCoins, ScheduledSource, SplitPipelines, pipeline_seed
 
 STYLES = ("imagenet", "cifar")
@@ -58,6 +58,7 @@ class TrainConfig:
     dtype: str = "float32"
     augment: str = "standard"
     randaugment: str = DEFAULT_RANDAUGMENT
+    normalisation: str | None = None  # imagenet, inat or cifar (None: the style's)
     q_scheme: str = "reference"
     q_r: float = 1.0
     q_beta: float | str | None = None
@@ -75,6 +76,8 @@ class TrainConfig:
                                      ("dtype", self.dtype, tuple(OUTPUT_DTYPES))):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.normalisation is not None:
+            mean_std(self.normalisation)  # refuses an unknown name
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.alpha <= 0:
@@ -103,7 +106,7 @@ class TrainConfig:
 
     @property
     def mean_std(self):
-        return (IMAGENET_MEAN, IMAGENET_STD) if self.style == "imagenet" else (CIFAR_MEAN, CIFAR_STD)
+        return mean_std(self.normalisation or self.style)
 
     def paste_schedule(self) -> PasteSchedule:
         return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
@@ -189,7 +192,10 @@ class TrainingPipeline:
         dali_cmo.load_plugin()
         self.dataset, self.config, self.device = dataset, config, device
         self.device_id = (device_id or 0) if device == "gpu" else None
+        # crops, flips and per-sample draws differ on every rank; per-batch boxes do not
+        self.seed = rank_seed(config.seed, "pipeline", shard_id)
         self.schedule = config.paste_schedule()
+        self.box_seed = self.schedule.box_seed(shard_id)
         self.streams = TrainingStreams.for_variant(
             dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
             schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
@@ -229,7 +235,7 @@ class TrainingPipeline:
         if split and not self.splits_by_schedule:
             raise ValueError("split=True needs a variant with foregrounds, per-batch coins "
                              "(per_sample=False) and foreground_decode 'region' or 'full'")
-        streams, seed = self.streams, self.config.seed
+        streams, seed = self.streams, self.seed
         if not split:
             return self._pipeline(lambda: self._graph(streams.background, streams.foreground,
                                                       with_box), seed, checkpoint)
@@ -290,7 +296,7 @@ class TrainingPipeline:
         size = config.image_size
         box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,
                               probability=fn.cast(flags, dtype=types.FLOAT),
-                              per_sample=config.per_sample)
+                              per_sample=config.per_sample, seed=self.box_seed)
         if config.foreground_decode == "naive":
             foreground = train_images(encoded_f, mirror_f, config, device, raw)
         elif all_pasted:

@@ -39,14 +39,28 @@ def check_variant(variant: str) -> tuple[str, str | None]:
     return VARIANTS[variant]
 
 
+def rank_seed(seed: int, stream: str, shard_id: int | None = None) -> int:
+    """A DALI seed (0 .. 2^31 - 1) for the random stream ``stream`` of a run seeded ``seed``:
+    the same on every rank with ``shard_id=None``, one per rank otherwise (a hash of all three,
+    :func:`dali_cmo.data.sampling.epoch_generator`)."""
+    key = stream if shard_id is None else f"{stream}/rank{shard_id}"
+    return int(epoch_generator(seed, 0, f"seed/{key}").integers(2 ** 31))
+
+
 @dataclass(frozen=True)
 class PasteSchedule:
     """Which samples get a foreground pasted: a pure function of ``(seed, epoch, position)``.
 
     Pasting happens only inside the augmentation window ``start < epoch < epochs - end``
     (epochs counted from 0; ``start=-1`` includes epoch 0), and there with ``probability``: one
-    coin per batch (the reference) or one per sample (``per_sample``). Deciding this before decoding lets the pipeline skip
-    reading and decoding every foreground that would not be pasted.
+    coin per batch (the reference) or one per sample (``per_sample``). Deciding this before
+    decoding lets the pipeline skip reading and decoding every foreground that would not be
+    pasted.
+
+    Several ranks (shards): the reference runs one process, so its batch is the global step's,
+    with one coin, one lambda and one box for all of it. Per batch, the coin of step
+    ``iteration`` and the seed of the box sampler (:meth:`box_seed`) are therefore the same on
+    every rank; per sample, every rank draws its own.
     """
     epochs: int
     start: int = 3
@@ -71,13 +85,20 @@ class PasteSchedule:
         return any(self.active(e) for e in range(self.epochs))
 
     def flags(self, epoch: int, iteration: int, count: int, shard_id: int = 0) -> np.ndarray:
-        """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``."""
+        """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``
+        (per batch: one coin for the global step, the same on every shard)."""
         if not self.active(epoch) or self.probability == 0.0:
             return np.zeros(count, dtype=bool)
-        rng = epoch_generator(self.seed, epoch, f"paste/{shard_id}/{iteration}")
         if self.per_sample:
+            rng = epoch_generator(self.seed, epoch, f"paste/{shard_id}/{iteration}")
             return rng.random(count) < self.probability
+        rng = epoch_generator(self.seed, epoch, f"paste/{iteration}")
         return np.full(count, rng.random() < self.probability)
+
+    def box_seed(self, shard_id: int = 0) -> int:
+        """The seed of the lambda-and-box sampler (``cmo_box``) of shard ``shard_id``: shared by
+        every shard per batch, one per shard per sample."""
+        return rank_seed(self.seed, "box", None if not self.per_sample else shard_id)
 
 
 class FileReader:

@@ -15,7 +15,8 @@ from dali_cmo.data.datasets import ArrayDataset, DatasetError
 from dali_cmo.data.iterator import CMOIterator, EvalIterator
 from dali_cmo.data.shared_data import extract_once
 from pipelines.evaluation import EvalPipeline
-from pipelines.training import CIFAR_MEAN, CIFAR_STD, TrainConfig, TrainingPipeline
+from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD
+from pipelines.training import TrainConfig, TrainingPipeline
 
 
 def write_pickles(root: Path, cifar100: bool, per_class: int, seed: int = 1):
