@@ -20,7 +20,9 @@ laptop CPU. Real runs::
 it sets can be overridden on the command line. A run writes into ``--output`` (default
 ``runs/<name>``): ``checkpoint.pt`` (every epoch and on SIGTERM/SIGINT; the one before is kept
 as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
-``many``, ``medium``, ``few``, ``per_class``, throughput, arguments), ``per_class_accuracy.png``
+``many``, ``medium``, ``few``, ``per_class`` of the last evaluation, the best one under
+``best``, the group convention, global and per-rank batch, throughput, arguments),
+``per_class_accuracy.png``
 and ``cmo_samples.png`` (the first pasted training batch). ``--resume auto`` continues the run
 in ``--output`` exactly where it stopped.
 
