@@ -20,15 +20,20 @@ laptop CPU. Real runs::
 it sets can be overridden on the command line. A run writes into ``--output`` (default
 ``runs/<name>``): ``checkpoint.pt`` (every epoch and on SIGTERM/SIGINT; the one before is kept
 as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
-``many``, ``medium``, ``few``, ``per_class``, throughput, arguments), ``per_class_accuracy.png``
+``many``, ``medium``, ``few``, ``per_class`` of the last evaluation, the best one under
+``best``, the group convention, global and per-rank batch, throughput, arguments),
+``per_class_accuracy.png``
 and ``cmo_samples.png`` (the first pasted training batch). ``--resume auto`` continues the run
 in ``--output`` exactly where it stopped.
 
 The loss of a mixed batch is ``lam * L(out, y_b) + (1 - lam) * L(out, y_f)`` with the
-background share ``lam`` the operator emits (1 where nothing was pasted).
+background share ``lam`` the operator emits (1 where nothing was pasted); with class weights
+each term is normalised by its batch's weight sum, as ``CrossEntropyLoss(weight=w)`` does.
 
 Several GPUs or nodes: ``torchrun`` (``python -m torch.distributed.run``); every rank reads its
-own shard of P (and Q) and of the evaluation set; the batch size is per rank.
+own shard of P (and Q) and of the evaluation set. ``--batch-size`` is the global batch, as in
+the reference's one-process runs: each of R ranks takes 1/R of it, crops and flips its own
+images, and shares the step's paste coin, lambda and box (per batch) with the other ranks.
 """
 from __future__ import annotations
 
@@ -51,8 +56,11 @@ from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_sche
 from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, load_checkpoint, rng_states,
                                           save_checkpoint, set_rng_states)
 from dali_cmo.training.distributed import all_reduce_sum, finish, gather_objects, init_distributed
+from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.training.metrics import ConfusionCounter, accuracy_report, format_report_table
+from dali_cmo.training.metrics import (ConfusionCounter, accuracy_report, best_report,
+                                       format_report_table)
+from dali_cmo.training.recipes import PRESETS
 from dali_cmo.training.progress import EpochProgress
 
 
@@ -117,7 +125,7 @@ def load_datasets(args):
 # --------------------------------------------------------------------------- train / evaluate
 
 def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, run,
-                    pictures):
+                    pictures, debug_step=None):
     """One epoch (or its remainder after a resume). Returns the epoch's statistics and the stop
     request that ended it early (None when it ran to its end)."""
     model.train()
@@ -138,7 +146,13 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
             logits = model(inputs)
-            loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f, batch.lam)
+            # weight sums over the global batch: the loss of the reference's one-process step
+            loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f,
+                              batch.lam, world_size=run.world,
+                              all_reduce=(lambda t: all_reduce_sum(t, run.world))
+                              if run.world > 1 else None)
+        if debug_step is not None:
+            debug_step(batch, logits, loss)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -190,8 +204,38 @@ class FirstPastePicture:
         save_sample_grid(images, path, mean=mean, std=std, captions=captions, nrow=4)
 
 
+@dataclass
+class FirstStepRecord:
+    """--debug-shards: this rank's first pasted training step as JSON (for checks of the
+    multi-rank semantics): its batch, labels, lam, box, per-image pixel sums, logits, loss and
+    class weights."""
+    path: Path | None
+    pipeline: object
+    loss_fn: object
+
+    def __call__(self, batch, logits, loss) -> None:
+        if self.path is None or not bool((batch.lam < 1).any()):
+            return
+        path, self.path = self.path, None
+        # the same stream again, with the boxes: its first pasted step is this one
+        pipe = self.pipeline.build(with_box=True)
+        while True:
+            outputs = pipe.run()
+            if bool((np.array(outputs[3].as_tensor()) < 1).any()):
+                break
+        weights = self.loss_fn.class_weights
+        path.write_text(json.dumps({
+            "rank_batch": len(batch), "target_b": batch.target_b.tolist(),
+            "target_f": batch.target_f.tolist(), "lam": batch.lam.tolist(),
+            "box": np.array(outputs[4].as_tensor()).tolist(),
+            "image_sums": batch.images.float().sum(dim=(1, 2, 3)).tolist(),
+            "logits": logits.detach().float().tolist(), "loss": loss.item(),
+            "class_weights": None if weights is None else weights.tolist()}))
+
+
 @torch.no_grad()
-def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool) -> dict:
+def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool,
+             groups: str) -> dict:
     """Top-1 and Many / Medium / Few accuracy over every rank's shard of the evaluation set."""
     model.eval()
     counter = ConfusionCounter(num_classes, device=run.device)
@@ -199,10 +243,11 @@ def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool) ->
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             counter.update(model(images), targets)
     counts = all_reduce_sum(counter.counts(), run.world).cpu()
-    return accuracy_report(counts[0], counts[1], class_counts)
+    return accuracy_report(counts[0], counts[1], class_counts, GROUP_RULES[groups])
 
 
-def write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, args) -> None:
+def write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, best,
+                     args) -> None:
     """Every rank's stream position and RNG state, with the model and optimiser, written
     atomically by rank 0."""
     ranks = gather_objects({"iterator": iterator.state_dict(), "rng": rng_states()}, run.world)
@@ -211,17 +256,20 @@ def write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, args
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "epoch": iterator.epoch,
             "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
-            "args": vars(args), "world_size": run.world, "history": history}, run.output)
+            "args": vars(args), "world_size": run.world, "history": history, "best": best},
+            run.output)
         run.log(f"{tag}: checkpoint written to {path}")
 
 
-def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+def write_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
                  bad_images) -> None:
     """metrics.json, the per-class plot and the accuracy table (rank 0)."""
     from dali_cmo.training.reports import plot_per_class_accuracy
     output, counts = run.output, train_set.class_counts
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
-    metrics = {**report, "evaluated_epoch": evaluated_epoch, "epochs": args.epochs,
+    metrics = {**report, "evaluated_epoch": evaluated_epoch, "best": best,
+               "epochs": args.epochs, "global_batch": args.batch_size,
+               "rank_batch": args.rank_batch_size,
                "images_per_second": float(np.mean(speeds)) if speeds else None,
                "train_seconds_this_process": elapsed, "world_size": run.world,
                "train_class_counts": counts.tolist(),
@@ -232,12 +280,14 @@ def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
                             title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}")
     name = f"{args.model} {args.loss} + {args.variant}"
-    print(f"\nTest accuracy (%) after {args.epochs} epochs; classes grouped by training "
-          f"images: many > 100, medium 20..100, few < 20 ({report['groups']})")
+    print(f"\nTest accuracy (%) after {args.epochs} epochs, the last and the best evaluated "
+          f"epoch; classes grouped by training images: {report['groups']} (--groups "
+          f"{args.groups})")
     if args.dataset == "demo":
         print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
               "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
-    print(format_report_table({name: report}))
+    print(format_report_table({f"{name}, last (epoch {evaluated_epoch})": report,
+                               f"{name}, best (epoch {best['epoch']})": best}))
     written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
                                     "cmo_samples.png") if (output / n).exists()]
     print(f"\nwritten: {', '.join(map(str, written))}")
@@ -272,21 +322,32 @@ def train(args) -> int:
                                       shard_id=rank, num_shards=world)
     except ValueError as error:
         raise UsageError(flag_names(str(error))) from None
-    eval_pipe = EvalPipeline(val_set, style=args.style, batch_size=args.batch_size,
+    eval_pipe = EvalPipeline(val_set, style=args.style, batch_size=args.rank_batch_size,
                              image_size=args.image_size, device=dali_device,
                              device_id=local_rank, shard_id=rank, num_shards=world,
-                             num_threads=args.workers, on_bad_image=args.on_bad_image)
+                             num_threads=args.workers, on_bad_image=args.on_bad_image,
+                             normalisation=args.normalisation)
     counts = train_set.class_counts
     run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
             f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
             f"{counts.max() / counts.min():.0f}), {len(val_set)} evaluation images; "
-            f"{world} rank(s) x batch {args.batch_size}; variant {args.variant}, "
+            f"global batch {args.batch_size} = {world} rank(s) x {args.rank_batch_size}; "
+            f"variant {args.variant}, "
             f"CMO in epochs {args.cmo_start} < e < {args.epochs - args.cmo_end}")
+    run.log(f"recipe: --preset {args.preset}, {PRESETS[args.preset]['source']}")
 
     # Model, loss, optimiser, schedule.
     from dali_cmo.training.models import build_model
     model = build_model(args.model, train_set.num_classes,
                         normed_linear=args.loss == "ldam").to(device)
+    if args.pretrained:
+        from dali_cmo.training.models import load_pretrained
+        try:
+            fresh = load_pretrained(model, args.pretrained)
+        except ValueError as error:
+            raise UsageError(f"--pretrained {error}") from None
+        run.log(f"weights from {args.pretrained}" + (f"; new: {', '.join(fresh)}" if fresh
+                                                      else ""))
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(args.loss, counts).to(device)
@@ -301,7 +362,7 @@ def train(args) -> int:
             model, device_ids=[local_rank] if args.device == "cuda" else None)
 
     # Resume: model, optimiser, scaler, RNG states and this rank's exact stream position.
-    iterator_state, history = None, []
+    iterator_state, history, best = None, [], None
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
@@ -313,7 +374,7 @@ def train(args) -> int:
             scaler.load_state_dict(state["scaler"])
             set_rng_states(state["rng"][rank])
             iterator_state = state["iterators"][rank]
-            history = state.get("history", [])
+            history, best = state.get("history", []), state.get("best")
     iterator = CMOIterator(train_pipe, state=iterator_state)
     eval_iterator = EvalIterator(eval_pipe)
     start_epoch = iterator.epoch
@@ -323,13 +384,15 @@ def train(args) -> int:
         indices = {e: train_pipe.streams.background.epoch_indices(e).tolist()
                    for e in range(min(2, args.epochs))}
         (run.output / f"shard_rank{rank}.json").write_text(json.dumps(indices))
+    debug_step = FirstStepRecord(run.output / f"step_rank{rank}.json", train_pipe, loss_fn) \
+        if args.debug_shards else None
     samples = run.output / "cmo_samples.png"
     pictures = FirstPastePicture(samples if run.is_main and VARIANTS[args.variant][1]
                                  and not samples.exists() else None,
                                  config.mean_std, train_set.class_names)
 
     def save(tag: str) -> None:
-        write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, args)
+        write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, best, args)
 
     # The loops.
     report, evaluated_epoch = None, None
@@ -340,7 +403,7 @@ def train(args) -> int:
         if drw is not None:
             loss_fn.set_class_weights(drw.weights(epoch))
         stats, stopped = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                         iterator, epoch, args, run, pictures)
+                                         iterator, epoch, args, run, pictures, debug_step)
         if stopped is not None:
             save(f"stopped by {stopped} in epoch {epoch + 1} after batch {iterator.position}")
             run.log(f"resume with: --resume {run.output / CHECKPOINT}")
@@ -349,8 +412,9 @@ def train(args) -> int:
         entry = {"epoch": epoch + 1, **stats}
         if epoch + 1 == args.epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
             report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run,
-                              args.amp)
-            evaluated_epoch = epoch + 1
+                              args.amp, args.groups)
+            evaluated_epoch = report["epoch"] = epoch + 1
+            best = best_report(best, report)
             entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
         history.append(entry)
         if run.is_main:
@@ -365,10 +429,12 @@ def train(args) -> int:
     elapsed = time.perf_counter() - run_tic
 
     if report is None:  # resumed after the last epoch had finished: evaluate once more
-        report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run, args.amp)
-        evaluated_epoch = args.epochs
+        report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run, args.amp,
+                          args.groups)
+        evaluated_epoch = report["epoch"] = args.epochs
+        best = best_report(best, report)
     if run.is_main:
-        write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+        write_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
                      {**train_pipe.streams.reader.bad_files, **eval_pipe.source.reader.bad_files})
     finish(world)
     return 0
