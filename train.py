@@ -18,9 +18,11 @@ laptop CPU. Real runs::
 
 ``--preset`` picks one of the reference recipes (``dali_cmo.training.recipes.PRESETS``); every value
 it sets can be overridden on the command line. A run writes into ``--output`` (default
-``runs/<name>``): ``checkpoint.pt`` (after every epoch's training, before its evaluation, and on
+``runs/<name>``): ``checkpoint.pt`` (after each epoch's training, before its evaluation, and on
 SIGTERM/SIGINT; the one before is kept as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
-``many``, ``medium``, ``few``, ``per_class``, throughput, arguments), ``per_class_accuracy.png``
+``many``, ``medium``, ``few``, ``per_class`` of the last evaluation, the best one under
+``best``, the group convention, global and per-rank batch, throughput, arguments),
+``per_class_accuracy.png``
 and ``cmo_samples.png`` (the first pasted training batch). ``--resume auto`` continues the run
 in ``--output`` exactly where it stopped; a resumed run must keep what defines it (data, batch,
 model, seed, ...), and may change what ``--allow-change`` names (e.g. ``--epochs``).
@@ -29,10 +31,13 @@ Mistakes in the arguments end in one line ``train.py: error: ...`` and exit stat
 data (a missing list, a bad image) in one such line and status 1.
 
 The loss of a mixed batch is ``lam * L(out, y_b) + (1 - lam) * L(out, y_f)`` with the
-background share ``lam`` the operator emits (1 where nothing was pasted).
+background share ``lam`` the operator emits (1 where nothing was pasted); with class weights
+each term is normalised by its batch's weight sum, as ``CrossEntropyLoss(weight=w)`` does.
 
 Several GPUs or nodes: ``torchrun`` (``python -m torch.distributed.run``); every rank reads its
-own shard of P (and Q) and of the evaluation set; the batch size is per rank.
+own shard of P (and Q) and of the evaluation set. ``--batch-size`` is the global batch, as in
+the reference's one-process runs: each of R ranks takes 1/R of it, crops and flips its own
+images, and shares the step's paste coin, lambda and box (per batch) with the other ranks.
 """
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dali_cmo.data.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
+from dali_cmo.data.datasets import (ArrayDataset, DatasetError, load_dataset, long_tailed_subset,
+                                    read_image_folder)
 from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
                                      full_check)
 from dali_cmo.data.sources import VARIANTS
@@ -60,9 +66,10 @@ from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identit
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
 from dali_cmo.training.evaluation import Evaluation
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.training.metrics import format_report_table
+from dali_cmo.training.metrics import best_report
 from dali_cmo.training.progress import EpochProgress, StderrRelay
-from dali_cmo.training.reports import FirstPastePicture
+from dali_cmo.training.recipes import PRESETS
+from dali_cmo.training.reports import FirstPastePicture, FirstStepRecord, write_run_report
 
 
 @dataclass
@@ -134,7 +141,7 @@ def load_datasets(args) -> Data:
 def check_crop_style(args, dataset) -> None:
     """``--style cifar`` pads and crops images of exactly ``--image-size`` (evaluation crops
     their centre); refuse other sizes rather than train on a corner (the first image tells)."""
-    if args.style != "cifar" or not len(dataset):
+    if args.style != "cifar" or not len(dataset) or isinstance(dataset, ArrayDataset):
         return
     report = full_check(dataset.path(0), decode=False)
     size = (report.width, report.height)
@@ -175,7 +182,7 @@ class EpochTotals:
 
 
 def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, run,
-                    pictures, totals: EpochTotals) -> bool:
+                    pictures, totals: EpochTotals, debug_step=None) -> bool:
     """Train the rest of the epoch, adding to ``totals``. Returns False when a stop request
     ended it early (checked after every batch).
 
@@ -196,7 +203,13 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
             logits = model(inputs)
-            loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f, batch.lam)
+            # weight sums over the global batch: the loss of the reference's one-process step
+            loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f,
+                              batch.lam, world_size=run.world,
+                              all_reduce=(lambda t: all_reduce_sum(t, run.world))
+                              if run.world > 1 else None)
+        if debug_step is not None:
+            debug_step(batch, logits, loss)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -228,38 +241,6 @@ def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:
     loss, batches, images, seconds = sums
     return {"loss": loss / max(batches, 1), "lr": lr, "train_images": int(images),
             "train_images_per_second": images / max(seconds / run.world, 1e-9)}
-
-
-def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
-                 bad_images, left_out) -> None:
-    """metrics.json, the per-class plot and the accuracy table (rank 0)."""
-    from dali_cmo.training.reports import plot_per_class_accuracy
-    output, counts = run.output, train_set.class_counts
-    speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
-    metrics = {**report, "evaluated_epoch": evaluated_epoch, "epochs": args.epochs,
-               "images_per_second": float(np.mean(speeds)) if speeds else None,
-               "train_seconds_this_process": elapsed, "world_size": run.world,
-               "train_class_counts": counts.tolist(),
-               "class_names": list(train_set.class_names),
-               "bad_images": bad_images,  # training files replaced under --on-bad-image skip
-               "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
-               "args": vars(args)}
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
-                            title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}")
-    name = f"{args.model} {args.loss} + {args.variant}"
-    print(f"\nTest accuracy (%) after {args.epochs} epochs; classes grouped by training "
-          f"images: many > 100, medium 20..100, few < 20 ({report['groups']})")
-    if args.dataset == "demo":
-        print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
-              "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
-    if left_out:
-        print(f"{len(left_out)} bad evaluation image(s) left out of scoring (metrics.json: "
-              f"eval_images_left_out)")
-    print(format_report_table({name: report}))
-    written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
-                                    "cmo_samples.png") if (output / n).exists()]
-    print(f"\nwritten: {', '.join(map(str, written))}")
 
 
 # --------------------------------------------------------------------------- main
@@ -312,13 +293,22 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
             f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
             f"{counts.max() / counts.min():.0f}), {len(evaluation.dataset)} evaluation images; "
-            f"{world} rank(s) x batch {args.batch_size}; variant {args.variant}, "
-            f"{cmo_epochs(args)}")
+            f"global batch {args.batch_size} = {world} rank(s) x {args.rank_batch_size}; "
+            f"variant {args.variant}, {cmo_epochs(args)}")
+    run.log(f"recipe: --preset {args.preset}, {PRESETS[args.preset]['source']}")
 
     # Model, loss, optimiser, schedule.
     from dali_cmo.training.models import build_model
     model = build_model(args.model, train_set.num_classes,
                         normed_linear=args.loss == "ldam").to(device)
+    if args.pretrained:
+        from dali_cmo.training.models import load_pretrained
+        try:
+            fresh = load_pretrained(model, args.pretrained)
+        except ValueError as error:
+            raise UsageError(f"--pretrained {error}") from None
+        run.log(f"weights from {args.pretrained}" + (f"; new: {', '.join(fresh)}" if fresh
+                                                      else ""))
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(args.loss, counts).to(device)
@@ -335,7 +325,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
     # exact stream position and the sums of the epoch in progress.
     identity = run_identity(vars(args), world, train_set, data.val)
-    iterator_state, history, totals = None, [], EpochTotals()
+    iterator_state, history, best, totals = None, [], None, EpochTotals()
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
@@ -347,7 +337,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             scaler.load_state_dict(state["scaler"])
             set_rng_states(state["rng"][rank])
             iterator_state = state["iterators"][rank]
-            history = state.get("history", [])
+            history, best = state.get("history", []), state.get("best")
             totals = EpochTotals(**state.get("epoch_totals", [{}] * world)[rank])
     iterator = CMOIterator(train_pipe, state=iterator_state)
     start_epoch = iterator.epoch
@@ -357,13 +347,15 @@ def train(args, tracer: DecoderWarningTracer) -> int:
         indices = {e: train_pipe.streams.background.epoch_indices(e).tolist()
                    for e in range(min(2, args.epochs))}
         (run.output / f"shard_rank{rank}.json").write_text(json.dumps(indices))
+    debug_step = FirstStepRecord(run.output / f"step_rank{rank}.json", train_pipe, loss_fn) \
+        if args.debug_shards else None
     samples = run.output / "cmo_samples.png"
     pictures = FirstPastePicture(samples if run.is_main and VARIANTS[args.variant][1]
                                  and not samples.exists() else None,
                                  config.mean_std, train_set.class_names)
 
     def save(tag: str) -> None:
-        save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history,
+        save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history, best,
                  vars(args), identity)
 
     # The loops.
@@ -376,7 +368,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             loss_fn.set_class_weights(drw.weights(epoch))
         try:
             finished = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                       iterator, epoch, args, run, pictures, totals)
+                                       iterator, epoch, args, run, pictures, totals, debug_step)
         except BadImageError as error:
             raise bad_image(error, train_set, data.train_source, args) from None
         if not finished:
@@ -400,7 +392,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                         f"resume with: --resume {run.output / CHECKPOINT}")
                 finish(world)
                 return run.stop.exit_status
-            evaluated_epoch = epoch + 1
+            evaluated_epoch = report["epoch"] = epoch + 1
+            best = best_report(best, report)
             entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
         if run.is_main:
             with open(run.output / "log.jsonl", "a") as handle:
@@ -414,11 +407,12 @@ def train(args, tracer: DecoderWarningTracer) -> int:
 
     if report is None:  # resumed after the last epoch had finished: evaluate once more
         report = evaluation(ddp_model)
-        evaluated_epoch = args.epochs
         if report is None:
             return run.stop.exit_status
+        evaluated_epoch = report["epoch"] = args.epochs
+        best = best_report(best, report)
     if run.is_main:
-        write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+        write_run_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
                      train_pipe.streams.reader.bad_files, evaluation.left_out)
     finish(world)
     return 0

@@ -28,10 +28,11 @@ import dali_cmo
 from dali_cmo.augment.crops import pad_crop
 from dali_cmo.augment.randaugment import RandAugment
 from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
-from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
-from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.constants import mean_std
+from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import check_policy
-from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
+from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
+from dali_cmo.data.split import BatchCoins, ScheduledSource, SplitPipelines, pipeline_seed
 
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
@@ -57,6 +58,7 @@ class TrainConfig:
     dtype: str = "float32"
     augment: str = "standard"
     randaugment: str = DEFAULT_RANDAUGMENT
+    normalisation: str | None = None  # imagenet, inat or cifar (None: the style's)
     q_scheme: str = "reference"
     q_r: float = 1.0
     q_beta: float | str | None = None
@@ -75,6 +77,8 @@ class TrainConfig:
                                      ("dtype", self.dtype, tuple(OUTPUT_DTYPES))):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        if self.normalisation is not None:
+            mean_std(self.normalisation)  # refuses an unknown name
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.alpha <= 0:
@@ -106,7 +110,7 @@ class TrainConfig:
 
     @property
     def mean_std(self):
-        return (IMAGENET_MEAN, IMAGENET_STD) if self.style == "imagenet" else (CIFAR_MEAN, CIFAR_STD)
+        return mean_std(self.normalisation or self.style)
 
     def paste_schedule(self) -> PasteSchedule:
         return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
@@ -117,10 +121,18 @@ def decoder_device(device: str) -> str:
     return "mixed" if device == "gpu" else "cpu"
 
 
-def train_crop(encoded, config: TrainConfig, device: str):
-    """Decode fused with the training crop, as uint8 HWC RGB on ``device``."""
+def train_crop(encoded, config: TrainConfig, device: str, raw: bool = False):
+    """Decode fused with the training crop, as uint8 HWC RGB on ``device``; ``raw``: the input
+    is already uint8 HWC pixels (an ``ArrayDataset``), nothing is decoded."""
     size = config.image_size
-    if config.style == "imagenet":
+    if raw:
+        pixels = encoded.gpu() if device == "gpu" else encoded
+        if config.style == "imagenet":
+            images = fn.random_resized_crop(pixels, size=[size, size], random_area=RRC_AREA,
+                                            random_aspect_ratio=RRC_ASPECT, num_attempts=10)
+        else:
+            images = pad_crop(pixels, size)
+    elif config.style == "imagenet":
         images = fn.decoders.image_random_crop(encoded, device=decoder_device(device),
                                                output_type=types.RGB, random_area=RRC_AREA,
                                                random_aspect_ratio=RRC_ASPECT, num_attempts=10)
@@ -131,15 +143,17 @@ def train_crop(encoded, config: TrainConfig, device: str):
     return images
 
 
-def train_images(encoded, mirror, config: TrainConfig, device: str):
-    """One stream's training images: decode, crop and the config's augmentation (uint8 HWC).
-    Recipes that flip (``recipe.flips``) apply ``mirror`` here; the others leave it to the
-    paste."""
+def train_images(encoded, mirror, config: TrainConfig, device: str, raw: bool = False):
+    """One stream's training images: decode (unless ``raw`` pixels), crop and the config's
+    augmentation (uint8 HWC). Recipes that flip (``recipe.flips``) apply ``mirror`` here; the
+    others leave it to the paste."""
     recipe = config.recipe
-    if recipe.decoded_input:
+    if recipe.decoded_input and raw:
+        images = encoded.gpu() if device == "gpu" else encoded
+    elif recipe.decoded_input:
         images = fn.decoders.image(encoded, device=decoder_device(device), output_type=types.RGB)
     else:
-        images = train_crop(encoded, config, device)
+        images = train_crop(encoded, config, device, raw)
     return recipe(images, mirror, config.image_size, config.randaugment)
 
 
@@ -160,6 +174,14 @@ def region_decode(encoded, box, mirror, config: TrainConfig, device: str):
     return fn.resize(region, size=box_size)
 
 
+def pasted_foreground(encoded, box, mirror, config: TrainConfig, device: str, raw: bool):
+    """A foreground that will be pasted on ``box``: only its box region decoded
+    (:attr:`TrainConfig.region_decode`, encoded input), else its whole training images."""
+    if config.region_decode and not raw:
+        return region_decode(encoded, box, mirror, config, device)
+    return train_images(encoded, mirror, config, device, raw)
+
+
 class TrainingPipeline:
     """A configured training pipeline over one dataset shard; :meth:`build` makes the DALI
     pipeline (optionally restored from a DALI checkpoint)."""
@@ -174,7 +196,10 @@ class TrainingPipeline:
         dali_cmo.load_plugin()
         self.dataset, self.config, self.device = dataset, config, device
         self.device_id = (device_id or 0) if device == "gpu" else None
+        # crops, flips and per-sample draws differ on every rank; per-batch boxes do not
+        self.seed = rank_seed(config.seed, "pipeline", shard_id)
         self.schedule = config.paste_schedule()
+        self.box_seed = self.schedule.box_seed(shard_id)
         self.streams = TrainingStreams.for_variant(
             dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
             schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
@@ -196,49 +221,96 @@ class TrainingPipeline:
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
 
-    def build(self, checkpoint: str | None = None, with_box: bool = False):
-        """The DALI pipeline; ``with_box`` adds the pasted boxes as a last output (for pictures
-        and checks)."""
+    @property
+    def splits_by_schedule(self) -> bool:
+        """Whether :meth:`build` runs the per-batch schedule on two DALI graphs
+        (:class:`~dali_cmo.data.split.SplitPipelines`): with one coin per batch, unpasted
+        batches then run the baseline graph and cost what the baseline costs. Per-sample coins
+        and ``foreground_decode="naive"`` keep the single graph."""
+        return (self.has_foreground and not self.config.per_sample
+                and self.config.foreground_decode != "naive")
+
+    def build(self, checkpoint: str | None = None, with_box: bool = False,
+              split: bool | None = None):
+        """The DALI pipeline, or with ``split`` (default :attr:`splits_by_schedule`) a
+        :class:`~dali_cmo.data.split.SplitPipelines` with the same ``run``/``reset``/
+        ``checkpoint`` interface; ``with_box`` adds the pasted boxes as a last output (for
+        pictures and checks)."""
+        split = self.splits_by_schedule if split is None else split
+        if split and not self.splits_by_schedule:
+            raise ValueError("split=True needs a variant with foregrounds, per-batch coins "
+                             "(per_sample=False) and foreground_decode 'region' or 'full'")
+        streams, seed = self.streams, self.seed
+        if not split:
+            return self._pipeline(lambda: self._graph(streams.background, streams.foreground,
+                                                      with_box), seed, checkpoint)
+        coins = BatchCoins(streams.foreground, self.batches_per_epoch())
+
+        def plain(state):
+            source = ScheduledSource(streams.background, coins, pasted=False)
+            return self._pipeline(lambda: self._graph(source, None), seed, state)
+
+        def pasted(state):
+            background = ScheduledSource(streams.background, coins, pasted=True)
+            foreground = ScheduledSource(streams.foreground, coins, pasted=True)
+            return self._pipeline(lambda: self._graph(background, foreground, with_box,
+                                                      all_pasted=True),
+                                  pipeline_seed(seed, "pasted"), state)
+
+        return SplitPipelines(plain, pasted, coins, streams.foreground, with_box, checkpoint)
+
+    def _pipeline(self, graph, seed: int, checkpoint: str | None):
+        """A built DALI pipeline running ``graph`` (restored from ``checkpoint`` if given)."""
+        config = self.config
+
+        @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads,
+                      device_id=self.device_id, seed=seed,
+                      prefetch_queue_depth=config.prefetch, enable_conditionals=True,
+                      enable_checkpointing=True)
+        def pipeline():
+            return graph()
+
+        pipe = pipeline(checkpoint=checkpoint) if checkpoint else pipeline()
+        pipe.build()
+        return pipe
+
+    def _graph(self, background_source, foreground_source, with_box: bool = False,
+               all_pasted: bool = False):
+        """The graph over the given sources: without ``foreground_source`` the baseline
+        (``crop_mirror_normalize``), with it CMO; ``all_pasted`` (every batch of the source
+        pasted) drops the conditional that keeps unpasted foregrounds from being decoded."""
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
-
-        @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads,
-                      device_id=self.device_id, seed=config.seed,
-                      prefetch_queue_depth=config.prefetch, enable_conditionals=True,
-                      enable_checkpointing=True)
-        def graph():
-            encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
-                                                    batch=True, batch_info=True)
-            mirror_b = fn.random.coin_flip(probability=0.5)
-            background = train_images(encoded_b, mirror_b, config, device)
-            paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
-            if not self.has_foreground:
-                images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
-                                                  std=std, dtype=out_dtype, output_layout="CHW")
-                return images, label_b
-            encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
-                                                           batch=True, batch_info=True)
-            mirror_f = fn.random.coin_flip(probability=0.5)
-            paste_mirror_f = 0 if config.recipe.flips else mirror_f
-            size = config.image_size
-            box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,
-                                  probability=fn.cast(flags, dtype=types.FLOAT),
-                                  per_sample=config.per_sample)
-            if config.foreground_decode == "naive":
-                foreground = train_images(encoded_f, mirror_f, config, device)
-            elif (box[2] > box[0]) & (box[3] > box[1]):
-                if config.region_decode:
-                    foreground = region_decode(encoded_f, box, mirror_f, config, device)
-                else:
-                    foreground = train_images(encoded_f, mirror_f, config, device)
-            else:
-                foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
-            images, _ = fn.cmo_paste(background, foreground, box=box, mirror=paste_mirror_b,
-                                     foreground_mirror=paste_mirror_f, mean=mean, std=std,
-                                     dtype=out_dtype, output_layout="CHW")
-            return (images, label_b, label_f, lam) + ((box,) if with_box else ())
-
-        pipe = graph(checkpoint=checkpoint) if checkpoint else graph()
-        pipe.build()
-        return pipe
+        raw = isinstance(self.dataset, ArrayDataset)  # uint8 HWC pixels, not encoded bytes
+        layout = "HWC" if raw else ""
+        encoded_b, label_b = fn.external_source(background_source, num_outputs=2, batch=True,
+                                                batch_info=True, layout=[layout, ""])
+        mirror_b = fn.random.coin_flip(probability=0.5)
+        background = train_images(encoded_b, mirror_b, config, device, raw)
+        paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
+        if foreground_source is None:
+            images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
+                                              std=std, dtype=out_dtype, output_layout="CHW")
+            return images, label_b
+        encoded_f, label_f, flags = fn.external_source(foreground_source, num_outputs=3,
+                                                       batch=True, batch_info=True,
+                                                       layout=[layout, "", ""])
+        mirror_f = fn.random.coin_flip(probability=0.5)
+        paste_mirror_f = 0 if config.recipe.flips else mirror_f
+        size = config.image_size
+        box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,
+                              probability=fn.cast(flags, dtype=types.FLOAT),
+                              per_sample=config.per_sample, seed=self.box_seed)
+        if config.foreground_decode == "naive":
+            foreground = train_images(encoded_f, mirror_f, config, device, raw)
+        elif all_pasted:
+            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
+        elif (box[2] > box[0]) & (box[3] > box[1]):
+            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
+        else:
+            foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
+        images, _ = fn.cmo_paste(background, foreground, box=box, mirror=paste_mirror_b,
+                                 foreground_mirror=paste_mirror_f, mean=mean, std=std,
+                                 dtype=out_dtype, output_layout="CHW")
+        return (images, label_b, label_f, lam) + ((box,) if with_box else ())

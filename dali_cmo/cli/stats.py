@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--r", type=float, default=1.0, help="exponent r of reference/class_power")
     parser.add_argument("--beta", type=_beta,
                         help="effective_number beta in (0, 1) or 'paper' for (N-1)/N "
-                             "(default 0.9999)")
+                             "(default: the paper's (N-1)/N; 0.9999 is Cui et al.'s)")
     parser.add_argument("--imbalance-ratio", type=float,
                         help="first take the CIFAR-LT subset with this max/min ratio")
     parser.add_argument("--seed", type=int, default=0, help="seed of the long-tailed subset")

@@ -56,6 +56,9 @@ class GroupRule:
 #: The CIFAR-LT convention (the default) and the ImageNet-LT / iNaturalist scripts' convention.
 CIFAR_RULE = GroupRule()
 IMAGENET_RULE = GroupRule(few_inclusive=True)
+#: The conventions by name, for command lines: ``lt20`` (few < 20, ``cifar_train.py``) and
+#: ``le20`` (few <= 20, ``imagenet_train.py`` and ``inat18_train.py``).
+GROUP_RULES = {"lt20": CIFAR_RULE, "le20": IMAGENET_RULE}
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from dali_cmo.data.integrity import BadImageError, culprit_error
@@ -22,28 +21,33 @@ from dali_cmo.data.targets import soft_targets
 
 
 def to_torch(batch, device: str) -> torch.Tensor:
-    """A DALI TensorList (uniform shape) as a torch tensor on the pipeline's device.
+    """A DALI TensorList (uniform shape) as a torch tensor, shared rather than copied.
 
-    GPU pipelines also have CPU outputs (labels from the sources, ``lam`` from ``cmo_box``):
-    those are copied to the current CUDA device.
+    The tensor takes DALI's memory through DLPack. DALI's default (dynamic) executor gives
+    every iteration fresh output memory, which the tensor keeps alive, so later iterations do
+    not overwrite it. GPU outputs are ready on the stream the pipeline was run with:
+    :func:`run_naming_bad_files` runs GPU pipelines with torch's current stream, so work queued
+    on that stream sees the data without any host wait. CPU outputs of GPU pipelines (labels
+    from the sources, ``lam`` from ``cmo_box``) are copied to the current CUDA device.
+
+    Args:
+        batch: a pipeline output (``TensorListCPU`` or ``TensorListGPU``).
+        device: the pipeline's device, ``"cpu"`` or ``"gpu"``.
     """
     from nvidia.dali.backend import TensorListGPU
 
-    tensor = batch.as_tensor()
-    if isinstance(batch, TensorListGPU):
-        from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
-        out = torch.empty(tensor.shape(), dtype=to_torch_type[tensor.dtype], device="cuda")
-        feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream())
-        return out
-    cpu = torch.from_numpy(np.array(tensor))
-    return cpu.to("cuda", non_blocking=True) if device == "gpu" else cpu
+    tensor = torch.from_dlpack(batch.as_tensor())
+    if isinstance(batch, TensorListGPU) or device != "gpu":
+        return tensor
+    return tensor.to("cuda", non_blocking=True)
 
 
-def run_naming_bad_files(pipe, sources, epoch: int, position: int):
-    """``pipe.run()``; a decoder failure is re-raised as a :class:`BadImageError` naming the file
-    when one of the ``sources``' recent batches holds it (StopIteration passes through)."""
+def run_naming_bad_files(pipe, sources, epoch: int, position: int, device: str = "cpu"):
+    """``pipe.run()`` (GPU pipelines on torch's current stream, see :func:`to_torch`); a decoder
+    failure is re-raised as a :class:`BadImageError` naming the file when one of the
+    ``sources``' recent batches holds it (StopIteration passes through)."""
     try:
-        return pipe.run()
+        return pipe.run(torch.cuda.current_stream()) if device == "gpu" else pipe.run()
     except BadImageError:
         raise
     except RuntimeError as error:
@@ -108,7 +112,8 @@ class CMOIterator:
         sources = (streams.background, streams.foreground)
         while True:
             try:
-                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position)
+                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position,
+                                               self.source.device)
             except StopIteration:
                 self.pipe.reset()
                 self.epoch, self.position = self.epoch + 1, 0
@@ -144,7 +149,7 @@ class EvalIterator:
         while True:
             try:
                 images, labels = run_naming_bad_files(self._pipe, (self.source.source,), 0,
-                                                      position)
+                                                      position, device)
             except StopIteration:
                 self._pipe.reset()
                 return

@@ -17,8 +17,10 @@ Weight schemes for Q (``n_k`` = number of training samples of class k, ``y_i`` =
 ``"reference"`` is what the CMO reference code does (``WeightedRandomSampler`` with per-sample
 weights ``1 / n_{y_i}^r``, r = 1: every class equally often). ``"class_power"`` is the paper's
 Eq. 2 read literally, a per-class probability ``∝ n_k^(-r)`` spread uniformly over the class's
-samples. Effective-number weights (Cui et al. 2019) use ``beta = 0.9999`` in the reference
-code; ``beta="paper"`` gives the paper's ``(N - 1) / N``.
+samples. Effective-number weights (Cui et al. 2019) are not in the reference code; by default
+they use the CMO paper's ``beta = (N - 1) / N`` (``beta="paper"``); ``beta=0.9999`` (Cui et al.'s
+usual value, also the beta of the reference's DRW class weights) or any beta in (0, 1) is an
+option.
 
 Determinism: the random stream of an epoch is a pure function of ``(seed, epoch, stream)``
 (:func:`epoch_generator`); samplers hold no state, so resuming at any epoch and position
@@ -32,8 +34,6 @@ import json
 import numpy as np
 
 SCHEMES = ("reference", "class_power", "effective_number", "uniform")
-#: ``beta`` of the effective-number scheme in the CMO reference code.
-REFERENCE_BETA = 0.9999
 
 
 # --------------------------------------------------------------------------- weights
@@ -48,10 +48,9 @@ def _validate(scheme: str, r: float, beta: float | str | None) -> None:
 
 
 def effective_number_beta(beta: float | str | None, num_samples: int) -> float:
-    """Resolve ``beta``: ``None`` -> 0.9999 (reference code), ``"paper"`` -> ``(N - 1) / N``."""
-    if beta is None:
-        return REFERENCE_BETA
-    if beta == "paper":
+    """Resolve ``beta``: ``None`` or ``"paper"`` -> the paper's ``(N - 1) / N``; a number in
+    (0, 1) as given (e.g. Cui et al.'s 0.9999)."""
+    if beta is None or beta == "paper":
         if num_samples < 2:
             raise ValueError("beta='paper' needs at least 2 samples ((N - 1) / N > 0)")
         return (num_samples - 1) / num_samples

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import BadImageError, BadImageWarning, check_policy, quick_check
 from dali_cmo.data.sampling import EpochSampler, epoch_generator, make_sampler
 
@@ -39,14 +39,28 @@ def check_variant(variant: str) -> tuple[str, str | None]:
     return VARIANTS[variant]
 
 
+def rank_seed(seed: int, stream: str, shard_id: int | None = None) -> int:
+    """A DALI seed (0 .. 2^31 - 1) for the random stream ``stream`` of a run seeded ``seed``:
+    the same on every rank with ``shard_id=None``, one per rank otherwise (a hash of all three,
+    :func:`dali_cmo.data.sampling.epoch_generator`)."""
+    key = stream if shard_id is None else f"{stream}/rank{shard_id}"
+    return int(epoch_generator(seed, 0, f"seed/{key}").integers(2 ** 31))
+
+
 @dataclass(frozen=True)
 class PasteSchedule:
     """Which samples get a foreground pasted: a pure function of ``(seed, epoch, position)``.
 
     Pasting happens only inside the augmentation window ``start < epoch < epochs - end``
     (epochs counted from 0; ``start=-1`` includes epoch 0), and there with ``probability``: one
-    coin per batch (the reference) or one per sample (``per_sample``). Deciding this before decoding lets the pipeline skip
-    reading and decoding every foreground that would not be pasted.
+    coin per batch (the reference) or one per sample (``per_sample``). Deciding this before
+    decoding lets the pipeline skip reading and decoding every foreground that would not be
+    pasted.
+
+    Several ranks (shards): the reference runs one process, so its batch is the global step's,
+    with one coin, one lambda and one box for all of it. Per batch, the coin of step
+    ``iteration`` and the seed of the box sampler (:meth:`box_seed`) are therefore the same on
+    every rank; per sample, every rank draws its own.
     """
     epochs: int
     start: int = 3
@@ -71,13 +85,20 @@ class PasteSchedule:
         return any(self.active(e) for e in range(self.epochs))
 
     def flags(self, epoch: int, iteration: int, count: int, shard_id: int = 0) -> np.ndarray:
-        """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``."""
+        """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``
+        (per batch: one coin for the global step, the same on every shard)."""
         if not self.active(epoch) or self.probability == 0.0:
             return np.zeros(count, dtype=bool)
-        rng = epoch_generator(self.seed, epoch, f"paste/{shard_id}/{iteration}")
         if self.per_sample:
+            rng = epoch_generator(self.seed, epoch, f"paste/{shard_id}/{iteration}")
             return rng.random(count) < self.probability
+        rng = epoch_generator(self.seed, epoch, f"paste/{iteration}")
         return np.full(count, rng.random() < self.probability)
+
+    def box_seed(self, shard_id: int = 0) -> int:
+        """The seed of the lambda-and-box sampler (``cmo_box``) of shard ``shard_id``: shared by
+        every shard per batch, one per shard per sample."""
+        return rank_seed(self.seed, "box", None if not self.per_sample else shard_id)
 
 
 class FileReader:
@@ -173,6 +194,30 @@ class FileReader:
         raise TypeError("FileReader holds threads; use it in-process (external_source parallel=False)")
 
 
+class ArrayReader:
+    """The :class:`FileReader` interface over an :class:`~dali_cmo.datasets.ArrayDataset`:
+    ``read_batch`` returns the in-memory uint8 HWC pixels (no file, no decode, nothing bad to
+    skip). Every sample is returned, flagged or not: the images must share one layout, and a
+    sample nobody pastes costs one small copy."""
+
+    def __init__(self):
+        self.files_read = 0
+        self.bad_files: dict[str, str] = {}
+
+    def read_batch(self, dataset: ArrayDataset, indices, wanted, epoch: int | None = None,
+                   iteration: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        indices = np.asarray(indices)
+        self.files_read += int(np.count_nonzero(wanted))
+        return [dataset.images[int(i)] for i in indices], indices.copy()
+
+
+def make_reader(dataset: LongTailDataset, threads: int = 4, on_bad_image: str = "error"):
+    """An :class:`ArrayReader` for in-memory pixels, else a :class:`FileReader`."""
+    if isinstance(dataset, ArrayDataset):
+        return ArrayReader()
+    return FileReader(threads, on_bad_image=on_bad_image)
+
+
 @dataclass
 class StreamSource:
     """One sampled stream (P or Q) of a dataset, as an ``external_source`` batch callable.
@@ -188,7 +233,7 @@ class StreamSource:
     shard_id: int = 0
     num_shards: int = 1
     schedule: PasteSchedule | None = None
-    reader: FileReader = field(default_factory=FileReader)
+    reader: FileReader | ArrayReader = field(default_factory=FileReader)
     read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
     max_batches: int = 0  # > 0: the epoch ends after this many batches (nothing more is read)
     _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
@@ -213,6 +258,13 @@ class StreamSource:
             raise StopIteration
         return indices[start:start + self.batch_size]
 
+    def batch_labels(self, epoch: int, iteration: int) -> np.ndarray:
+        return self.dataset.labels[self.batch_indices(epoch, iteration)]
+
+    def paste_flags(self, epoch: int, iteration: int, count: int) -> np.ndarray:
+        """The schedule's paste flags of the ``count`` samples of batch ``iteration``."""
+        return self.schedule.flags(epoch, iteration, count, self.shard_id)
+
     def __call__(self, info):
         epoch, iteration = info.epoch_idx, info.iteration
         indices = self.batch_indices(epoch, iteration)
@@ -220,7 +272,7 @@ class StreamSource:
         if self.schedule is None:
             flags, wanted = None, np.ones(len(indices), bool)
         else:
-            flags = self.schedule.flags(epoch, iteration, len(indices), self.shard_id)
+            flags = self.paste_flags(epoch, iteration, len(indices))
             wanted = flags | self.read_unflagged
         data, used = self.reader.read_batch(self.dataset, indices, wanted, epoch, iteration)
         read = used[wanted]
@@ -243,7 +295,7 @@ class TrainingStreams:
                     reader_threads: int = 4, on_bad_image: str = "error",
                     max_batches: int = 0) -> "TrainingStreams":
         bg_kind, fg_kind = check_variant(variant)
-        reader = FileReader(reader_threads, on_bad_image=on_bad_image)
+        reader = make_reader(dataset, reader_threads, on_bad_image)
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
             sampler = make_sampler(kind, dataset.labels, seed=seed, stream=name, scheme=q_scheme,
@@ -273,7 +325,7 @@ def sequential_batches(dataset: LongTailDataset, batch_size: int, shard_id: int 
         raise ValueError(f"shard_id must lie in 0..{num_shards - 1}, got {shard_id}")
     n = len(dataset)
     lo, hi = shard_id * n // num_shards, (shard_id + 1) * n // num_shards
-    reader = reader or FileReader(on_bad_image=on_bad_image)
+    reader = reader or make_reader(dataset, on_bad_image=on_bad_image)
     recent: deque = deque(maxlen=RECENT_BATCHES)
 
     def source(info):

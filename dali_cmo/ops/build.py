@@ -105,7 +105,10 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
     cuda_include = _cuda_include_dir(nvcc)
     archs = archs or os.environ.get("DALI_CMO_CUDA_ARCHS", DEFAULT_ARCHS)
     arch_list = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
-    common = ["-std=c++20", "-O3", "-fPIC", f"-I{SOURCE_DIR}", f"-I{cuda_include}", *compile_flags]
+    # No fused multiply-adds in host code: the CPU operator must compute the same float bits as
+    # the GPU kernel (paste_pixel.h uses round-to-nearest intrinsics on the device).
+    common = ["-std=c++20", "-O3", "-fPIC", "-ffp-contract=off", f"-I{SOURCE_DIR}",
+              f"-I{cuda_include}", *compile_flags]
     if nvcc:
         common.append("-DDALI_CMO_WITH_CUDA=1")
 
@@ -122,8 +125,10 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
             gencode.append(f"-gencode=arch=compute_{arch_list[-1]},code=compute_{arch_list[-1]}")
             for source in sorted(SOURCE_DIR.glob("*.cu")):
                 obj = Path(tmp) / (source.stem + ".cu.o")
+                host_only = ("-fPIC", "-ffp-contract=off")
                 _run([nvcc, *gencode, "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
-                      *[f for f in common if f not in ("-fPIC",)], "-c", str(source), "-o", str(obj)],
+                      "-Xcompiler", "-ffp-contract=off",
+                      *[f for f in common if f not in host_only], "-c", str(source), "-o", str(obj)],
                      f"compiling {source.name} with nvcc", verbose)
                 objects.append(str(obj))
         staged = Path(tmp) / LIBRARY_NAME

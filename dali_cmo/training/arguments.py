@@ -13,12 +13,15 @@ import re
 from pathlib import Path
 
 from dali_cmo.augment.recipes import RECIPES
+from dali_cmo.constants import NORMALISATIONS
+from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
 from dali_cmo.data.sources import VARIANTS
-from dali_cmo.training.losses import LOSS_NAMES
-from dali_cmo.training.distributed import default_workers
+from dali_cmo.training.distributed import default_workers, launched_world_size
+from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
 from dali_cmo.training.models import MODEL_NAMES
-from dali_cmo.training.recipes import DECAYS, PRESETS, LRSchedule
+from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_epoch,
+                                       rank_batch_size)
 
 PROG = "train.py"
 DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
@@ -27,17 +30,18 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
                    decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
                    cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
-                   drw_epoch="drw_epoch", image_size="image_size", augment="augment")
+                   drw_epoch="drw_epoch", image_size="image_size", groups="groups",
+                   normalisation="normalisation", augment="augment")
 # What defines a run, by flag: a resumed run must keep these (the data are compared by content;
 # "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam).
 FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
-         "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
-         "--per-sample")
+         "--style", "--normalisation", "--augment", "--variant", "--seed", "--q-scheme", "--q-r",
+         "--q-beta", "--per-sample", "--pretrained")
 # What a resumed run may change when --allow-change names it.
 CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
               "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
               "--cmo-prob", "--alpha", "--foreground-decode", "--max-steps-per-epoch",
-              "--val-data", "--device", "--amp", "--channels-last")
+              "--val-data", "--groups", "--device", "--amp", "--channels-last")
 # values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
 EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
 # pipeline / sampler field -> flag, for their messages
@@ -88,7 +92,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="reference recipe whose values are the defaults below (default: "
                             "'demo' for the demo, 'cifar10-lt' for --dataset cifar10-lt, "
-                            "'imagenet-lt' otherwise)")
+                            "'inat2018' for --dataset inat, 'imagenet-lt' otherwise)")
+    group.add_argument("--drw", action="store_true",
+                       help="the preset's CE-DRW recipe: deferred re-weighting from the "
+                            "reference script's epoch (160 CIFAR and iNat, 80 ImageNet-LT), "
+                            "loss ce unless --loss says otherwise")
+    group.add_argument("--pretrained", default=None, metavar="PATH",
+                       help="fine-tune from this state-dict file (torchvision weights; the "
+                            "classifier head stays new where its shape differs)")
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default=None,
                        help="demo: built-in synthetic data; cifar10-lt: CIFAR-10-LT from a "
@@ -114,12 +125,15 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="the reference's augmentation of both streams "
                             "(dali_cmo.augment.recipes)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
+    group.add_argument("--normalisation", choices=tuple(NORMALISATIONS), default=None,
+                       help="mean/std of training and evaluation (iNat's own for inat2018)")
     group = parser.add_argument_group("model and loss")
     group.add_argument("--model", choices=MODEL_NAMES, default=None, help="network")
     group.add_argument("--loss", choices=LOSS_NAMES, default=None,
                        help="ce, bs (Balanced Softmax) or ldam (adds a cosine classifier)")
     group.add_argument("--drw-epoch", type=int, default=None,
-                       help="deferred re-weighting from this epoch on (none: never)")
+                       help="deferred re-weighting from this epoch on, counted from 0 (none: "
+                            "never; see --drw)")
     group = parser.add_argument_group("CMO")
     group.add_argument("--variant", choices=tuple(VARIANTS), default="cmo",
                        help="cmo (bg~P, fg~Q), cmo_back, cmo_minor, cutmix, ros, none")
@@ -135,7 +149,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="foreground weights (reference: w_i = n_{y_i}^-r)")
     group.add_argument("--q-r", type=float, default=1.0, help="exponent r of the Q weights")
     group.add_argument("--q-beta", default=None,
-                       help="effective_number beta (a number, or 'paper' = (N-1)/N)")
+                       help="effective_number beta in (0, 1), e.g. 0.9999 (default: the "
+                            "paper's (N-1)/N)")
     group.add_argument("--foreground-decode", choices=("region", "full", "naive"),
                        default="region", help="decode only the pasted box of a foreground")
     group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
@@ -143,7 +158,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "replace it by another image of its class and report it once")
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, default=None, help="training epochs")
-    group.add_argument("--batch-size", type=int, default=None, help="images per step per rank")
+    group.add_argument("--batch-size", type=int, default=None,
+                       help="images per step, all ranks together (the global batch; each of R "
+                            "torchrun ranks takes 1/R of it)")
     group.add_argument("--lr", type=float, default=None, help="base learning rate (SGD)")
     group.add_argument("--momentum", type=float, default=None, help="SGD momentum")
     group.add_argument("--wd", type=float, default=None, help="weight decay")
@@ -175,6 +192,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in an --output folder that already holds a "
                             "checkpoint (otherwise refused: use --resume auto to continue)")
+    group.add_argument("--groups", choices=tuple(GROUP_RULES), default=None,
+                       help="Many/Medium/Few edge at 20 training images: lt20 few < 20 "
+                            "(cifar_train.py), le20 few <= 20 (imagenet_train.py, "
+                            "inat18_train.py)")
     group.add_argument("--eval-every", type=int, default=None,
                        help="evaluate every N epochs (0: only after the last; the last epoch "
                             "is always evaluated; default 1, the demo 0)")
@@ -190,7 +211,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-after-steps", type=int, default=0,
                         help=argparse.SUPPRESS)  # simulate SIGTERM
     parser.add_argument("--debug-shards", action="store_true",
-                        help=argparse.SUPPRESS)  # write rank indices
+                        help=argparse.SUPPRESS)  # write rank indices and first batch
     return parser
 
 
@@ -226,13 +247,22 @@ def _fill_defaults(args) -> None:
     if args.dataset is None:
         args.dataset = _guess_dataset(args)
     if args.preset is None:
-        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt"}.get(args.dataset,
-                                                                      "imagenet-lt")
+        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt",
+                       "inat": "inat2018"}.get(args.dataset, "imagenet-lt")
     preset = PRESETS[args.preset]
     unset = {dest for dest in PRESET_KEYS if getattr(args, dest) is None}
-    for dest in unset:
-        value = preset[PRESET_KEYS[dest]]
-        setattr(args, dest, list(value) if isinstance(value, tuple) else value)
+    if args.drw:
+        try:
+            args.drw_epoch = drw_switch_epoch(args.preset) if args.drw_epoch is None \
+                else args.drw_epoch
+        except ValueError as error:
+            raise UsageError(f"--drw: {error}") from None
+        args.loss = args.loss or "ce"
+    args.world_size = launched_world_size()
+    for dest in PRESET_KEYS:
+        if getattr(args, dest) is None:
+            value = preset[PRESET_KEYS[dest]]
+            setattr(args, dest, list(value) if isinstance(value, tuple) else value)
     args.shortened = {}  # preset values scaled to a shorter --epochs (dest -> value)
     if "epochs" not in unset and args.epochs < preset["epochs"]:
         scaled = shorten_recipe({d: getattr(args, d) for d in EPOCH_VALUES},
@@ -323,6 +353,21 @@ def check_args(args) -> None:
          f"may change within a run: {', '.join(f.lstrip('-') for f in CHANGEABLE)}"),
     ]
     problems = [message for ok, message in checks if not ok]
+    if args.batch_size >= 1:
+        try:
+            args.rank_batch_size = rank_batch_size(args.batch_size, args.world_size)
+        except ValueError as error:
+            problems.append(f"--batch-size {args.batch_size}: {error}")
+    if args.drw_epoch is not None and args.loss == "bs":
+        problems.append(f"--loss bs with deferred re-weighting (--drw / --drw-epoch): "
+                        f"{BalancedSoftmaxLoss.no_weights_reason}")
+    if args.drw_epoch is not None and args.drw_epoch >= args.epochs:
+        problems.append(f"--drw-epoch {args.drw_epoch} lies past the last epoch (--epochs "
+                        f"{args.epochs}, counted from 0): no epoch would be re-weighted")
+    if PRESETS[args.preset]["pretrained"] and args.pretrained is None:
+        problems.append(f"--preset {args.preset} fine-tunes a pretrained "
+                        f"{PRESETS[args.preset]['model']} ({PRESETS[args.preset]['source']}): "
+                        f"give --pretrained PATH, a torchvision state-dict file")
     if args.epochs >= 1:
         problems += _epoch_problems(args)
     if not problems:
@@ -385,11 +430,11 @@ def make_schedule(args) -> LRSchedule:
 def make_train_config(args):
     """The ``pipelines.training.TrainConfig`` the flags describe."""
     from pipelines.training import TrainConfig
-    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.batch_size,
+    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.rank_batch_size,
                        epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       augment=args.augment, seed=args.seed, num_threads=args.workers,
-                       on_bad_image=args.on_bad_image,
+                       normalisation=args.normalisation, augment=args.augment, seed=args.seed,
+                       num_threads=args.workers, on_bad_image=args.on_bad_image,
                        max_batches_per_epoch=args.max_steps_per_epoch)

@@ -14,9 +14,14 @@ import torch.distributed as dist
 _HOST_GROUP = None  # a gloo group for votes on the host (the default group when it is gloo)
 
 
+def launched_world_size() -> int:
+    """The number of ranks torchrun started (``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(args):
     """(rank, world_size, local_rank) from torchrun's environment; one process: (0, 1, 0)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if world <= 1:
         return 0, 1, 0
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from dali_cmo.data.datasets import ArrayDataset
+from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.integrity import BadImageError, quick_check_files
 from dali_cmo.training.distributed import all_reduce_sum, gather_objects
 from dali_cmo.training.metrics import ConfusionCounter, accuracy_report
@@ -24,8 +26,9 @@ class Evaluation:
     Args:
         dataset: the evaluation ``LongTailDataset``.
         train_counts: training images per class (the Many / Medium / Few groups).
-        args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
-            ``workers``, ``on_bad_image``, ``amp``, ``print_every``).
+        args: the trainer's arguments (``style``, ``normalisation``, ``rank_batch_size``,
+            ``image_size``, ``device``, ``workers``, ``on_bad_image``, ``amp``, ``groups``,
+            ``print_every``).
         run: the trainer's ``Run`` (rank, world size, device, stop request, log).
     """
 
@@ -41,6 +44,8 @@ class Evaluation:
             BadImageError: ``--on-bad-image error`` and a bad file (the first; the message
                 counts the others). Under ``skip`` the bad files are left out instead.
         """
+        if isinstance(self.dataset, ArrayDataset):
+            return  # pixels in memory: nothing to read
         run, n = self.run, len(self.dataset)
         mine = list(range(run.rank, n, run.world))
         line = ProgressLine(every_s=self.args.print_every) if run.is_main else None
@@ -86,10 +91,11 @@ class Evaluation:
             args, run = self.args, self.run
             # "error": a bad file is never replaced by another image; skip mode leaves it out
             self._iterator = EvalIterator(EvalPipeline(
-                self.dataset, style=args.style, batch_size=args.batch_size,
+                self.dataset, style=args.style, batch_size=args.rank_batch_size,
                 image_size=args.image_size, device="gpu" if args.device == "cuda" else "cpu",
                 device_id=run.device.index, shard_id=run.rank, num_shards=run.world,
-                num_threads=args.workers, on_bad_image="error"))
+                num_threads=args.workers, on_bad_image="error",
+                normalisation=args.normalisation))
         return self._iterator
 
     def __call__(self, model) -> dict | None:
@@ -116,4 +122,5 @@ class Evaluation:
         if run.stop.requested(run.world):
             return None
         counts = all_reduce_sum(counter.counts(), run.world).cpu()
-        return accuracy_report(counts[0], counts[1], self.train_counts)
+        return accuracy_report(counts[0], counts[1], self.train_counts,
+                               GROUP_RULES[self.args.groups])

@@ -1,27 +1,31 @@
 """Losses for long-tailed training with CMO.
 
 Notation: ``z`` logits of shape (N, C), ``y`` integer targets (N,), ``n_k`` the number of
-training images of class ``k``, ``C`` the number of classes.
+training images of class ``k``, ``C`` the number of classes, ``w_k`` optional class weights.
 
-Every loss module here returns **one value per sample** (``reduction='none'``), so that the
-CMO mix can be formed exactly for any of them (DESIGN.md, section 1)::
+Every loss module here returns **one value per sample**, ``w_{y_i} * L(z_i, y_i)``
+(``reduction='none'``, ``w = 1`` without class weights), so that the CMO mix can be formed
+exactly for any of them (DESIGN.md, section 1). :func:`mixed_loss` normalises each term as
+``torch.nn.CrossEntropyLoss(weight=w)`` does, by the sum of the weights of its targets::
 
-    loss = mean_i [ lam_i * L(z_i, y_b,i) + (1 - lam_i) * L(z_i, y_f,i) ]      (mixed_loss)
+    loss = sum_i lam_i w_{y_b,i} L(z_i, y_b,i) / sum_i w_{y_b,i}
+         + sum_i (1 - lam_i) w_{y_f,i} L(z_i, y_f,i) / sum_i w_{y_f,i}
 
-``lam_i`` is the background share of image ``i`` (1.0 where nothing was pasted).
+``lam_i`` is the background share of image ``i`` (1.0 where nothing was pasted). With one
+``lam`` for the batch this is the reference's ``criterion(output, target) * lam +
+criterion(output, target2) * (1 - lam)`` (github.com/naver-ai/cmo, ``cifar_train.py``), each
+``criterion`` a weighted mean; without weights both sums are ``N`` (a plain mean).
 
 Losses (names accepted by :func:`build_loss`):
 
 * ``ce``   -- cross entropy, optionally class-weighted (deferred re-weighting, DRW).
-* ``bs``   -- Balanced Softmax (Ren et al., NeurIPS 2020): CE of ``z + log(prior)``.
+* ``bs``   -- Balanced Softmax (Ren et al., NeurIPS 2020): CE of ``z + log(prior)``. It takes
+  no class weights: the reference's ``BalancedSoftmaxLoss`` (``losses.py``) is built without
+  them, so its DRW runs train plain Balanced Softmax; here DRW with ``bs`` is refused.
 * ``ldam`` -- LDAM (Cao et al., NeurIPS 2019): CE of ``s * (z - m_y * onehot(y))``.
 
 Class weights (DRW, Cao et al. 2019; weights from Cui et al., CVPR 2019) are set at run time
-with ``set_class_weights`` on any of the three. A weighted per-sample loss is
-``w_y * L(z, y)``; :func:`mixed_loss` then averages over the batch (divides by N). Note that
-torch's ``cross_entropy(weight=w, reduction='mean')``, used by the reference code, divides by
-``sum_i w_{y_i}`` instead; the two differ by the batch's mean weight, a per-batch scalar factor
-on the step size.
+with ``set_class_weights`` on ``ce`` and ``ldam``.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import torch.nn.functional as F
 
 LOSS_NAMES = ("ce", "bs", "ldam")
 
-PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+PerSampleLossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _class_counts(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -48,22 +52,50 @@ def _class_counts(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
     return counts
 
 
-def mixed_loss(per_sample_loss: PerSampleLoss, logits: torch.Tensor, target_b: torch.Tensor,
-               target_f: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
-    """CMO / CutMix loss, exact for any per-sample loss ``L``.
+def target_weights(per_sample_loss: PerSampleLossFn, logits: torch.Tensor,
+                   target: torch.Tensor) -> torch.Tensor:
+    """``w_{y_i}`` per sample: the class weights of a :class:`PerSampleLoss`, else ones."""
+    weights = per_sample_loss.weight(logits) if isinstance(per_sample_loss, PerSampleLoss) \
+        else None
+    if weights is None:
+        return torch.ones(target.shape, dtype=logits.dtype, device=logits.device)
+    return weights[target]
 
-    ``mean_i [lam_i * L(logits_i, target_b_i) + (1 - lam_i) * L(logits_i, target_f_i)]``
+
+def mixed_loss(per_sample_loss: PerSampleLossFn, logits: torch.Tensor, target_b: torch.Tensor,
+               target_f: torch.Tensor, lam: torch.Tensor | float, *,
+               all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               world_size: int = 1) -> torch.Tensor:
+    """CMO / CutMix loss, exact for any per-sample loss ``L``, weighted or not.
+
+    ``sum_i lam_i l_b,i / sum_i w_b,i + sum_i (1 - lam_i) l_f,i / sum_i w_f,i`` with
+    ``l = per_sample_loss(logits, target)`` (already ``w_y * L``) and ``w`` the class weights
+    of each target (ones for a loss without weights): each term is normalised as
+    ``torch.nn.CrossEntropyLoss(weight=w)`` normalises (see the module docstring).
+
+    Several ranks, each holding a share of the global batch: pass ``all_reduce`` (sums a
+    tensor over the ranks in place and returns it) and ``world_size``. The weight sums are then
+    taken over the global batch, and each rank returns ``world_size`` times its share of the
+    numerators, so that DistributedDataParallel's gradient average is the gradient of the
+    loss of the global batch, as the reference computes it in one process.
 
     Args:
-        per_sample_loss: ``L(logits, target) -> (N,)``, one loss per sample.
+        per_sample_loss: ``L(logits, target) -> (N,)``, one (weighted) loss per sample.
         logits: (N, C) model outputs for the mixed images.
         target_b: (N,) labels of the backgrounds.
         target_f: (N,) labels of the pasted foregrounds.
         lam: (N,) background share per sample (or one float for the batch).
+        all_reduce: sums a tensor over the ranks (None: one process).
+        world_size: the number of ranks (with ``all_reduce``).
     """
     lam = torch.as_tensor(lam, dtype=logits.dtype, device=logits.device)
-    return (lam * per_sample_loss(logits, target_b)
-            + (1.0 - lam) * per_sample_loss(logits, target_f)).mean()
+    lam = lam.expand(target_b.shape)
+    sums = torch.stack([target_weights(per_sample_loss, logits, target_b).sum(),
+                        target_weights(per_sample_loss, logits, target_f).sum()]).detach()
+    if all_reduce is not None:
+        sums = all_reduce(sums) / world_size
+    return ((lam * per_sample_loss(logits, target_b)).sum() / sums[0]
+            + ((1.0 - lam) * per_sample_loss(logits, target_f)).sum() / sums[1])
 
 
 class SoftTargetCrossEntropy(nn.Module):
@@ -77,8 +109,12 @@ class SoftTargetCrossEntropy(nn.Module):
         return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1)
 
 
-class _ClassWeighted(nn.Module):
-    """Holds optional per-class weights ``w`` (C,) that scale each sample's loss by ``w_y``."""
+class PerSampleLoss(nn.Module):
+    """A loss with one value per sample and optional per-class weights ``w`` (C,) that scale
+    each sample's loss by ``w_y`` (``takes_class_weights`` says whether it accepts them)."""
+
+    takes_class_weights = True
+    no_weights_reason = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,10 +122,14 @@ class _ClassWeighted(nn.Module):
 
     def set_class_weights(self, weights: torch.Tensor | Sequence[float] | None) -> None:
         """Set (or clear, with ``None``) the per-class weights, e.g. from DRW."""
+        if weights is not None and not self.takes_class_weights:
+            raise ValueError(f"{type(self).__name__} takes no class weights: "
+                             f"{self.no_weights_reason}")
         self.class_weights = (None if weights is None
                               else torch.as_tensor(weights, dtype=torch.float32).flatten())
 
-    def _weight(self, logits: torch.Tensor) -> torch.Tensor | None:
+    def weight(self, logits: torch.Tensor) -> torch.Tensor | None:
+        """The class weights as ``logits``' dtype and device (None without weights)."""
         if self.class_weights is None:
             return None
         if self.class_weights.numel() != logits.shape[-1]:
@@ -98,19 +138,24 @@ class _ClassWeighted(nn.Module):
         return self.class_weights.to(device=logits.device, dtype=logits.dtype)
 
 
-class CrossEntropy(_ClassWeighted):
+class CrossEntropy(PerSampleLoss):
     """Per-sample cross entropy ``w_y * (logsumexp(z) - z_y)`` (``w = 1`` without weights)."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=self._weight(logits), reduction="none")
+        return F.cross_entropy(logits, target, weight=self.weight(logits), reduction="none")
 
 
-class BalancedSoftmaxLoss(_ClassWeighted):
+class BalancedSoftmaxLoss(PerSampleLoss):
     """Balanced Softmax (Ren et al., NeurIPS 2020), per sample.
 
-    ``L(z, y) = w_y * CE(z + log(pi), y)`` with the training prior ``pi_k = n_k / sum_j n_j``.
+    ``L(z, y) = CE(z + log(pi), y)`` with the training prior ``pi_k = n_k / sum_j n_j``.
     Predict with the plain logits ``z`` (the prior is only added inside the loss).
     """
+
+    takes_class_weights = False
+    no_weights_reason = ("the reference's BalancedSoftmaxLoss (github.com/naver-ai/cmo, "
+                         "losses.py) is built without DRW's weights, and its log prior already "
+                         "balances the classes; use loss 'ce' or 'ldam' with DRW")
 
     def __init__(self, class_counts: Sequence[int] | torch.Tensor) -> None:
         super().__init__()
@@ -119,17 +164,18 @@ class BalancedSoftmaxLoss(_ClassWeighted):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         adjusted = logits + self.log_prior.to(logits.dtype)
-        return F.cross_entropy(adjusted, target, weight=self._weight(logits), reduction="none")
+        return F.cross_entropy(adjusted, target, reduction="none")
 
 
-class LDAMLoss(_ClassWeighted):
+class LDAMLoss(PerSampleLoss):
     """Label-distribution-aware margin loss (Cao et al., NeurIPS 2019), per sample.
 
     Margins ``m_k = max_margin * n_k^(-1/4) / max_j n_j^(-1/4)`` (the rarest class gets
     ``max_margin``). ``L(z, y) = w_y * CE(scale * (z - m_y * onehot(y)), y)``.
 
-    The logits are expected to be cosines in [-1, 1] from a :class:`dali_cmo.training.models.NormedLinear`
-    head, as in the reference code (``scale`` = 30, ``max_margin`` = 0.5).
+    The logits are expected to be cosines in [-1, 1] from a
+    :class:`dali_cmo.training.models.NormedLinear` head, as in the reference code
+    (``scale`` = 30, ``max_margin`` = 0.5).
     """
 
     def __init__(self, class_counts: Sequence[int] | torch.Tensor, max_margin: float = 0.5,
@@ -146,7 +192,7 @@ class LDAMLoss(_ClassWeighted):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         margin = self.margins.to(logits.dtype)[target].unsqueeze(1)
         shifted = logits.scatter_add(1, target.view(-1, 1), -margin)
-        return F.cross_entropy(self.scale * shifted, target, weight=self._weight(logits),
+        return F.cross_entropy(self.scale * shifted, target, weight=self.weight(logits),
                                reduction="none")
 
 

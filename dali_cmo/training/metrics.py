@@ -1,7 +1,12 @@
 """Per-class accuracy and the Many / Medium / Few summary of long-tailed evaluation.
 
 Groups follow a :class:`dali_cmo.data.groups.GroupRule` (by default the CIFAR-LT convention:
-many > 100, medium 20..100, few < 20 training images).
+many > 100, medium 20..100, few < 20 training images; the ImageNet-LT and iNaturalist scripts
+of the reference put exactly 20 in few, ``GROUP_RULES["le20"]``).
+
+Over a run, the reference (``cifar_train.py``, ``imagenet_train.py``, ``inat18_train.py``)
+reports the best test top-1 over the epochs; :func:`best_report` keeps that evaluation beside
+the last one.
 
 A group's accuracy is the mean of its classes' accuracies (each class counts once, however
 many test images it has). Classes with no evaluation samples have no accuracy: they are
@@ -92,6 +97,20 @@ def accuracy_report(correct: Sequence[int] | torch.Tensor, total: Sequence[int] 
     report["per_class"] = [a if a == a else None for a in accuracy.tolist()]
     report["groups"] = rule.describe()
     return report
+
+
+def best_report(best: dict | None, report: dict) -> dict:
+    """The best evaluation so far: ``report`` where its top-1 is higher than ``best``'s, else
+    ``best`` (so of equal epochs the earlier stays, as the reference's
+    ``is_best = acc1 > best_acc1``).
+
+    Args:
+        best: the best :func:`accuracy_report` so far (None before the first).
+        report: the newest one.
+    """
+    if best is None or (report["top1"] or 0.0) > (best["top1"] or 0.0):
+        return report
+    return best
 
 
 def format_report_table(rows: dict[str, dict]) -> str:

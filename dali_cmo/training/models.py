@@ -9,8 +9,13 @@
 * torchvision ImageNet ResNets (``resnet50``, ``resnet101``, ``resnet152``,
   ``wide_resnet50_2``), built untrained.
 * :class:`NormedLinear` -- the cosine head that LDAM expects, in place of the last linear layer.
+* :func:`load_pretrained` -- weights from a torchvision state-dict file (fine-tuning, e.g. the
+  usual Places-LT protocol), the classifier head left new where its shape differs.
 """
 from __future__ import annotations
+
+import pickle
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -113,3 +118,46 @@ def build_model(name: str, num_classes: int, *, normed_linear: bool = False) -> 
     if normed_linear:
         model.fc = NormedLinear(model.fc.in_features, num_classes)
     return model
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
+    """Load a state-dict file (``torch.save(model.state_dict(), path)``, as torchvision's
+    weight files are) into ``model``, for fine-tuning.
+
+    Every parameter and buffer must be in the file with its shape, except the classifier head
+    ``fc.*``, which stays as initialised where its shape differs (another number of classes, or
+    the cosine head of LDAM).
+
+    Args:
+        model: the classifier (from :func:`build_model`).
+        path: the state-dict file.
+
+    Returns:
+        The names left as initialised (the head's).
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # includes objects that are not plain tensors
+        raise ValueError(f"{path}: not a torch state-dict file (it does not unpickle as "
+                         f"tensors)") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path}: not a readable torch state-dict file ({reason})") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor), as written by "
+                         f"torch.save(model.state_dict(), path)")
+    own = model.state_dict()
+    fresh = [k for k in own if k.startswith("fc.")
+             and (k not in state or state[k].shape != own[k].shape)]
+    missing = [k for k in own if k not in state and k not in fresh]
+    unexpected = [k for k in state if k not in own and not k.startswith("fc.")]
+    wrong = [f"{k} {tuple(state[k].shape)} (model: {tuple(own[k].shape)})" for k in own
+             if k in state and k not in fresh and state[k].shape != own[k].shape]
+    for what, names in (("missing", missing), ("unexpected", unexpected),
+                        ("of another shape", wrong)):
+        if names:
+            raise ValueError(f"{path}: does not fit the model: {len(names)} entries {what}, "
+                             f"e.g. {', '.join(names[:3])}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh},
+                          strict=False)
+    return fresh

@@ -77,56 +77,82 @@ class LRSchedule:
 
 
 # The reference recipes (github.com/naver-ai/cmo: README commands, opts.py defaults and the
-# adjust_learning_rate of each *_train.py), as trainer settings. SGD throughout. `lr` is for
-# `batch_size` images per step (all GPUs together); the reference keeps it fixed when the batch
-# changes. `cmo_start`/`cmo_end`: CMO is active in epochs start < e < epochs - end.
-# `drw_epoch`: None = no re-weighting; the reference's CE-DRW recipes use 160 (CIFAR) and
-# 80 (ImageNet-LT) with loss "ce". `decay_factor` multiplies the lr at each of `decay_epochs`.
+# adjust_learning_rate of each *_train.py), as trainer settings. SGD throughout.
+# `batch_size` is the GLOBAL batch, all ranks together (the reference runs one process with
+# DataParallel); each of R ranks takes batch_size / R (`rank_batch_size`), and `lr` stays the
+# reference's for that global batch.
+# `cmo_start`/`cmo_end`: CMO is active in epochs start < e < epochs - end.
+# `drw_epoch`: None = no re-weighting. `drw_switch`: the epoch `--drw` switches to the
+# class-balanced weights at, the reference's CE-DRW recipe (`idx = epoch // 160` in
+# cifar_train.py and inat18_train.py, `epoch // 80` in imagenet_train.py); None where the
+# reference has no such recipe. `decay_factor` multiplies the lr at each of `decay_epochs`.
+# `groups`: the Many/Medium/Few convention of the reference script (`GROUP_RULES`: lt20 is
+# few < 20, le20 is few <= 20). `normalisation`: mean/std by name (`dali_cmo.constants`).
+# `pretrained`: the recipe fine-tunes weights given with --pretrained PATH.
+# `source`: where the recipe comes from, said at start-up.
+_COMMON = dict(momentum=0.9, cmo_start=3, cmo_end=3, loss="bs", drw_epoch=None,
+               pretrained=False)
+
 # cifar_train.py: 200 epochs, lr 0.1, batch 128, wd 2e-4, warm-up 5, x0.01 at 160 and 180.
-# README runs BS + CMO and CE-DRW + CMO (drw_epoch 160); BS is the default here.
-_CIFAR_LT = dict(model="resnet32", epochs=200, batch_size=128, lr=0.1, weight_decay=2e-4,
-                 momentum=0.9, warmup_epochs=5, decay="step", decay_epochs=(160, 180),
-                 decay_factor=0.01, cmo_start=3, cmo_end=3, loss="bs", drw_epoch=None,
-                 image_size=32)
+# README runs BS + CMO and CE-DRW + CMO (DRW from epoch 160); BS is the default here.
+_CIFAR_LT = dict(_COMMON, model="resnet32", epochs=200, batch_size=128, lr=0.1,
+                 weight_decay=2e-4, warmup_epochs=5, decay="step", decay_epochs=(160, 180),
+                 decay_factor=0.01, drw_switch=160, image_size=32, groups="lt20",
+                 normalisation="cifar",
+                 source="cifar_train.py (README: BS + CMO; --drw: CE-DRW + CMO)")
 
 PRESETS: dict[str, dict] = {
     # The built-in demo (`python train.py`): short, CMO active in epochs 1..3 of 5.
-    "demo": dict(model="resnet32", epochs=5, batch_size=32, lr=0.1, weight_decay=2e-4,
-                 momentum=0.9, warmup_epochs=1, decay="cosine", decay_epochs=(),
-                 decay_factor=1.0, cmo_start=0, cmo_end=1, loss="ce", drw_epoch=None,
-                 image_size=32),
+    "demo": dict(_COMMON, model="resnet32", epochs=5, batch_size=32, lr=0.1,
+                 weight_decay=2e-4, warmup_epochs=1, decay="cosine", decay_epochs=(),
+                 decay_factor=1.0, cmo_start=0, cmo_end=1, loss="ce", drw_switch=None,
+                 image_size=32, groups="lt20", normalisation="cifar",
+                 source="the built-in demo, not a reference recipe"),
     "cifar100-lt": dict(_CIFAR_LT),
     # Unsure: the CMO repository has no CIFAR-10 script; this is the CIFAR-100 recipe, which
     # LDAM-DRW also uses for CIFAR-10.
-    "cifar10-lt": dict(_CIFAR_LT),
+    "cifar10-lt": dict(_CIFAR_LT, source="cifar_train.py's CIFAR-100-LT recipe (the reference "
+                                         "has no CIFAR-10 script)"),
     # imagenet_train.py, README "BS + CMO": 100 epochs, lr 0.1, warm-up 5, x0.1 at 60 and 80.
-    # batch 128 and wd 2e-4 are opts.py defaults (the README command sets neither); the paper
-    # may have used batch 256 -- unsure.
-    "imagenet-lt": dict(model="resnet50", epochs=100, batch_size=128, lr=0.1,
-                        weight_decay=2e-4, momentum=0.9, warmup_epochs=5, decay="step",
-                        decay_epochs=(60, 80), decay_factor=0.1, cmo_start=3, cmo_end=3,
-                        loss="bs", drw_epoch=None, image_size=224),
+    # batch 128 and wd 2e-4 are opts.py defaults (the README command sets neither).
+    "imagenet-lt": dict(_COMMON, model="resnet50", epochs=100, batch_size=128, lr=0.1,
+                        weight_decay=2e-4, warmup_epochs=5, decay="step", decay_epochs=(60, 80),
+                        decay_factor=0.1, drw_switch=80, image_size=224, groups="le20",
+                        normalisation="imagenet",
+                        source="imagenet_train.py (README: BS + CMO; --drw: CE-DRW + CMO)"),
     # README "BS + CMO (400 epochs, RandAug)", PaCo's setting: lr 0.02, wd 5e-4, cosine,
-    # warm-up 10 (paco_adjust_learning_rate). The README command says --epochs 100 but is
-    # titled 400 epochs; 400 is used here. Its RandAugment branches: see AUGMENT below.
-    "imagenet-lt-400": dict(model="resnet50", epochs=400, batch_size=128, lr=0.02,
-                            weight_decay=5e-4, momentum=0.9, warmup_epochs=10, decay="cosine",
-                            decay_epochs=(), decay_factor=1.0, cmo_start=3, cmo_end=3,
-                            loss="bs", drw_epoch=None, image_size=224),
-    # inat18_train.py, README "BS + CMO": 100 epochs, batch 256, lr 0.1, warm-up 5, x0.1 at 75.
-    # (Its second milestone, 160, and its DRW switch, 160, lie past epoch 100.) wd 2e-4 is the
-    # opts.py default; unsure whether the paper used 1e-4.
-    "inat2018": dict(model="resnet50", epochs=100, batch_size=256, lr=0.1,
-                     weight_decay=2e-4, momentum=0.9, warmup_epochs=5, decay="step",
-                     decay_epochs=(75,), decay_factor=0.1, cmo_start=3, cmo_end=3,
-                     loss="bs", drw_epoch=None, image_size=224),
-    # Unsure, not in the reference repository: the paper fine-tunes an ImageNet-pretrained
-    # ResNet-152 on Places-LT. Here resnet152 is built untrained; 30 epochs, lr 0.01, cosine,
-    # batch 256, wd 5e-4 follow the common Places-LT fine-tuning setup.
-    "places-lt": dict(model="resnet152", epochs=30, batch_size=256, lr=0.01,
-                      weight_decay=5e-4, momentum=0.9, warmup_epochs=0, decay="cosine",
-                      decay_epochs=(), decay_factor=1.0, cmo_start=3, cmo_end=3,
-                      loss="bs", drw_epoch=None, image_size=224),
+    # warm-up 10 (paco_adjust_learning_rate); its RandAugment branches: see AUGMENT below. No
+    # DRW: the reference's `betas[epoch // 80]` has two entries.
+    "imagenet-lt-400": dict(_COMMON, model="resnet50", epochs=400, batch_size=128, lr=0.02,
+                            weight_decay=5e-4, warmup_epochs=10, decay="cosine",
+                            decay_epochs=(), decay_factor=1.0, drw_switch=None,
+                            image_size=224, groups="le20", normalisation="imagenet",
+                            source="imagenet_train.py --cos (README: BS + CMO, 400 epochs)"),
+    # inat18_train.py, README "BS + CMO": 100 epochs, batch 256, lr 0.1, warm-up 5, x0.1 at 75
+    # (its second milestone, 160, and its DRW switch, 160, lie past epoch 100). wd 2e-4 is
+    # the opts.py default.
+    "inat2018": dict(_COMMON, model="resnet50", epochs=100, batch_size=256, lr=0.1,
+                     weight_decay=2e-4, warmup_epochs=5, decay="step", decay_epochs=(75,),
+                     decay_factor=0.1, drw_switch=160, image_size=224, groups="le20",
+                     normalisation="inat",
+                     source="inat18_train.py, the README's 100-epoch command (BS + CMO)"),
+    # The paper's iNaturalist rows: 200 epochs of inat18_train.py's adjust_learning_rate
+    # (x0.1 after epoch 75, x0.01 after 160) with DRW from 160 under --drw.
+    "inat2018-200": dict(_COMMON, model="resnet50", epochs=200, batch_size=256, lr=0.1,
+                         weight_decay=2e-4, warmup_epochs=5, decay="step",
+                         decay_epochs=(75, 160), decay_factor=0.1, drw_switch=160,
+                         image_size=224, groups="le20", normalisation="inat",
+                         source="inat18_train.py, the paper's 200 epochs (BS + CMO; --drw: "
+                                "CE-DRW + CMO)"),
+    # NOT from the CMO paper or its code. The usual Places-LT protocol (Liu et al., CVPR 2019)
+    # fine-tunes an ImageNet-pretrained ResNet-152 (given with --pretrained PATH); 30 epochs,
+    # lr 0.01, cosine, batch 256, wd 5e-4, and few < 20, follow that protocol's common setup.
+    "places-lt": dict(_COMMON, model="resnet152", epochs=30, batch_size=256, lr=0.01,
+                      weight_decay=5e-4, warmup_epochs=0, decay="cosine", decay_epochs=(),
+                      decay_factor=1.0, drw_switch=None, image_size=224, groups="lt20",
+                      normalisation="imagenet", pretrained=True,
+                      source="NOT from the CMO paper or its code: the usual Places-LT "
+                             "fine-tuning of an ImageNet-pretrained ResNet-152"),
 }
 
 
@@ -138,7 +164,7 @@ PRESETS: dict[str, dict] = {
 # CVPR 2019), which the Places-LT protocol uses, has the same ColorJitter.
 AUGMENT = {"demo": "standard", "cifar100-lt": "standard", "cifar10-lt": "standard",
            "imagenet-lt": "jitter", "imagenet-lt-400": "randaugment", "inat2018": "standard",
-           "places-lt": "jitter"}
+           "inat2018-200": "standard", "places-lt": "jitter"}
 for _name, _augment in AUGMENT.items():
     PRESETS[_name]["augment"] = _augment
 
@@ -167,6 +193,29 @@ PRESETS["cifar10-lt-400"] = dict(
     PRESETS["cifar10-lt"], **_CIFAR_400,
     source="cifar_train.py --use_randaug's CIFAR-100-LT recipe (the reference has no CIFAR-10 "
            "script)")
+
+
+def rank_batch_size(global_batch: int, world_size: int) -> int:
+    """Each rank's share of the global batch; refuses a batch that does not divide.
+
+    Args:
+        global_batch: images per step, all ranks together (the recipe's batch).
+        world_size: the number of ranks.
+    """
+    if global_batch % world_size:
+        raise ValueError(f"the global batch {global_batch} does not divide over {world_size} "
+                         f"ranks; choose a multiple of {world_size}")
+    return global_batch // world_size
+
+
+def drw_switch_epoch(name: str) -> int:
+    """The epoch the reference's CE-DRW recipe of preset ``name`` switches to re-weighting."""
+    epoch = PRESETS[name]["drw_switch"]
+    if epoch is None:
+        with_drw = ", ".join(n for n, p in PRESETS.items() if p["drw_switch"] is not None)
+        raise ValueError(f"preset {name!r} has no DRW recipe in the reference code; presets with "
+                         f"one: {with_drw}")
+    return epoch
 
 
 def schedule_from_preset(preset: dict) -> LRSchedule:

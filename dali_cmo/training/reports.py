@@ -6,6 +6,7 @@ ships with matplotlib, so captions render the same on every machine.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,88 @@ class FirstPastePicture:
             images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
         mean, std = self.mean_std
         save_sample_grid(images, path, mean=mean, std=std, captions=captions, nrow=4)
+
+
+@dataclass
+class FirstStepRecord:
+    """Writes this rank's first pasted training step as JSON (``train.py --debug-shards``, for
+    checks of the multi-rank semantics): its batch, labels, lam, box, per-image pixel sums,
+    logits, loss and class weights; called with every step.
+
+    Args:
+        path: the JSON file (None: write nothing).
+        pipeline: the training pipeline (rebuilt to read the step's boxes).
+        loss_fn: the loss (its class weights).
+    """
+    path: Path | None
+    pipeline: object
+    loss_fn: object
+
+    def __call__(self, batch, logits, loss) -> None:
+        if self.path is None or not bool((batch.lam < 1).any()):
+            return
+        path, self.path = self.path, None
+        # the same stream again, with the boxes: its first pasted step is this one
+        pipe = self.pipeline.build(with_box=True)
+        while True:
+            outputs = pipe.run()
+            if bool((np.array(outputs[3].as_tensor()) < 1).any()):
+                break
+        weights = self.loss_fn.class_weights
+        path.write_text(json.dumps({
+            "rank_batch": len(batch), "target_b": batch.target_b.tolist(),
+            "target_f": batch.target_f.tolist(), "lam": batch.lam.tolist(),
+            "box": np.array(outputs[4].as_tensor()).tolist(),
+            "image_sums": batch.images.float().sum(dim=(1, 2, 3)).tolist(),
+            "logits": logits.detach().float().tolist(), "loss": loss.item(),
+            "class_weights": None if weights is None else weights.tolist()}))
+
+
+def write_run_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
+                     bad_images, left_out) -> None:
+    """The end of a ``train.py`` run: ``metrics.json``, the per-class plot and the accuracy
+    table on stdout.
+
+    Args:
+        run: the trainer's ``Run`` (its output folder and world size).
+        args: the resolved arguments.
+        report: the last evaluation (:func:`dali_cmo.training.metrics.accuracy_report`).
+        best: the best evaluation.
+        evaluated_epoch: the epoch of ``report``, counted from 1.
+        history: one entry per epoch (its throughput is averaged).
+        elapsed: seconds this process trained.
+        train_set: the training dataset (class counts and names).
+        bad_images: training files replaced under ``--on-bad-image skip`` (path -> problem).
+        left_out: evaluation files not scored under ``skip`` (path -> problem).
+    """
+    from dali_cmo.training.metrics import format_report_table
+    output, counts = run.output, train_set.class_counts
+    speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
+    metrics = {**report, "evaluated_epoch": evaluated_epoch, "best": best,
+               "epochs": args.epochs, "global_batch": args.batch_size,
+               "rank_batch": args.rank_batch_size,
+               "images_per_second": float(np.mean(speeds)) if speeds else None,
+               "train_seconds_this_process": elapsed, "world_size": run.world,
+               "train_class_counts": counts.tolist(),
+               "class_names": list(train_set.class_names),
+               "bad_images": bad_images,  # training files replaced under --on-bad-image skip
+               "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
+               "args": vars(args)}
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
+                            title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}")
+    name = f"{args.model} {args.loss} + {args.variant}"
+    print(f"\nTest accuracy (%) after {args.epochs} epochs, the last and the best evaluated "
+          f"epoch; classes grouped by training images: {report['groups']} (--groups "
+          f"{args.groups})")
+    if args.dataset == "demo":
+        print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
+              "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
+    if left_out:
+        print(f"{len(left_out)} bad evaluation image(s) left out of scoring (metrics.json: "
+              f"eval_images_left_out)")
+    print(format_report_table({f"{name}, last (epoch {evaluated_epoch})": report,
+                               f"{name}, best (epoch {best['epoch']})": best}))
+    written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
+                                    "cmo_samples.png") if (output / n).exists()]
+    print(f"\nwritten: {', '.join(map(str, written))}")

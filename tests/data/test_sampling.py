@@ -65,11 +65,12 @@ def test_expected_class_shares_hand_computed():
     raw = np.array([n * (1 - b) / (1 - b ** n) for n in counts])
     np.testing.assert_allclose(expected_class_shares(counts, "effective_number", beta="paper"),
                                raw / raw.sum(), rtol=1e-12)
-    # Default beta is the reference code's 0.9999; empty classes get no share.
-    b = 0.9999
-    raw = np.array([n * (1 - b) / (1 - b ** n) for n in (2, 5)])
-    np.testing.assert_allclose(expected_class_shares([2, 0, 5], "effective_number"),
-                               [raw[0] / raw.sum(), 0, raw[1] / raw.sum()], rtol=1e-9)
+    # The default beta is the paper's (N - 1) / N, here N = 7; 0.9999 is an option; empty
+    # classes get no share.
+    for beta, b in ((None, 6 / 7), (0.9999, 0.9999)):
+        raw = np.array([n * (1 - b) / (1 - b ** n) for n in (2, 5)])
+        np.testing.assert_allclose(expected_class_shares([2, 0, 5], "effective_number", beta=beta),
+                                   [raw[0] / raw.sum(), 0, raw[1] / raw.sum()], rtol=1e-9)
 
 
 @pytest.mark.parametrize("scheme, r, beta", Q_CASES)

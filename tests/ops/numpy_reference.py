@@ -23,6 +23,19 @@ def simulate_lambdas(rng: np.random.Generator, n: int, H: int, W: int, alpha: fl
     return np.array([reference_box(l, cy, cx, H, W)[1] for l, cy, cx in zip(lams, cys, cxs)])
 
 
+def normalize(values, mean=None, std=None, dtype=np.uint8):
+    """The output conversion the operator documents: ``(x - mean) * (1 / std)`` in float32, then
+    ``dtype`` with round-half-to-even (NumPy's ``astype(float16)`` and ``rint``), uint8 saturated."""
+    out = np.asarray(values).astype(np.float32)
+    if mean is not None:
+        out = out - np.asarray(mean, np.float32)
+    if std is not None:
+        out = out * (np.float32(1) / np.asarray(std, np.float32))
+    if np.dtype(dtype) == np.uint8:
+        out = np.clip(np.rint(out), 0, 255)
+    return out.astype(dtype)
+
+
 def reference_paste(background, foreground, box, *, mirror=False, foreground_mirror=False,
                     mean=None, std=None, dtype=np.uint8, layout="HWC"):
     """Flip each input as asked, paste rows [y1, y2) x cols [x1, x2) of the foreground, normalise.
@@ -32,16 +45,10 @@ def reference_paste(background, foreground, box, *, mirror=False, foreground_mir
     """
     y1, x1, y2, x2 = box
     bg = background[:, ::-1] if mirror else background
-    out = bg.astype(np.float32).copy()
+    out = bg.copy()
     if y2 > y1 and x2 > x1:
         fg = foreground[:, ::-1] if foreground_mirror else foreground
         full_size = foreground.shape[:2] == background.shape[:2]
         out[y1:y2, x1:x2] = fg[y1:y2, x1:x2] if full_size else fg
-    if mean is not None:
-        out = out - np.asarray(mean, np.float32)
-    if std is not None:
-        out = out / np.asarray(std, np.float32)
-    if np.dtype(dtype) == np.uint8:
-        out = np.clip(np.rint(out), 0, 255)
-    out = out.astype(dtype)
+    out = normalize(out, mean, std, dtype)
     return np.ascontiguousarray(out.transpose(2, 0, 1)) if layout == "CHW" else out

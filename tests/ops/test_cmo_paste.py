@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy_reference import reference_box, reference_paste, simulate_lambdas
-from scipy import stats
 
 from conftest import requires_gpu
 
@@ -76,6 +75,7 @@ def test_unclipped_boxes_are_reference_shaped(plugin):
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
 def test_lambda_distribution_matches_reference_simulation(plugin, alpha):
     """Two-sample KS test of emitted lambdas against NumPy's Beta + box + clip (p > 0.001)."""
+    stats = pytest.importorskip("scipy.stats")  # optional: a GPU host may lack scipy
     H = W = 32
     rng = np.random.default_rng(2)
     bgs = random_images(rng, 64, H, W, C=1)
@@ -143,9 +143,7 @@ def test_fused_normalise_layout_dtype_and_mirrors(plugin, dtype, layout):
                                    foreground_mirror=bool(fg_mirror[i]), mean=mean, std=std,
                                    dtype=np_dtype, layout=layout)
         assert images[i].dtype == np_dtype and images[i].shape == expected.shape
-        tol = {np.float32: 1e-4, np.float16: 2e-3, np.uint8: 1}[np_dtype]
-        np.testing.assert_allclose(images[i].astype(np.float64), expected.astype(np.float64),
-                                   atol=tol, rtol=tol if np_dtype == np.float16 else 0)
+        np.testing.assert_array_equal(images[i], expected)
 
 
 def test_region_foreground_from_cmo_box(plugin):

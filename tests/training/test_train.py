@@ -70,12 +70,24 @@ def run_main(capsys, *arguments) -> str:
 
 def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    out = run_main(capsys, *SHORT, "--output", straight)
+    from dali_cmo.training.models import build_model
+    torch.save(build_model("resnet32", 7).state_dict(), tmp_path / "weights.pth")
+    short = [*SHORT, "--pretrained", tmp_path / "weights.pth"]
+    out = run_main(capsys, *short, "--output", straight)
+    assert f"weights from {tmp_path / 'weights.pth'}; new: fc.weight, fc.bias" in out
     metrics = json.loads((straight / "metrics.json").read_text())
     for key in ("top1", "many", "medium", "few", "per_class", "images_per_second", "epochs",
                 "args"):
         assert key in metrics, key
     assert len(metrics["per_class"]) == 10 and metrics["epochs"] == 2
+    # the last and the best evaluation (only the last epoch is evaluated here), named groups
+    assert metrics["evaluated_epoch"] == 2 and metrics["best"]["epoch"] == 2
+    assert metrics["best"]["top1"] == metrics["top1"]
+    assert metrics["groups"] == "many > 100, medium 20..100, few < 20"
+    assert (metrics["global_batch"], metrics["rank_batch"], metrics["world_size"]) == (16, 16, 1)
+    assert "global batch 16 = 1 rank(s) x 16" in out
+    assert "few < 20 (--groups lt20)" in out
+    assert ", last (epoch 2)" in out and ", best (epoch 2)" in out
     assert metrics["images_per_second"] > 0
     log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2] and "top1" in log[-1]
@@ -84,12 +96,12 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     assert (straight / "checkpoint.prev.pt").exists()
     assert "overall" in out and "few" in out
     # Stop after the 2nd training step (mid-epoch 1), as a SIGTERM would, then resume.
-    out = run_main(capsys, *SHORT, "--output", stopped, "--stop-after-steps", "2")
+    out = run_main(capsys, *short, "--output", stopped, "--stop-after-steps", "2")
     assert f"stopped by --stop-after-steps in epoch 1 after batch 2: checkpoint written" in out
     assert not (stopped / "metrics.json").exists()
     state = torch.load(stopped / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (state["epoch"], state["iterators"][0]["position"]) == (0, 2)
-    out = run_main(capsys, *SHORT, "--output", stopped, "--resume", "auto")
+    out = run_main(capsys, *short, "--output", stopped, "--resume", "auto")
     assert f"resuming from {stopped / 'checkpoint.pt'}: in epoch 1 after batch 2" in out
     a, b = weights(straight), weights(stopped)
     assert a.keys() == b.keys()
@@ -137,16 +149,32 @@ def test_sigterm_saves_checkpoint_and_exits(tmp_path, demo_data):
 
 
 def test_torchrun_two_ranks_read_disjoint_shards(tmp_path, demo_data):
+    """2 ranks share the global batch 16; each crops its own images, both share the step's
+    box, and the loss is the global batch's CrossEntropyLoss(weight=w) mix (DRW from epoch 0)."""
     out = tmp_path / "ddp"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--standalone", str(REPO / "train.py"), *SHORT, "--max-steps-per-epoch", "2",
-               "--epochs", "1", "--warmup", "0", "--debug-shards", "--output", str(out)]
+               "--epochs", "1", "--warmup", "0", "--loss", "ce", "--drw-epoch", "0",
+               "--debug-shards", "--output", str(out)]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
     check_ok(result)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2
+    assert (metrics["global_batch"], metrics["rank_batch"]) == (16, 8)
+    assert "global batch 16 = 2 rank(s) x 8" in result.stdout
+    steps = [json.loads((out / f"step_rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["rank_batch"] for s in steps] == [8, 8]
+    assert steps[0]["box"] == steps[1]["box"] == [steps[0]["box"][0]] * 8
+    assert steps[0]["lam"] == steps[1]["lam"] and steps[0]["lam"][0] < 1
+    assert not set(steps[0]["image_sums"]) & set(steps[1]["image_sums"])
+    logits = torch.tensor(steps[0]["logits"] + steps[1]["logits"])
+    y_b, y_f = (torch.tensor(steps[0][k] + steps[1][k]) for k in ("target_b", "target_f"))
+    criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor(steps[0]["class_weights"]))
+    lam = steps[0]["lam"][0]
+    expected = criterion(logits, y_b) * lam + criterion(logits, y_f) * (1 - lam)
+    assert (steps[0]["loss"] + steps[1]["loss"]) / 2 == pytest.approx(expected.item(), rel=1e-5)
     shards = [json.loads((out / f"shard_rank{r}.json").read_text())["0"] for r in (0, 1)]
     assert shards[0] and shards[1]
     assert not set(shards[0]) & set(shards[1])
@@ -173,6 +201,20 @@ def last_error_line(capsys) -> str:
     (["--amp", "--device", "cpu"], "--amp and --channels-last need --device cuda"),
     (["--q-r", "-1"], "--q-r must be a finite number >= 0, got -1.0"),
     (["--q-beta", "0.5"], "--q-beta applies only to --q-scheme='effective_number', not 'reference'"),
+    (["--loss", "bs", "--drw-epoch", "1"],
+     "--loss bs with deferred re-weighting (--drw / --drw-epoch): the reference's "
+     "BalancedSoftmaxLoss (github.com/naver-ai/cmo, losses.py) is built without DRW's weights, "
+     "and its log prior already balances the classes; use loss 'ce' or 'ldam' with DRW"),
+    (["--preset", "imagenet-lt-400", "--drw"],
+     "--drw: preset 'imagenet-lt-400' has no DRW recipe in the reference code; presets with "
+     "one: cifar100-lt, cifar10-lt, imagenet-lt, inat2018, inat2018-200"),
+    (["--preset", "inat2018", "--drw"],
+     "--drw-epoch 160 lies past the last epoch (--epochs 100, counted from 0): no epoch would "
+     "be re-weighted"),
+    (["--preset", "places-lt"],
+     "--preset places-lt fine-tunes a pretrained resnet152 (NOT from the CMO paper or its "
+     "code: the usual Places-LT fine-tuning of an ImageNet-pretrained ResNet-152): give "
+     "--pretrained PATH, a torchvision state-dict file"),
 ])
 def test_nonsense_arguments_name_the_argument(argv, message, capsys, tmp_path):
     assert train.main(argv + ["--output", str(tmp_path / "run")]) == 2
@@ -202,7 +244,31 @@ def test_help_shows_each_default_once():
         assert text.count("(default:") <= 1 and "(default: None)" not in text, text
     text = HelpFormatter("train.py")._get_help_string(
         next(a for a in get_args_parser()._actions if a.dest == "batch_size"))
-    assert text == "images per step per rank (default: from --preset)"
+    assert text == ("images per step, all ranks together (the global batch; each of R "
+                    "torchrun ranks takes 1/R of it) (default: from --preset)")
+
+
+def test_a_global_batch_that_does_not_divide_over_the_ranks_is_refused(monkeypatch, capsys,
+                                                                        tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    assert train.main(["--batch-size", "100", "--output", str(tmp_path / "run")]) == 2
+    assert last_error_line(capsys) == ("train.py: error: --batch-size 100: the global batch 100 "
+                                       "does not divide over 8 ranks; choose a multiple of 8")
+    assert parse_args(["--batch-size", "128"]).rank_batch_size == 16
+
+
+def test_drw_picks_the_reference_epoch_and_datasets_their_group_convention(tmp_path):
+    cifar = parse_args(["--preset", "cifar100-lt", "--drw"])
+    assert (cifar.drw_epoch, cifar.loss, cifar.groups) == (160, "ce", "lt20")
+    imagenet = parse_args(["--preset", "imagenet-lt", "--drw", "--loss", "ldam"])
+    assert (imagenet.drw_epoch, imagenet.loss, imagenet.groups) == (80, "ldam", "le20")
+    assert parse_args(["--preset", "inat2018-200", "--drw"]).drw_epoch == 160
+    assert parse_args(["--preset", "imagenet-lt"]).drw_epoch is None
+    split = tmp_path / "train2018.json"
+    split.write_text("{}")
+    inat = parse_args(["--data", str(split), "--val-data", str(split)])
+    assert (inat.preset, inat.groups, inat.normalisation) == ("inat2018", "le20", "inat")
+    assert parse_args(["--preset", "inat2018", "--groups", "lt20"]).groups == "lt20"
 
 
 def test_refused_run_leaves_no_folder_and_no_usage(tmp_path, demo_data, capsys):
@@ -333,8 +399,9 @@ def _evaluation(tmp_path, on_bad_image, val_extra):
     from dali_cmo.training.evaluation import Evaluation
     from image_fixtures import split_dataset
     listing = split_dataset(tmp_path, "val", per_class=(3, 3, 3), extra=val_extra)
-    args = SimpleNamespace(style="cifar", batch_size=4, image_size=32, device="cpu", workers=1,
-                           on_bad_image=on_bad_image, amp=False, print_every=30.0)
+    args = SimpleNamespace(style="cifar", normalisation=None, rank_batch_size=4, image_size=32,
+                           device="cpu", workers=1, on_bad_image=on_bad_image, amp=False,
+                           groups="lt20", print_every=30.0)
     run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
     return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run)
 

@@ -21,15 +21,9 @@
 #include "dali/core/random/philox.h"
 #include "dali/core/tensor_shape.h"
 #include "dali/pipeline/operator/operator.h"
+#include "paste_pixel.h"  // Box
 
 namespace dali_cmo {
-
-/** A pasted region: rows [y1, y2) and columns [x1, x2) come from the foreground. */
-struct Box {
-  int32_t y1 = 0, x1 = 0, y2 = 0, x2 = 0;
-  int64_t area() const { return int64_t(y2 - y1) * (x2 - x1); }
-  bool empty() const { return y2 <= y1 || x2 <= x1; }
-};
 
 /** The box and the background share lambda for one sample. */
 struct BoxSample {

@@ -1,6 +1,7 @@
 // cmo_paste: schema, argument handling shared by both backends, and the CPU implementation.
 #include "cmo_paste.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,9 @@ void CmoPaste<Backend>::ValidateForeground(const dali::TensorListShape<> &bg_sha
     auto bg = bg_shape[i], fg = fg_shape[i];
     DALI_ENFORCE(bg.size() == 3 && (bg[2] == 1 || bg[2] == 3), make_string(
         "cmo_paste: sample ", i, ": background must be HWC with 1 or 3 channels; got shape ", bg));
+    DALI_ENFORCE(bg.num_elements() <= std::numeric_limits<int32_t>::max(), make_string(
+        "cmo_paste: sample ", i, ": images of more than 2^31 - 1 values are not supported; got "
+        "shape ", bg));
     if (boxes_[i].box.empty())
       continue;  // nothing is read from this foreground
     const Box &b = boxes_[i].box;
@@ -144,7 +148,6 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
     auto shape = bg.shape()[i];
     PasteSampleDesc &d = descs_[i];
     d.background = bg.template tensor<uint8_t>(i);
-    d.foreground = fg.template tensor<uint8_t>(i);
     d.out = out.raw_mutable_tensor(i);
     d.lam_out = lam.template mutable_tensor<float>(i);
     d.box_out = output_box_ ? ws.Output<Backend>(2).template mutable_tensor<int32_t>(i) : nullptr;
@@ -153,82 +156,25 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
     d.C = shape[2];
     d.box = boxes_[i].box;
     d.lam = boxes_[i].lam;
-    bool region = fg.shape()[i] != shape;
-    d.fg_y0 = region ? d.box.y1 : 0;
-    d.fg_x0 = region ? d.box.x1 : 0;
-    d.fg_h = region ? d.box.y2 - d.box.y1 : d.H;
-    d.fg_w = region ? d.box.x2 - d.box.x1 : d.W;
+    SetForeground(d, fg.template tensor<uint8_t>(i), fg.shape()[i] != shape);
     d.mirror_background = mirror_background_[i] != 0;
     d.mirror_foreground = mirror_foreground_[i] != 0;
-    ChannelValues(mean_, 0.0f, d.C, "mean", d.mean);
-    float std_values[kMaxChannels];
-    ChannelValues(std_, 1.0f, d.C, "std", std_values);
-    for (int c = 0; c < kMaxChannels; c++)
-      d.inv_std[c] = 1.0f / std_values[c];
+    float mean[kMaxChannels], stddev[kMaxChannels];
+    ChannelValues(mean_, 0.0f, d.C, "mean", mean);
+    ChannelValues(std_, 1.0f, d.C, "std", stddev);
+    SetNormalization(d, mean, stddev);
   }
 }
-
-namespace {
-
-/**
- * Output pixels [x0, x_end) of row y, all from one input (background or foreground): the
- * source pointer walks the input row forwards, or backwards where that input is mirrored.
- * Channel-outer loops keep the CHW writes contiguous.
- */
-template <typename Out, bool kCHW, int C>
-void ConvertSpan(const PasteSampleDesc &d, int y, int x0, int x_end, bool mirrored) {
-  if (x_end <= x0)
-    return;
-  const uint8_t *src = SourcePixel(d, y, x0);
-  const int step = mirrored ? -C : C;
-  const int n = x_end - x0;
-  Out *out = static_cast<Out *>(d.out);
-  const int64_t pixel = static_cast<int64_t>(y) * d.W + x0;
-  for (int c = 0; c < C; c++) {
-    const float mean = d.mean[c], inv_std = d.inv_std[c];
-    const uint8_t *s = src + c;
-    if (kCHW) {
-      Out *o = out + c * static_cast<int64_t>(d.H) * d.W + pixel;
-      for (int x = 0; x < n; x++)
-        o[x] = dali::ConvertSat<Out>((s[x * step] - mean) * inv_std);
-    } else {
-      Out *o = out + pixel * C + c;
-      for (int x = 0; x < n; x++)
-        o[x * C] = dali::ConvertSat<Out>((s[x * step] - mean) * inv_std);
-    }
-  }
-}
-
-template <typename Out, bool kCHW, int C>
-void PasteSampleCpu(const PasteSampleDesc &d) {
-  const Box &b = d.box;
-  for (int y = 0; y < d.H; y++) {
-    if (y < b.y1 || y >= b.y2 || b.empty()) {
-      ConvertSpan<Out, kCHW, C>(d, y, 0, d.W, d.mirror_background);
-    } else {
-      ConvertSpan<Out, kCHW, C>(d, y, 0, b.x1, d.mirror_background);
-      ConvertSpan<Out, kCHW, C>(d, y, b.x1, b.x2, d.mirror_foreground);
-      ConvertSpan<Out, kCHW, C>(d, y, b.x2, d.W, d.mirror_background);
-    }
-  }
-  *d.lam_out = d.lam;
-  if (d.box_out) {
-    d.box_out[0] = b.y1; d.box_out[1] = b.x1;
-    d.box_out[2] = b.y2; d.box_out[3] = b.x2;
-  }
-}
-
-}  // namespace
 
 template <>
 void CmoPaste<CPUBackend>::RunImpl(dali::Workspace &ws) {
   PrepareDescs(ws);
   auto &pool = ws.GetThreadPool();
-  VisitType(dtype_, OutputTypes{}, [&](auto type) {
+VisitType(dtype_, OutputTypes{}, [&](auto type) {
     using Out = typename decltype(type)::type;
     BOOL_SWITCH(chw_, kCHW, (
       for (const auto &d : descs_) {
-        auto paste = d.C == 3 ? PasteSampleCpu<Out, kCHW, 3> : PasteSampleCpu<Out, kCHW, 1>;
+        auto paste = d.C == 3 ? PasteSample<Out, kCHW, 3> : PasteSample<Out, kCHW, 1>;
         pool.AddWork([&d, paste](int) { paste(d); }, static_cast<int64_t>(d.H) * d.W);
       }
     ));  // NOLINT

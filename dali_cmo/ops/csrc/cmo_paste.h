@@ -10,81 +10,39 @@
 #include <vector>
 
 #include "box_sampling.h"
-#include "dali/core/convert.h"
-#include "dali/core/float16.h"
-#include "dali/core/host_dev.h"
 #include "dali/operators/random/rng_base.h"
 #include "dali/pipeline/operator/operator.h"
+#include "paste_pixel.h"
 
 namespace dali_cmo {
-
-constexpr int kMaxChannels = 3;
 
 template <typename... T>
 struct TypeList {};
 
-/** The output types of cmo_paste, named once: the `dtype` check and both backends use it. */
-using OutputTypes = TypeList<uint8_t, float, dali::float16>;
+/** The output types of cmo_paste, named once: the `dtype` check, its doc and both backends use
+ *  it. (Half is float16 as its bits: the per-pixel code needs no DALI type.) */
+using OutputTypes = TypeList<uint8_t, float, Half>;
+
+template <typename T>
+constexpr dali::DALIDataType kTypeId = dali::type2id<T>::value;
+template <>
+constexpr dali::DALIDataType kTypeId<Half> = DALI_FLOAT16;
 
 /**
- * Calls `visit(std::type_identity<Out>{})` for the type Out of `types` whose id is `dtype`;
+ * Calls `visit(std::type_identity<Out>{})` for the type Out of `types` whose DALI id is `dtype`;
  * returns false (calling nothing) when `dtype` is not in the list.
  */
 template <typename Visit, typename... T>
 bool VisitType(dali::DALIDataType dtype, TypeList<T...>, Visit &&visit) {
-  return ((dtype == dali::type2id<T>::value && (visit(std::type_identity<T>{}), true)) || ...);
+  return ((dtype == kTypeId<T> && (visit(std::type_identity<T>{}), true)) || ...);
 }
 
-/** The names of `types`, e.g. "uint8, float, float16" (for error messages). */
+/** The names of `types`, e.g. "uint8, float, float16" (for docs and error messages). */
 template <typename... T>
 std::string TypeNames(TypeList<T...>) {
   std::string names;
-  ((names += std::string(names.empty() ? "" : ", ") +
-             dali::GetBuiltinTypeName(dali::type2id<T>::value)), ...);
+  ((names += std::string(names.empty() ? "" : ", ") + dali::GetBuiltinTypeName(kTypeId<T>)), ...);
   return names;
-}
-
-/** Everything needed to produce one output sample; plain data, copied to the GPU as is. */
-struct PasteSampleDesc {
-  const uint8_t *background;  // H x W x C
-  const uint8_t *foreground;  // fg_h x fg_w x C; its pixel (0, 0) lands on (fg_y0, fg_x0)
-  void *out;                  // H x W x C or C x H x W
-  float *lam_out;
-  int32_t *box_out;           // [y1, x1, y2, x2] or nullptr
-  int32_t H, W, C;
-  Box box;
-  int32_t fg_y0, fg_x0, fg_h, fg_w;
-  bool mirror_background, mirror_foreground;
-  float lam;
-  float mean[kMaxChannels], inv_std[kMaxChannels];
-};
-
-/** The input pixel (all its channels) that output pixel (y, x) is made from. */
-DALI_HOST_DEV inline const uint8_t *SourcePixel(const PasteSampleDesc &d, int y, int x) {
-  if (y >= d.box.y1 && y < d.box.y2 && x >= d.box.x1 && x < d.box.x2) {
-    int fx = x - d.fg_x0;
-    if (d.mirror_foreground)
-      fx = d.fg_w - 1 - fx;
-    return d.foreground + (static_cast<int64_t>(y - d.fg_y0) * d.fg_w + fx) * d.C;
-  }
-  int bx = d.mirror_background ? d.W - 1 - x : x;
-  return d.background + (static_cast<int64_t>(y) * d.W + bx) * d.C;
-}
-
-/** Writes output pixel (y, x): (value - mean) / std, converted with saturation. */
-template <typename Out, bool kCHW>
-DALI_HOST_DEV inline void PastePixel(const PasteSampleDesc &d, int y, int x) {
-  const uint8_t *src = SourcePixel(d, y, x);
-  Out *out = static_cast<Out *>(d.out);
-  int64_t plane = static_cast<int64_t>(d.H) * d.W;
-  int64_t pixel = static_cast<int64_t>(y) * d.W + x;
-  for (int c = 0; c < d.C; c++) {
-    Out v = dali::ConvertSat<Out>((src[c] - d.mean[c]) * d.inv_std[c]);
-    if (kCHW)
-      out[c * plane + pixel] = v;
-    else
-      out[pixel * d.C + c] = v;
-  }
 }
 
 template <typename Backend>

@@ -1,0 +1,124 @@
+"""The CUDA kernel's body, run on the CPU over a simulated grid, against the CPU operator.
+
+``kernel_check/kernel_emulation.cc`` calls ``PasteKernelBody`` (paste_pixel.h) for every block
+and thread that the real launch would start (``emulate_grid.h``): the kernel's own index
+arithmetic, grid-stride loop, vector stores and partial groups, with host arithmetic. The CPU
+operator walks rows instead (``PasteRange``). Both must give the same bytes for random batches
+of every dtype, layout, mirror, box (empty, full, clipped) and foreground kind, including 1x1
+images and an image larger than one sweep of the capped grid.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nvidia.dali import fn, pipeline_def, types
+
+from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+
+HERE = Path(__file__).resolve().parent
+DTYPES = {types.UINT8: (np.uint8, 0), types.FLOAT: (np.float32, 1), types.FLOAT16: (np.float16, 2)}
+CONSTANTS = {types.UINT8: ([0.5, 0.0, 10.0], [1.0, 2.0, 0.5]),   # ties in every channel
+             types.FLOAT: (IMAGENET_MEAN, IMAGENET_STD),
+             types.FLOAT16: (CIFAR_MEAN, CIFAR_STD)}
+BIG = (1031, 1030)  # 1.06 M pixels: more than the 1024 blocks x 256 threads x 4 of one sweep
+
+
+@pytest.fixture(scope="module")
+def emulation():
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    spec = importlib.util.spec_from_file_location("run_kernel_check",
+                                                  HERE / "kernel_check" / "run_kernel_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lib = ctypes.CDLL(str(module.build_emulation()))
+    lib.emulate_paste.restype = ctypes.c_int
+    return lib
+
+
+def pointers(arrays):
+    return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+
+
+def emulate(lib, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout):
+    """The kernel body's output for one batch (images, lam, box)."""
+    n = len(bgs)
+    np_dtype, code = DTYPES[dtype]
+    shapes = np.array([bg.shape for bg in bgs], np.int32)
+    outs = [np.empty((s[2], s[0], s[1]) if layout == "CHW" else tuple(s), np_dtype)
+            for s in shapes]
+    lam_out = [np.full(1, -1, np.float32) for _ in range(n)]
+    box_out = [np.full(4, -1, np.int32) for _ in range(n)]
+    region = np.array([fg.shape != bg.shape for bg, fg in zip(bgs, fgs)], np.int32)
+    channels = lambda v: np.tile(np.resize(np.asarray(v, np.float32), 3), (n, 1))  # noqa: E731
+    args = [np.ascontiguousarray(a) for a in (
+        shapes, np.array(boxes, np.int32), region,
+        np.stack([np.ravel(mirrors), np.ravel(fg_mirrors)], 1).astype(np.int32),
+        channels(mean), channels(std), np.array(lams, np.float32).ravel())]
+    lib.emulate_paste(ctypes.c_int(n), *[a.ctypes.data_as(ctypes.c_void_p) for a in args],
+                      pointers(bgs), pointers(fgs), pointers(outs), pointers(lam_out),
+                      pointers(box_out), ctypes.c_int(code), ctypes.c_int(layout == "CHW"))
+    return outs, lam_out, box_out
+
+
+def random_batch(rng, n, C, big=False):
+    """Backgrounds, foregrounds (full-size or box-sized), boxes and flips of one batch."""
+    bgs, fgs, boxes = [], [], []
+    for i in range(n):
+        H, W = BIG if big and i == 0 else (1, 1) if i == 1 else rng.integers(1, 90, 2)
+        kind = rng.integers(0, 6)
+        if kind == 0:
+            box = [0, 0, 0, 0]
+        elif kind == 1:
+            box = [0, 0, H, W]
+        else:
+            ys, xs = np.sort(rng.integers(0, H + 1, 2)), np.sort(rng.integers(0, W + 1, 2))
+            box = [ys[0], xs[0], ys[1], xs[1]]
+        region = kind >= 2 and rng.random() < 0.5
+        fg_shape = (box[2] - box[0], box[3] - box[1], C) if region else (H, W, C)
+        bgs.append(rng.integers(0, 256, (H, W, C), dtype=np.uint8))
+        fgs.append(rng.integers(0, 256, fg_shape, dtype=np.uint8))
+        boxes.append(np.array(box, np.int32))
+    flips = [[np.array(v, np.int32) for v in rng.integers(0, 2, n)] for _ in range(2)]
+    return bgs, fgs, boxes, flips[0], flips[1]
+
+
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=lambda t: str(t).split(".")[-1])
+def test_kernel_body_on_a_simulated_grid_equals_the_cpu_operator(plugin, emulation, dtype,
+                                                                 layout):
+    rng = np.random.default_rng(100 + 2 * list(DTYPES).index(dtype) + (layout == "CHW"))
+    C = 1 if (dtype, layout) == (types.UINT8, "HWC") else 3
+    batches = [random_batch(rng, 5, C, big=(i == 0 and layout == "CHW")) for i in range(4)]
+    mean, std = (list(v)[:C] for v in CONSTANTS[dtype])
+
+    @pipeline_def(batch_size=5, num_threads=2, device_id=None)
+    def pipe():
+        inputs = [fn.external_source(source=[b[k] for b in batches], cycle=True,
+                                     layout="HWC" if k < 2 else None) for k in range(5)]
+        bg, fg, box, mirror, fg_mirror = inputs
+        return tuple(fn.cmo_paste(bg, fg, box=box, mirror=mirror, foreground_mirror=fg_mirror,
+                                  mean=list(mean), std=list(std), dtype=dtype,
+                                  output_layout=layout, output_box=True))
+
+    p = pipe()
+    p.build()
+    for bgs, fgs, boxes, mirrors, fg_mirrors in batches:
+        images, lams, out_boxes = ([np.array(t) for t in o] for o in p.run())
+        emulated, emulated_lams, emulated_boxes = emulate(
+            emulation, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout)
+        for i, (want, got) in enumerate(zip(images, emulated)):
+            assert want.shape == got.shape, i
+            same = want.view(np.uint8) == got.view(np.uint8)
+            assert same.all(), (
+                f"sample {i} ({bgs[i].shape}, box {boxes[i].tolist()}, fg {fgs[i].shape}, "
+                f"mirrors {int(mirrors[i])}/{int(fg_mirrors[i])}): {np.count_nonzero(~same)} "
+                f"bytes differ")
+        np.testing.assert_array_equal(np.ravel(emulated_lams), np.ravel(lams))
+        np.testing.assert_array_equal(emulated_boxes, out_boxes)
