@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dali_cmo.data.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
+from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
+from dali_cmo.data.datasets import DatasetError, load_dataset, read_image_folder
 from dali_cmo.data.integrity import BadImageError
 from dali_cmo.data.sources import VARIANTS
 from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
@@ -73,6 +74,7 @@ class Run:
     device: torch.device
     output: Path
     stop: StopRequest
+    channels_last: bool = False  # NHWC inputs (--channels-last)
     global_step: int = 0  # training steps this process has taken
 
     @property
@@ -92,17 +94,19 @@ def load_datasets(args):
         from dali_cmo.data.demo import demo_dir
         folder = demo_dir()
         return read_image_folder(folder / "train"), read_image_folder(folder / "test")
-    if args.dataset == "cifar10-lt":
-        if args.data is None:
+    if args.dataset in CIFAR_LT_CLASSES:
+        if args.data is None and args.dataset == "cifar10-lt":
             from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
             try:
                 args.data = str(cifar10_dir())
             except SharedDataMissing as error:
                 raise UsageError(f"--dataset cifar10-lt needs --data: {error}") from None
-        full = read_image_folder(Path(args.data) / "train")
-        # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
-        train = long_tailed_subset(full, args.imbalance_ratio, seed=0)
-        return train, read_image_folder(Path(args.data) / "test")
+        if args.data is None:
+            raise UsageError(f"--data is required for --dataset {args.dataset} (the "
+                             f"cifar-100-python pickle folder or a JPEG tree)")
+        # the reference's subset: np.random.seed(0), a shuffle per class
+        return load_cifar_lt(args.data, CIFAR_LT_CLASSES[args.dataset], args.imbalance_ratio,
+                             raw=args.pixels == "raw")
     data = Path(args.data) if args.data else None
     if data is None:
         raise UsageError(f"--data is required for --dataset {args.dataset}")
@@ -144,7 +148,7 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
         inputs = batch.images
         if args.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
+        with autocast(args.device, args.amp):
             logits = model(inputs)
             # weight sums over the global batch: the loss of the reference's one-process step
             loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f,
@@ -233,6 +237,13 @@ class FirstStepRecord:
             "class_weights": None if weights is None else weights.tolist()}))
 
 
+def autocast(device: str, enabled: bool):
+    """``--amp``: float16 autocast on CUDA (with a gradient scaler), bfloat16 on CPU (no scaler
+    needed: bfloat16 has float32's exponent range)."""
+    return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16,
+                          enabled=enabled)
+
+
 @torch.no_grad()
 def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool,
              groups: str) -> dict:
@@ -240,7 +251,9 @@ def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool,
     model.eval()
     counter = ConfusionCounter(num_classes, device=run.device)
     for images, targets in eval_iterator:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        if run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(run.device.type, amp):
             counter.update(model(images), targets)
     counts = all_reduce_sum(counter.counts(), run.world).cpu()
     return accuracy_report(counts[0], counts[1], class_counts, GROUP_RULES[groups])
@@ -299,7 +312,7 @@ def train(args) -> int:
     """The run the resolved ``args`` describe; returns the exit status."""
     rank, world, local_rank = init_distributed(args)
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
-    run = Run(rank, world, device, Path(args.output), StopRequest())
+    run = Run(rank, world, device, Path(args.output), StopRequest(), args.channels_last)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.device == "cpu":
@@ -354,7 +367,7 @@ def train(args) -> int:
     drw = DeferredReweighting(counts, args.drw_epoch) if args.drw_epoch is not None else None
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.wd)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
     schedule = make_schedule(args)
     ddp_model = model
     if world > 1:
@@ -415,7 +428,7 @@ def train(args) -> int:
                               args.amp, args.groups)
             evaluated_epoch = report["epoch"] = epoch + 1
             best = best_report(best, report)
-            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
+            entry.update({k: report[k] for k in ("top1", "many", "medium", "few", "per_class")})
         history.append(entry)
         if run.is_main:
             with open(run.output / "log.jsonl", "a") as handle:

@@ -22,7 +22,7 @@ from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_e
                                        rank_batch_size)
 
 PROG = "train.py"
-DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
+DATASETS = ("demo", "cifar10-lt", "cifar100-lt", "folder", "split", "inat")
 # argparse dest -> PRESETS key, for the values a preset provides
 PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="lr",
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
@@ -88,12 +88,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "classifier head stays new where its shape differs)")
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default=None,
-                       help="demo: built-in synthetic data; cifar10-lt: CIFAR-10-LT from a "
-                            "CIFAR-10 JPEG tree; folder / split / inat: image folder, split "
-                            "file, iNat JSON (default: guessed from --data, demo without it)")
+                       help="demo: built-in synthetic data; cifar10-lt / cifar100-lt: "
+                            "CIFAR-LT (the reference's subset) from the python pickles or a "
+                            "JPEG tree; folder / split / inat: image folder, split file, iNat "
+                            "JSON (default: guessed from --data, demo without it)")
     group.add_argument("--data", default=None,
-                       help="training split file, image folder or iNat JSON (cifar10-lt: the "
-                            "folder holding train/ and test/; default: the shared CIFAR-10)")
+                       help="training split file, image folder or iNat JSON (cifar*-lt: the "
+                            "pickle folder cifar-10-batches-py / cifar-100-python, or a folder "
+                            "holding train/ and test/ JPEGs; cifar10-lt default: the shared "
+                            "CIFAR-10 JPEGs)")
+    group.add_argument("--pixels", choices=("raw", "jpeg"), default="raw",
+                       help="cifar*-lt from a JPEG tree: decode it once into raw pixels (cached) "
+                            "or decode the JPEGs every epoch")
     group.add_argument("--root", default=None, help="image root for split files / JSON")
     group.add_argument("--val-data", default=None,
                        help="evaluation split file / folder / JSON (a folder --data may "
@@ -101,7 +107,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--val-root", default=None, help="image root for --val-data "
                                                         "(default: --root)")
     group.add_argument("--imbalance-ratio", type=float, default=100.0,
-                       help="cifar10-lt: n_max / n_min of the long-tailed subset")
+                       help="cifar*-lt: n_max / n_min of the long-tailed subset")
     group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
                        help="augmentation style (default: cifar for image size <= 64)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
@@ -153,8 +159,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--device", choices=("cpu", "cuda"), default=None,
                        help="default: cuda when available")
-    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
-    group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
+    group.add_argument("--amp", action="store_true",
+                       help="mixed precision: float16 autocast on GPU, bfloat16 on CPU")
+    group.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     group.add_argument("--workers", type=int, default=2, help="DALI threads per rank")
     group.add_argument("--torch-threads", type=int, default=0,
                        help="torch CPU threads (0: torch's default)")
@@ -201,7 +208,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _guess_dataset(args) -> str:
     if args.data is None:
-        return "cifar10-lt" if args.preset == "cifar10-lt" else "demo"
+        return args.preset if args.preset in ("cifar10-lt", "cifar100-lt") else "demo"
     if Path(args.data).is_dir():
         return "folder"
     return "inat" if args.data.lower().endswith(".json") else "split"
@@ -211,7 +218,7 @@ def _fill_defaults(args) -> None:
     if args.dataset is None:
         args.dataset = _guess_dataset(args)
     if args.preset is None:
-        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt",
+        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt", "cifar100-lt": "cifar100-lt",
                        "inat": "inat2018"}.get(args.dataset, "imagenet-lt")
     preset = PRESETS[args.preset]
     if args.drw:
@@ -266,8 +273,6 @@ def check_args(args) -> None:
          f"--drw-epoch must be >= 0; got {args.drw_epoch}"),
         (args.cmo_start >= -1, f"--cmo-start must be >= -1; got {args.cmo_start}"),
         (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
-        (not (args.amp or args.channels_last) or args.device == "cuda",
-         "--amp and --channels-last need --device cuda"),
         (args.dataset != "demo" or args.data is None,
          "--data does not apply to --dataset demo"),
     ]

@@ -187,7 +187,6 @@ def last_error_line(capsys) -> str:
      "(epochs=3, counted from 0) leaves no augmented epoch"),
     (["--warmup", "9", "--epochs", "5"],
      "learning-rate schedule: --warmup must be in [0, --epochs=5); got 9"),
-    (["--amp", "--device", "cpu"], "--amp and --channels-last need --device cuda"),
     (["--q-r", "-1"], "--q-r must be a finite number >= 0, got -1.0"),
     (["--q-beta", "0.5"], "--q-beta applies only to --q-scheme='effective_number', not 'reference'"),
     (["--loss", "bs", "--drw-epoch", "1"],
@@ -215,6 +214,7 @@ def test_nonsense_arguments_name_the_argument(argv, message, capsys, tmp_path):
     (["--preset", "nonsense"], "argument --preset: invalid choice: 'nonsense'"),
     (["--variant", "mixup"], "argument --variant: invalid choice: 'mixup'"),
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["--pixels", "png"], "argument --pixels: invalid choice: 'png'"),
 ])
 def test_argument_syntax_errors_show_the_usage(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
