@@ -5,8 +5,10 @@ long-tailed data set (10 classes, 300 down to 3 training images per class, gener
 the cache folder) and prints overall / many / medium / few accuracy; it takes a few minutes on a
 laptop CPU. Real runs::
 
-    # CIFAR-10-LT (imbalance 100) from an extracted CIFAR-10 JPEG tree (train/, test/):
-    python train.py --dataset cifar10-lt --data /path/to/cifar10-jpeg --loss bs
+    # CIFAR-10-LT / CIFAR-100-LT (imbalance 100) from the official python pickles, or from a
+    # JPEG tree (train/, test/) decoded once into raw pixels; bf16 autocast on CPU with --amp:
+    python train.py --dataset cifar100-lt --data /path/to/cifar-100-python --loss bs
+    python train.py --dataset cifar10-lt --amp --channels-last  # the shared CIFAR-10 JPEGs
     # ImageNet-LT / Places-LT / iNat 2018 split files (one "relative/path.jpg label" per line):
     torchrun --nproc_per_node 8 train.py --preset imagenet-lt \
         --data ImageNet_LT_train.txt --root /data/imagenet \
@@ -47,7 +49,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dali_cmo.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
+from dali_cmo.datasets import DatasetError, load_dataset, read_image_folder
 from dali_cmo.losses import LOSS_NAMES, DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.metrics import ConfusionCounter, accuracy_report, format_report_table
 from dali_cmo.models import MODEL_NAMES
@@ -62,7 +64,8 @@ DEMO_PRESET = dict(model="resnet32", epochs=5, batch_size=32, lr=0.1, weight_dec
                    decay_factor=1.0, cmo_start=0, cmo_end=1, loss="ce", drw_epoch=None,
                    image_size=32)
 ALL_PRESETS = {"demo": DEMO_PRESET, **PRESETS}
-DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
+DATASETS = ("demo", "cifar10-lt", "cifar100-lt", "folder", "split", "inat")
+CIFAR_CLASSES = {"cifar10-lt": 10, "cifar100-lt": 100}
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 # argparse dest -> PRESETS key, for the values a preset provides
 PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="lr",
@@ -87,12 +90,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "'imagenet-lt' otherwise)")
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default=None,
-                       help="demo: built-in synthetic data; cifar10-lt: CIFAR-10-LT from a "
-                            "CIFAR-10 JPEG tree; folder / split / inat: image folder, split "
-                            "file, iNat JSON (default: guessed from --data, demo without it)")
+                       help="demo: built-in synthetic data; cifar10-lt / cifar100-lt: "
+                            "CIFAR-LT (the reference's subset) from the python pickles or a "
+                            "JPEG tree; folder / split / inat: image folder, split file, iNat "
+                            "JSON (default: guessed from --data, demo without it)")
     group.add_argument("--data", default=None,
-                       help="training split file, image folder or iNat JSON (cifar10-lt: the "
-                            "folder holding train/ and test/; default: the shared CIFAR-10)")
+                       help="training split file, image folder or iNat JSON (cifar*-lt: the "
+                            "pickle folder cifar-10-batches-py / cifar-100-python, or a folder "
+                            "holding train/ and test/ JPEGs; cifar10-lt default: the shared "
+                            "CIFAR-10 JPEGs)")
+    group.add_argument("--pixels", choices=("raw", "jpeg"), default="raw",
+                       help="cifar*-lt from a JPEG tree: decode it once into raw pixels (cached) "
+                            "or decode the JPEGs every epoch")
     group.add_argument("--root", default=None, help="image root for split files / JSON")
     group.add_argument("--val-data", default=None,
                        help="evaluation split file / folder / JSON (a folder --data may "
@@ -100,7 +109,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--val-root", default=None, help="image root for --val-data "
                                                         "(default: --root)")
     group.add_argument("--imbalance-ratio", type=float, default=100.0,
-                       help="cifar10-lt: n_max / n_min of the long-tailed subset")
+                       help="cifar*-lt: n_max / n_min of the long-tailed subset")
     group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
                        help="augmentation style (default: cifar for image size <= 64)")
     group.add_argument("--image-size", type=int, default=None)
@@ -144,8 +153,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--device", choices=("cpu", "cuda"), default=None,
                        help="default: cuda when available")
-    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
-    group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
+    group.add_argument("--amp", action="store_true",
+                       help="mixed precision: float16 autocast on GPU, bfloat16 on CPU")
+    group.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     group.add_argument("--workers", type=int, default=2, help="DALI threads per rank")
     group.add_argument("--torch-threads", type=int, default=0,
                        help="torch CPU threads (0: torch's default)")
@@ -184,8 +194,8 @@ def resolve_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespa
         else:
             args.dataset = "split"
     if args.preset is None:
-        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt"}.get(args.dataset,
-                                                                      "imagenet-lt")
+        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt",
+                       "cifar100-lt": "cifar100-lt"}.get(args.dataset, "imagenet-lt")
     preset = ALL_PRESETS[args.preset]
     for dest, key in PRESET_KEYS.items():
         if getattr(args, dest) is None:
@@ -226,8 +236,6 @@ def resolve_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespa
          f"--drw-epoch must be >= 0; got {args.drw_epoch}"),
         (args.cmo_start >= -1, f"--cmo-start must be >= -1; got {args.cmo_start}"),
         (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
-        (not (args.amp or args.channels_last) or args.device == "cuda",
-         "--amp and --channels-last need --device cuda"),
         (args.dataset != "demo" or args.data is None,
          "--data does not apply to --dataset demo"),
     ]
@@ -291,14 +299,16 @@ def load_datasets(args):
         from dali_cmo.demo import demo_dir
         folder = demo_dir()
         return read_image_folder(folder / "train"), read_image_folder(folder / "test")
-    if args.dataset == "cifar10-lt":
-        if args.data is None:
+    if args.dataset in CIFAR_CLASSES:
+        from dali_cmo.cifar import load_cifar_lt
+        if args.data is None and args.dataset == "cifar10-lt":
             from dali_cmo.shared_data import cifar10_dir
             args.data = str(cifar10_dir())
-        full = read_image_folder(Path(args.data) / "train")
-        # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
-        train = long_tailed_subset(full, args.imbalance_ratio, seed=0)
-        return train, read_image_folder(Path(args.data) / "test")
+        if args.data is None:
+            raise DatasetError(f"--data is required for --dataset {args.dataset} (the "
+                               f"cifar-100-python pickle folder or a JPEG tree)")
+        return load_cifar_lt(args.data, CIFAR_CLASSES[args.dataset], args.imbalance_ratio,
+                             raw=args.pixels == "raw")
     data = Path(args.data) if args.data else None
     if data is None:
         raise DatasetError(f"--data is required for --dataset {args.dataset}")
@@ -484,7 +494,7 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
         inputs = batch.images
         if args.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
+        with autocast(args.device, args.amp):
             logits = model(inputs)
             loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f, batch.lam)
         optimizer.zero_grad(set_to_none=True)
@@ -536,13 +546,22 @@ def save_samples(batch, ctx) -> None:
                      nrow=4)
 
 
+def autocast(device: str, enabled: bool):
+    """``--amp``: float16 autocast on CUDA (with a gradient scaler), bfloat16 on CPU (no scaler
+    needed: bfloat16 has float32's exponent range)."""
+    return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16,
+                          enabled=enabled)
+
+
 @torch.no_grad()
 def evaluate(model, eval_iterator, num_classes, class_counts, ctx, amp: bool) -> dict:
     """Top-1 and Many / Medium / Few accuracy over every rank's shard of the evaluation set."""
     model.eval()
     counter = ConfusionCounter(num_classes, device=ctx["device"])
     for images, targets in eval_iterator:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        if ctx["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(ctx["device"].type, amp):
             counter.update(model(images), targets)
     counts = all_reduce_sum(counter.counts(), ctx["world"]).cpu()
     return accuracy_report(counts[0], counts[1], class_counts)
@@ -615,7 +634,7 @@ def main(argv=None) -> int:
     drw = DeferredReweighting(counts, args.drw_epoch) if args.drw_epoch is not None else None
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.wd)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
     schedule = make_schedule(args)
     ddp_model = model
     if world > 1:
@@ -641,6 +660,7 @@ def main(argv=None) -> int:
     start_epoch = iterator.epoch
 
     ctx = dict(rank=rank, world=world, device=device, stop=stop, global_step=0,
+               channels_last=args.channels_last,
                mean_std=config.mean_std, class_names=train_set.class_names,
                samples_path=(output / "cmo_samples.png")
                if is_main and VARIANTS[args.variant][1] and

@@ -131,6 +131,24 @@ class LongTailDataset:
                                        few_inclusive=few_inclusive)
 
 
+@dataclass(frozen=True, eq=False)
+class ArrayDataset(LongTailDataset):
+    """A :class:`LongTailDataset` whose images are in memory: ``images[i]`` is sample i as uint8
+    HWC RGB (one array, all images the same shape). ``files[i]`` names where it came from (for
+    messages). The pipelines hand these pixels to DALI as they are, without decoding."""
+
+    images: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        images = self.images
+        if images is None or images.dtype != np.uint8 or images.ndim != 4 \
+                or images.shape[0] != len(self.files) or images.shape[3] != 3:
+            shape = None if images is None else (images.shape, images.dtype)
+            raise DatasetError(f"{self.source}: images must be uint8 of shape "
+                               f"({len(self.files)}, H, W, 3); got {shape}")
+
+
 # --------------------------------------------------------------------------- checks
 
 def _check_root(root: Path, source: str) -> None:

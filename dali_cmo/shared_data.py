@@ -7,12 +7,15 @@ that repeated test runs do not pay for extraction again.
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 IMAGENET_SAMPLES = "imagenet-samples"
+DONE_MARKER = ".extracted"
 
 
 class SharedDataMissing(FileNotFoundError):
@@ -49,16 +52,34 @@ def cifar10_dir() -> Path:
     if not archive.is_file():
         raise SharedDataMissing(f"{archive} not found")
     target = cache_dir() / "cifar10-jpeg"
-    done_marker = target / ".extracted"
-    if not done_marker.exists():
-        partial = target.with_name(target.name + ".partial")
+    if not (target / DONE_MARKER).exists():
+        extract_once(archive, target)
+    return target
+
+
+def extract_once(archive: Path, target: Path) -> None:
+    """Extract ``archive`` into ``target``, safe when several processes do it at once.
+
+    Each process extracts into its own temporary folder beside ``target``, marks it complete and
+    renames it into place; a process that loses the race (``target`` already there) removes its
+    copy and uses the winner's. A leftover incomplete ``target`` (no marker) is replaced.
+    """
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial."))
+    try:
         with tarfile.open(archive) as tar:
             tar.extractall(partial, filter="data")
         # The archive may hold one top-level folder around train/ and test/.
         inner = next((p.parent for p in partial.rglob("train") if p.is_dir()), partial)
-        inner.rename(target)
-        done_marker.touch()
-    return target
+        (inner / DONE_MARKER).touch()
+        if target.exists() and not (target / DONE_MARKER).exists():
+            shutil.rmtree(target, ignore_errors=True)  # an interrupted older extraction
+        try:
+            inner.rename(target)
+        except OSError:
+            if not (target / DONE_MARKER).exists():  # not another process's finished copy
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def imagenet_samples_dataset(num_images: int | None = None, imbalance_ratio: float = 256.0,

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from dali_cmo.datasets import LongTailDataset
+from dali_cmo.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.integrity import BadImageError, BadImageWarning, check_policy, quick_check
 from dali_cmo.sampling import EpochSampler, epoch_generator, make_sampler
 
@@ -173,6 +173,30 @@ class FileReader:
         raise TypeError("FileReader holds threads; use it in-process (external_source parallel=False)")
 
 
+class ArrayReader:
+    """The :class:`FileReader` interface over an :class:`~dali_cmo.datasets.ArrayDataset`:
+    ``read_batch`` returns the in-memory uint8 HWC pixels (no file, no decode, nothing bad to
+    skip). Every sample is returned, flagged or not: the images must share one layout, and a
+    sample nobody pastes costs one small copy."""
+
+    def __init__(self):
+        self.files_read = 0
+        self.bad_files: dict[str, str] = {}
+
+    def read_batch(self, dataset: ArrayDataset, indices, wanted, epoch: int | None = None,
+                   iteration: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        indices = np.asarray(indices)
+        self.files_read += int(np.count_nonzero(wanted))
+        return [dataset.images[int(i)] for i in indices], indices.copy()
+
+
+def make_reader(dataset: LongTailDataset, threads: int = 4, on_bad_image: str = "error"):
+    """An :class:`ArrayReader` for in-memory pixels, else a :class:`FileReader`."""
+    if isinstance(dataset, ArrayDataset):
+        return ArrayReader()
+    return FileReader(threads, on_bad_image=on_bad_image)
+
+
 @dataclass
 class StreamSource:
     """One sampled stream (P or Q) of a dataset, as an ``external_source`` batch callable.
@@ -187,7 +211,7 @@ class StreamSource:
     shard_id: int = 0
     num_shards: int = 1
     schedule: PasteSchedule | None = None
-    reader: FileReader = field(default_factory=FileReader)
+    reader: FileReader | ArrayReader = field(default_factory=FileReader)
     read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
     _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
     # (epoch, iteration, indices read, paths read) of the last batches handed to DALI: when the
@@ -239,7 +263,7 @@ class TrainingStreams:
                     q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
                     reader_threads: int = 4, on_bad_image: str = "error") -> "TrainingStreams":
         bg_kind, fg_kind = check_variant(variant)
-        reader = FileReader(reader_threads, on_bad_image=on_bad_image)
+        reader = make_reader(dataset, reader_threads, on_bad_image)
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
             sampler = make_sampler(kind, dataset.labels, seed=seed, stream=name, scheme=q_scheme,
@@ -269,7 +293,7 @@ def sequential_batches(dataset: LongTailDataset, batch_size: int, shard_id: int 
         raise ValueError(f"shard_id must lie in 0..{num_shards - 1}, got {shard_id}")
     n = len(dataset)
     lo, hi = shard_id * n // num_shards, (shard_id + 1) * n // num_shards
-    reader = reader or FileReader(on_bad_image=on_bad_image)
+    reader = reader or make_reader(dataset, on_bad_image=on_bad_image)
     recent: deque = deque(maxlen=RECENT_BATCHES)
 
     def source(info):

@@ -1,6 +1,6 @@
 """Evaluation pipeline: every sample of a shard exactly once per pass, in order.
 
-ImageNet style: resize the shorter side to 256 (for 224; ``image_size * 8 / 7`` in general),
+Raw pixels (an ``ArrayDataset``) skip the decoder. ImageNet style: resize the shorter side to 256 (for 224; ``image_size * 8 / 7`` in general),
 centre crop ``image_size``, normalise. CIFAR style: decode and normalise. Shards split
 ``0..N-1`` into contiguous, disjoint ranges (no padding, no duplicates), so per-class counts
 summed over ranks are exact.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from nvidia.dali import fn, pipeline_def, types
 
-from dali_cmo.datasets import LongTailDataset
+from dali_cmo.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.sources import sequential_batches
 from pipelines.training import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, STYLES, \
     decoder_device
@@ -37,10 +37,15 @@ class EvalPipeline:
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,
                       device_id=self.device_id, seed=0)
         def graph():
-            encoded, labels = fn.external_source(self.source, num_outputs=2, batch=True,
-                                                 batch_info=True)
-            images = fn.decoders.image(encoded, device=decoder_device(self.device),
-                                       output_type=types.RGB)
+            if isinstance(self.dataset, ArrayDataset):  # raw uint8 HWC pixels
+                images, labels = fn.external_source(self.source, num_outputs=2, batch=True,
+                                                    batch_info=True, layout=["HWC", ""])
+                images = images.gpu() if self.device == "gpu" else images
+            else:
+                encoded, labels = fn.external_source(self.source, num_outputs=2, batch=True,
+                                                     batch_info=True)
+                images = fn.decoders.image(encoded, device=decoder_device(self.device),
+                                           output_type=types.RGB)
             if self.style == "imagenet":
                 images = fn.resize(images, resize_shorter=round(size * 256 / 224))
                 mean, std = IMAGENET_MEAN, IMAGENET_STD

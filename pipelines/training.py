@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from nvidia.dali import fn, pipeline_def, types
 
 import dali_cmo
-from dali_cmo.datasets import LongTailDataset
+from dali_cmo.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.integrity import check_policy
 from dali_cmo.sources import PasteSchedule, TrainingStreams, check_variant
 
@@ -90,20 +90,33 @@ def decoder_device(device: str) -> str:
     return "mixed" if device == "gpu" else "cpu"
 
 
-def train_crop(encoded, config: TrainConfig, device: str):
-    """Decode fused with the training crop, as uint8 HWC RGB on ``device``."""
+def cifar_crop(images, size: int):
+    """torchvision ``RandomCrop(size, padding=4)``: offsets -4..4 with zero padding."""
+    offsets = [fn.cast(fn.random.uniform(values=list(range(-4, 5))), dtype=types.INT32)
+               for _ in range(2)]
+    return fn.slice(images, start=fn.stack(*offsets), shape=[size, size], axes=[0, 1],
+                    out_of_bounds_policy="pad", fill_values=0)
+
+
+def train_crop(encoded, config: TrainConfig, device: str, raw: bool = False):
+    """Decode fused with the training crop, as uint8 HWC RGB on ``device``; ``raw``: the input
+    is already uint8 HWC pixels (an ``ArrayDataset``), nothing is decoded."""
     size = config.image_size
-    if config.style == "imagenet":
+    if raw:
+        pixels = encoded.gpu() if device == "gpu" else encoded
+        if config.style == "imagenet":
+            images = fn.random_resized_crop(pixels, size=[size, size], random_area=RRC_AREA,
+                                            random_aspect_ratio=RRC_ASPECT, num_attempts=10)
+        else:
+            images = cifar_crop(pixels, size)
+    elif config.style == "imagenet":
         images = fn.decoders.image_random_crop(encoded, device=decoder_device(device),
                                                output_type=types.RGB, random_area=RRC_AREA,
                                                random_aspect_ratio=RRC_ASPECT, num_attempts=10)
         images = fn.resize(images, size=[size, size])
-    else:  # torchvision RandomCrop(size, padding=4): offsets -4..4 with zero padding
-        images = fn.decoders.image(encoded, device=decoder_device(device), output_type=types.RGB)
-        offsets = [fn.cast(fn.random.uniform(values=list(range(-4, 5))), dtype=types.INT32)
-                   for _ in range(2)]
-        images = fn.slice(images, start=fn.stack(*offsets), shape=[size, size], axes=[0, 1],
-                          out_of_bounds_policy="pad", fill_values=0)
+    else:
+        images = cifar_crop(fn.decoders.image(encoded, device=decoder_device(device),
+                                              output_type=types.RGB), size)
     if config.color_jitter:
         lo, hi = 1 - config.color_jitter, 1 + config.color_jitter
         images = fn.color_twist(images, brightness=fn.random.uniform(range=[lo, hi]),
@@ -170,6 +183,8 @@ class TrainingPipeline:
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
+        raw = isinstance(self.dataset, ArrayDataset)
+        layout = "HWC" if raw else ""  # raw pixels, or encoded bytes
 
         @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads,
                       device_id=self.device_id, seed=config.seed,
@@ -177,27 +192,30 @@ class TrainingPipeline:
                       enable_checkpointing=True)
         def graph():
             encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
-                                                    batch=True, batch_info=True)
-            background = train_crop(encoded_b, config, device)
+                                                    batch=True, batch_info=True,
+                                                    layout=[layout, ""])
+            background = train_crop(encoded_b, config, device, raw)
             mirror_b = fn.random.coin_flip(probability=0.5)
             if not self.has_foreground:
                 images = fn.crop_mirror_normalize(background, mirror=mirror_b, mean=mean, std=std,
                                                   dtype=out_dtype, output_layout="CHW")
                 return images, label_b
             encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
-                                                           batch=True, batch_info=True)
+                                                           batch=True, batch_info=True,
+                                                           layout=[layout, "", ""])
             mirror_f = fn.random.coin_flip(probability=0.5)
             size = config.image_size
             box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,
                                   probability=fn.cast(flags, dtype=types.FLOAT),
                                   per_sample=config.per_sample)
             if config.foreground_decode == "naive":
-                foreground = train_crop(encoded_f, config, device)
+                foreground = train_crop(encoded_f, config, device, raw)
             elif (box[2] > box[0]) & (box[3] > box[1]):
-                if config.foreground_decode == "region" and config.style == "imagenet":
+                if config.foreground_decode == "region" and config.style == "imagenet" \
+                        and not raw:
                     foreground = region_decode(encoded_f, box, mirror_f, config, device)
                 else:
-                    foreground = train_crop(encoded_f, config, device)
+                    foreground = train_crop(encoded_f, config, device, raw)
             else:
                 foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
             images, _ = fn.cmo_paste(background, foreground, box=box, mirror=mirror_b,
