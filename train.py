@@ -705,7 +705,7 @@ def main(argv=None) -> int:
             report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, ctx,
                               args.amp)
             evaluated_epoch = epoch + 1
-            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
+            entry.update({k: report[k] for k in ("top1", "many", "medium", "few", "per_class")})
         history.append(entry)
         if is_main:
             with open(output / "log.jsonl", "a") as handle:

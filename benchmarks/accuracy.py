@@ -1,0 +1,306 @@
+"""Accuracy of matched pairs: each loss trained without and with CMO, same seed and budget.
+
+Every arm is one ``train.py`` run folder ``<runs-dir>/<loss>-<variant>-s<seed>`` (variant
+``none`` or ``cmo``), started or continued with ``--resume auto``, so an interrupted benchmark
+picks up where it stopped. Both arms of a pair share the seed, hence the background (P) order.
+The report is built from the folders alone (``log.jsonl``: one line per evaluated epoch;
+``metrics.json``: written when a run finishes), so it can be made at any time; unfinished arms
+are marked as such. Outputs: a JSON summary of every arm, a markdown table (overall / many /
+medium / few at the last and at the best epoch, the paper's numbers beside where it has them)
+and a plot of the per-class gain of CMO against the class's training size.
+
+    # the reference CIFAR-10-LT pair (200 epochs), two arms at a time:
+    python benchmarks/accuracy.py --dataset cifar10-lt --losses ce --runs-dir runs/acc
+    # the table of whatever is in the folders (runs still going are marked):
+    python benchmarks/accuracy.py --runs-dir runs/acc --losses ce --report-only \\
+        --json benchmarks/results/accuracy.json --markdown benchmarks/results/accuracy.md \\
+        --plot benchmarks/results/accuracy_gain.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import REPO_ROOT, machine_description, write_json
+
+# loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (the reference's
+# 160 of 200 epochs, scaled with --epochs)
+LOSSES = {"ce": ["--loss", "ce"], "ce-drw": ["--loss", "ce", "--drw-epoch", "{drw}"],
+          "bs": ["--loss", "bs"], "ldam-drw": ["--loss", "ldam", "--drw-epoch", "{drw}"]}
+VARIANTS = ("none", "cmo")
+# The paper's top-1 (Park et al., CVPR 2022, Table 2: CIFAR-100-LT, imbalance ratio 100, 200
+# epochs), baseline -> + CMO. It reports no CIFAR-10-LT figures.
+PAPER = {("cifar100-lt", 100.0): {"ce": (38.6, 43.9), "ce-drw": (41.1, 47.0),
+                                  "bs": (45.1, 46.6)}}
+GROUPS = ("top1", "many", "medium", "few")
+# --quick: two arms of a few batches on the built-in demo data (a smoke test, no figures)
+QUICK = ["--dataset", "demo", "--max-steps-per-epoch", "1", "--batch-size", "16",
+         "--cmo-start", "-1", "--cmo-end", "0", "--cmo-prob", "1.0", "--warmup", "0",
+         "--decay", "cosine", "--workers", "1", "--torch-threads", "1"]
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--runs-dir", required=True, help="folder of the arms' run folders")
+    add("--dataset", default="cifar10-lt", help="train.py --dataset")
+    add("--data", default=None, help="train.py --data (default: train.py's)")
+    add("--imbalance-ratio", type=float, default=100.0)
+    add("--losses", nargs="+", choices=tuple(LOSSES), default=["ce"])
+    add("--seeds", type=int, nargs="+", default=[0])
+    add("--epochs", type=int, default=200)
+    add("--train-args", default="--amp --channels-last --workers 1 --torch-threads 1",
+        help="more train.py arguments for every arm (one string)")
+    add("--parallel", type=int, default=2,
+        help="arms trained at once (2 on a 2-core CPU: measured faster than one at a time)")
+    add("--report-only", action="store_true", help="train nothing, only report")
+    add("--quick", action="store_true", help="smoke run: a few demo batches per arm")
+    add("--json", default=None, help="summary JSON (default: <runs-dir>/accuracy.json)")
+    add("--markdown", default=None, help="table (default: <runs-dir>/accuracy.md)")
+    add("--plot", default=None, help="per-class gain plot (default: <runs-dir>/accuracy_gain.png)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.dataset = 1, "demo"
+    runs = Path(args.runs_dir)
+    args.json = Path(args.json or runs / "accuracy.json")
+    args.markdown = Path(args.markdown or runs / "accuracy.md")
+    args.plot = Path(args.plot or runs / "accuracy_gain.png")
+    if args.parallel < 1:
+        parser.error(f"--parallel must be >= 1; got {args.parallel}")
+    return args
+
+
+def arm_name(loss: str, variant: str, seed: int) -> str:
+    return f"{loss}-{variant}-s{seed}"
+
+
+def arms(args) -> list[tuple[str, str, int]]:
+    """(loss, variant, seed) of every arm, pair by pair."""
+    return [(loss, variant, seed) for loss in args.losses for seed in args.seeds
+            for variant in VARIANTS]
+
+
+def train_command(args, loss: str, variant: str, seed: int, folder: Path) -> list[str]:
+    drw = str(round(args.epochs * 0.8))
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--variant", variant,
+               "--seed", str(seed), "--epochs", str(args.epochs), "--eval-every", "1",
+               "--output", str(folder), "--resume", "auto", "--print-every", "300",
+               *[a.replace("{drw}", drw) for a in LOSSES[loss]]]
+    if args.quick:
+        command += QUICK
+    else:
+        command += ["--dataset", args.dataset, "--imbalance-ratio", str(args.imbalance_ratio)]
+        command += ["--data", args.data] if args.data else []
+    return command + shlex.split(args.train_args)
+
+
+# --------------------------------------------------------------------------- reading runs
+
+def running_pid(folder: Path) -> int | None:
+    """The pid of a live process whose command line has ``--output <folder>`` (Linux /proc)."""
+    target = folder.resolve()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        for flag, value in zip(argv, argv[1:]):
+            if flag == "--output" and (cwd / value).resolve() == target:
+                return int(entry.name)
+    return None
+
+
+def read_run(folder: Path, epochs: int) -> dict:
+    """One arm's summary from its folder: status, last and best evaluated epoch, per-class
+    accuracy (of the last epoch, when the run finished or logged it)."""
+    log = folder / "log.jsonl"
+    history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] \
+        if log.exists() else []
+    evaluated = [h for h in history if h.get("top1") is not None]
+    metrics_path = folder / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    done = history[-1]["epoch"] if history else 0
+    pid = running_pid(folder)
+    if metrics is not None and done >= epochs:
+        status = "complete"
+    elif pid is not None:
+        status = f"running (pid {pid})"
+    else:
+        status = "stopped" if history else "not started"
+    summary = {"folder": str(folder), "status": status, "epochs_done": done,
+               "epochs": epochs, "images_per_second": None, "last": None, "best": None,
+               "per_class": None, "train_class_counts": None,
+               "top1_by_epoch": [[h["epoch"], h["top1"]] for h in evaluated]}
+    speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
+    if speeds:
+        summary["images_per_second"] = sum(speeds) / len(speeds)
+    if evaluated:
+        last, best = evaluated[-1], max(evaluated, key=lambda h: h["top1"])
+        summary["last"] = {"epoch": last["epoch"], **{k: last.get(k) for k in GROUPS}}
+        summary["best"] = {"epoch": best["epoch"], **{k: best.get(k) for k in GROUPS}}
+        summary["per_class"] = last.get("per_class")
+    if metrics is not None:
+        summary["per_class"] = metrics["per_class"]
+        summary["train_class_counts"] = metrics["train_class_counts"]
+        summary["seconds_last_process"] = metrics.get("train_seconds_this_process")
+    return summary
+
+
+def collect(args) -> dict:
+    runs = Path(args.runs_dir)
+    return {arm_name(*arm): read_run(runs / arm_name(*arm), args.epochs) for arm in arms(args)}
+
+
+# --------------------------------------------------------------------------- report
+
+def _cell(value, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _gain(a, b):
+    return None if a is None or b is None else b - a
+
+
+def markdown_table(args, runs: dict) -> str:
+    """Per pair: baseline, + CMO and the gain, at the last and at the best evaluated epoch."""
+    paper = PAPER.get((args.dataset, float(args.imbalance_ratio)), {})
+    lines = [f"{args.dataset}, imbalance ratio {args.imbalance_ratio:g}, {args.epochs} epochs; "
+             "top-1 and Many (>100 training images) / Medium (20..100) / Few (<20) class "
+             "accuracy, %, on the balanced test set.",
+             "",
+             "| loss | arm | epochs done | status | top-1 (last) | many | medium | few | "
+             "top-1 (best) | best epoch | paper top-1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for loss in args.losses:
+        for seed in args.seeds:
+            pair = [runs[arm_name(loss, v, seed)] for v in VARIANTS]
+            for variant, run, reference in zip(VARIANTS, pair, paper.get(loss, (None, None))):
+                last, best = run["last"] or {}, run["best"] or {}
+                name = f"{loss} (seed {seed})" if variant == "none" else f"{loss} + CMO"
+                lines.append(f"| {name} | {variant} | {run['epochs_done']}/{run['epochs']} | "
+                             f"{run['status'].split(' (')[0]} | {_cell(last.get('top1'))} | "
+                             f"{_cell(last.get('many'))} | {_cell(last.get('medium'))} | "
+                             f"{_cell(last.get('few'))} | {_cell(best.get('top1'))} | "
+                             f"{best.get('epoch', '–')} | {_cell(reference, 1)} |")
+            (base_last, cmo_last), (base_best, cmo_best) = \
+                [[run[key] or {} for run in pair] for key in ("last", "best")]
+            gains = [_cell(_gain(base_last.get(k), cmo_last.get(k))) for k in GROUPS]
+            lines.append(f"| {loss}: CMO gain | | | | {' | '.join(gains)} | "
+                         f"{_cell(_gain(base_best.get('top1'), cmo_best.get('top1')))} | | "
+                         f"{_cell(_gain(*paper[loss]), 1) if loss in paper else '–'} |")
+    if not paper:
+        lines += ["", f"The paper reports no {args.dataset} figures (its CIFAR table is "
+                      "CIFAR-100-LT)."]
+    if any(run["status"] != "complete" for run in runs.values()):
+        lines += ["", "Unfinished arms (status other than complete) show their latest "
+                      "evaluated epoch; the comparison is final only when both arms are "
+                      "complete."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_gain(args, runs: dict) -> bool:
+    """Per-class top-1 gain (CMO − baseline, last epoch) against training size, one series per
+    pair that has per-class figures for both arms; False when no pair has them."""
+    from matplotlib.figure import Figure
+
+    series = []
+    for loss in args.losses:
+        for seed in args.seeds:
+            base, cmo = (runs[arm_name(loss, v, seed)] for v in VARIANTS)
+            counts = base["train_class_counts"] or cmo["train_class_counts"]
+            if base["per_class"] and cmo["per_class"] and counts:
+                gain = [None if a is None or b is None else b - a
+                        for a, b in zip(base["per_class"], cmo["per_class"])]
+                epochs = min(base["last"]["epoch"], cmo["last"]["epoch"])
+                series.append((f"{loss}, seed {seed} (epoch {epochs})", counts, gain))
+    if not series:
+        return False
+    fig = Figure(figsize=(6.5, 4.0), dpi=100)
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    for label, counts, gain in series:
+        points = sorted((n, g) for n, g in zip(counts, gain) if g is not None)
+        ax.plot([n for n, _ in points], [g for _, g in points], "o-", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test accuracy gain from CMO (points)")
+    ax.set_title(f"{args.dataset} (ratio {args.imbalance_ratio:g}): per-class gain of CMO")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot)
+    return True
+
+
+def report(args) -> dict:
+    runs = collect(args)
+    table = markdown_table(args, runs)
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(table)
+    plotted = plot_gain(args, runs)
+    summary = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
+               "epochs": args.epochs, "losses": args.losses, "seeds": args.seeds,
+               "train_args": args.train_args, "runs_dir": str(args.runs_dir),
+               "paper_top1": {loss: dict(zip(VARIANTS, pair)) for loss, pair in
+                              PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
+               "plot": str(args.plot) if plotted else None, "runs": runs,
+               "machine": machine_description()}
+    write_json(args.json, summary)
+    print(table)
+    print(f"written: {args.json}, {args.markdown}" + (f", {args.plot}" if plotted else
+                                                      " (no per-class figures yet: no plot)"))
+    return summary
+
+
+# --------------------------------------------------------------------------- training
+
+def train(args) -> None:
+    """Start or continue every unfinished arm, ``--parallel`` at a time; an arm whose folder is
+    in use by another process is left to it."""
+    runs_dir = Path(args.runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    pending = [arm for arm in arms(args)
+               if read_run(runs_dir / arm_name(*arm), args.epochs)["status"] != "complete"]
+    active: list[tuple[str, subprocess.Popen]] = []
+    while pending or active:
+        while pending and len(active) < args.parallel:
+            arm = pending.pop(0)
+            folder = runs_dir / arm_name(*arm)
+            if running_pid(folder) is not None:
+                print(f"{folder.name}: already being trained by pid {running_pid(folder)}; "
+                      f"left to it")
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            log = open(runs_dir / f"{folder.name}.log", "a")
+            print(f"{folder.name}: training (log {log.name})", flush=True)
+            active.append((folder.name, subprocess.Popen(
+                train_command(args, *arm, folder), cwd=REPO_ROOT, stdout=log,
+                stderr=subprocess.STDOUT)))
+        time.sleep(0.2 if args.quick else 10)
+        for name, process in list(active):
+            if process.poll() is not None:
+                active.remove((name, process))
+                print(f"{name}: train.py exited with {process.returncode}", flush=True)
+                if process.returncode != 0:
+                    raise SystemExit(f"error: {name} failed (exit {process.returncode}); see "
+                                     f"{runs_dir / (name + '.log')}; rerun to resume it")
+
+
+def main(argv=None) -> int:
+    args = get_args(argv)
+    if not args.report_only:
+        train(args)
+    report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

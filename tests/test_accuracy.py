@@ -1,0 +1,70 @@
+"""benchmarks/accuracy.py: the table from run folders (finished or not), and a --quick smoke run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import accuracy  # noqa: E402
+
+
+def write_run(folder: Path, entries, metrics=None):
+    folder.mkdir(parents=True)
+    (folder / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def entry(epoch, top1, many, medium, few=None, speed=100.0):
+    return {"epoch": epoch, "loss": 1.0, "lr": 0.1, "train_images_per_second": speed,
+            "top1": top1, "many": many, "medium": medium, "few": few}
+
+
+def test_table_from_a_finished_and_an_unfinished_arm(tmp_path):
+    write_run(tmp_path / "ce-none-s0", [entry(1, 30.0, 40.0, 10.0), entry(2, 50.0, 60.0, 20.0),
+                                        entry(3, 45.0, 62.0, 5.0)],
+              {"per_class": [90.0, 0.0], "train_class_counts": [500, 5], "epochs": 3})
+    write_run(tmp_path / "ce-cmo-s0", [entry(1, 35.5, 41.0, 12.25, speed=80.0),
+                                       entry(2, 34.0, 40.0, 11.0, speed=90.0)])
+    args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "3", "--report-only",
+                              "--dataset", "cifar100-lt"])
+    summary = accuracy.report(args)
+    base, cmo = summary["runs"]["ce-none-s0"], summary["runs"]["ce-cmo-s0"]
+    assert (base["status"], cmo["status"]) == ("complete", "stopped")
+    assert base["best"] == {"epoch": 2, "top1": 50.0, "many": 60.0, "medium": 20.0, "few": None}
+    assert base["last"]["epoch"] == 3 and cmo["last"]["epoch"] == 2
+    assert cmo["images_per_second"] == 85.0
+    table = args.markdown.read_text().splitlines()
+    assert table[4] == ("| ce (seed 0) | none | 3/3 | complete | 45.00 | 62.00 | 5.00 | – | "
+                        "50.00 | 2 | 38.6 |")
+    assert table[5] == ("| ce + CMO | cmo | 2/3 | stopped | 34.00 | 40.00 | 11.00 | – | "
+                        "35.50 | 1 | 43.9 |")
+    assert table[6] == "| ce: CMO gain | | | | -11.00 | -22.00 | 6.00 | – | -14.50 | | 5.3 |"
+    assert json.loads(args.json.read_text())["runs"]["ce-cmo-s0"]["top1_by_epoch"] == \
+        [[1, 35.5], [2, 34.0]]
+    assert summary["plot"] is None  # the unfinished arm has no per-class figures
+
+
+def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--quick",
+                             "--runs-dir", str(tmp_path)], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "accuracy.json").read_text())
+    for arm in ("ce-none-s0", "ce-cmo-s0"):
+        run = summary["runs"][arm]
+        logged = [json.loads(line) for line in (tmp_path / arm / "log.jsonl").read_text()
+                  .splitlines()]
+        metrics = json.loads((tmp_path / arm / "metrics.json").read_text())
+        assert run["status"] == "complete" and run["epochs_done"] == 1
+        assert run["last"]["top1"] == logged[-1]["top1"] == metrics["top1"]
+        assert run["per_class"] == metrics["per_class"]
+        assert metrics["args"]["variant"] == arm.split("-")[1]
+    assert summary["plot"] == str(tmp_path / "accuracy_gain.png")
+    assert (tmp_path / "accuracy_gain.png").stat().st_size > 0
