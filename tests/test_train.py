@@ -153,7 +153,7 @@ def test_torchrun_two_ranks_read_disjoint_shards(tmp_path, demo_data):
     (["--variant", "mixup"], "--variant"),
     (["--epochs", "3", "--cmo-start", "1", "--cmo-end", "1"], "--cmo-start"),
     (["--warmup", "9", "--epochs", "5"], "--warmup"),
-    (["--amp", "--device", "cpu"], "--amp"),
+    (["--pixels", "png"], "--pixels"),
 ])
 def test_nonsense_arguments_name_the_argument(argv, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
