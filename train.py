@@ -18,13 +18,15 @@ laptop CPU. Real runs::
 
 ``--preset`` picks one of the reference recipes (``dali_cmo.training.recipes.PRESETS``); every value
 it sets can be overridden on the command line. A run writes into ``--output`` (default
-``runs/<name>``): ``checkpoint.pt`` (every epoch and on SIGTERM/SIGINT; the one before is kept
-as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
-``many``, ``medium``, ``few``, ``per_class`` of the last evaluation, the best one under
-``best``, the group convention, global and per-rank batch, throughput, arguments),
-``per_class_accuracy.png``
+``runs/<name>``): ``checkpoint.pt`` (after every epoch's training, before its evaluation, and on
+SIGTERM/SIGINT; the one before is kept as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
+``many``, ``medium``, ``few``, ``per_class``, throughput, arguments), ``per_class_accuracy.png``
 and ``cmo_samples.png`` (the first pasted training batch). ``--resume auto`` continues the run
-in ``--output`` exactly where it stopped.
+in ``--output`` exactly where it stopped; a resumed run must keep what defines it (data, batch,
+model, seed, ...), and may change what ``--allow-change`` names (e.g. ``--epochs``).
+
+Mistakes in the arguments end in one line ``train.py: error: ...`` and exit status 2; unusable
+data (a missing list, a bad image) in one such line and status 1.
 
 The loss of a mixed batch is ``lam * L(out, y_b) + (1 - lam) * L(out, y_f)`` with the
 background share ``lam`` the operator emits (1 where nothing was pasted); with class weights
@@ -42,27 +44,28 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
-from dali_cmo.data.datasets import DatasetError, load_dataset, read_image_folder
-from dali_cmo.data.integrity import BadImageError
+from dali_cmo.data.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
+from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
+                                     full_check)
 from dali_cmo.data.sources import VARIANTS
 from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
                                          make_train_config, parse_args)
-from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, load_checkpoint, rng_states,
-                                          save_checkpoint, set_rng_states)
-from dali_cmo.training.distributed import all_reduce_sum, finish, gather_objects, init_distributed
-from dali_cmo.data.groups import GROUP_RULES
+from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identity,
+                                          load_checkpoint, run_identity, save_run,
+                                          set_rng_states)
+from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
+from dali_cmo.training.evaluation import Evaluation
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.training.metrics import (ConfusionCounter, accuracy_report, best_report,
-                                       format_report_table)
-from dali_cmo.training.recipes import PRESETS
-from dali_cmo.training.progress import EpochProgress
+from dali_cmo.training.metrics import format_report_table
+from dali_cmo.training.progress import EpochProgress, StderrRelay
+from dali_cmo.training.reports import FirstPastePicture
 
 
 @dataclass
@@ -88,29 +91,35 @@ class Run:
 
 # --------------------------------------------------------------------------- data
 
-def load_datasets(args):
-    """(train, val) LongTailDatasets for ``--dataset``."""
+class Data(NamedTuple):
+    train: object  # LongTailDataset
+    val: object
+    train_source: str  # what was read (for messages: `python -m dali_cmo check <source>`)
+    val_source: str
+
+
+def load_datasets(args) -> Data:
+    """The training and evaluation sets of ``--dataset``."""
     if args.dataset == "demo":
         from dali_cmo.data.demo import demo_dir
         folder = demo_dir()
-        return read_image_folder(folder / "train"), read_image_folder(folder / "test")
-    if args.dataset in CIFAR_LT_CLASSES:
-        if args.data is None and args.dataset == "cifar10-lt":
+        return Data(read_image_folder(folder / "train"), read_image_folder(folder / "test"),
+                    str(folder / "train"), str(folder / "test"))
+    if args.dataset == "cifar10-lt":
+        if args.data is None:
             from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
             try:
                 args.data = str(cifar10_dir())
             except SharedDataMissing as error:
                 raise UsageError(f"--dataset cifar10-lt needs --data: {error}") from None
-        if args.data is None:
-            raise UsageError(f"--data is required for --dataset {args.dataset} (the "
-                             f"cifar-100-python pickle folder or a JPEG tree)")
-        # the reference's subset: np.random.seed(0), a shuffle per class
-        return load_cifar_lt(args.data, CIFAR_LT_CLASSES[args.dataset], args.imbalance_ratio,
-                             raw=args.pixels == "raw")
-    data = Path(args.data) if args.data else None
-    if data is None:
+        full = read_image_folder(Path(args.data) / "train")
+        # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
+        train = long_tailed_subset(full, args.imbalance_ratio, seed=0)
+        test = Path(args.data) / "test"
+        return Data(train, read_image_folder(test), str(Path(args.data) / "train"), str(test))
+    if args.data is None:
         raise UsageError(f"--data is required for --dataset {args.dataset}")
-    val_data = args.val_data
+    data, val_data = Path(args.data), args.val_data
     if args.dataset == "folder" and val_data is None:
         split = next((data / n for n in ("val", "test") if (data / n).is_dir()), None)
         if not (data / "train").is_dir() or split is None:
@@ -123,28 +132,69 @@ def load_datasets(args):
     val_root = args.val_root or args.root
     val = load_dataset(val_data, val_root if not Path(val_data).is_dir() else None,
                        num_classes=train.num_classes)
-    return train, val
+    return Data(train, val, str(data), str(val_data))
 
 
-# --------------------------------------------------------------------------- train / evaluate
+def check_crop_style(args, dataset) -> None:
+    """``--style cifar`` pads and crops images of exactly ``--image-size`` (evaluation crops
+    their centre); refuse other sizes rather than train on a corner (the first image tells)."""
+    if args.style != "cifar" or not len(dataset):
+        return
+    report = full_check(dataset.path(0), decode=False)
+    size = (report.width, report.height)
+    if report.width and size != (args.image_size, args.image_size):
+        raise UsageError(
+            f"--style cifar trains on images of exactly --image-size {args.image_size} (pad 4 "
+            f"and crop), but {report.path} is {size[0]}x{size[1]}: use --style imagenet "
+            f"(random-resized-crop to --image-size; evaluation resizes and crops the centre)")
+
+
+def bad_image(error: BadImageError, dataset, source: str, args) -> UsageError:
+    """``error`` as the one-line message a user sees: where the file is listed and what to do
+    (exit status 1)."""
+    location = dataset.location(error.index) if error.index is not None else None
+    advice = command_line_advice(error, on_bad_image=args.on_bad_image, dataset=source,
+                                 decoded=error.__cause__ is not None)
+    return UsageError(f"{error.describe(location)}; {advice}", status=1)
+
+
+def cmo_epochs(args) -> str:
+    """The epochs (counted from 1) in which CMO pastes, for the log."""
+    active = [e + 1 for e in range(args.epochs) if args.cmo_start < e < args.epochs - args.cmo_end]
+    if VARIANTS[args.variant][1] is None or args.cmo_prob == 0 or not active:
+        return "no pasting"
+    return f"pasting in epochs {active[0]}..{active[-1]} of {args.epochs}"
+
+
+# --------------------------------------------------------------------------- train
+
+@dataclass
+class EpochTotals:
+    """This rank's sums over the batches of an epoch; kept in checkpoints, so that an epoch
+    interrupted and resumed reports all of its batches."""
+    loss: float = 0.0
+    batches: int = 0
+    images: int = 0
+    seconds: float = 0.0
+
 
 def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, run,
-                    pictures, debug_step=None):
-    """One epoch (or its remainder after a resume). Returns the epoch's statistics and the stop
-    request that ended it early (None when it ran to its end)."""
+                    pictures, totals: EpochTotals) -> bool:
+    """Train the rest of the epoch, adding to ``totals``. Returns False when a stop request
+    ended it early (checked after every batch).
+
+    The loss is summed on the device; it is read back (a wait for the device) only after the
+    first step, every ``--log-every`` steps and at the end.
+    """
     model.train()
-    steps = len(iterator) if not args.max_steps_per_epoch \
-        else min(len(iterator), args.max_steps_per_epoch)
+    steps = len(iterator)
     progress = EpochProgress(steps, epoch, args.epochs, run.is_main, args.print_every)
-    loss_sum, trained, images, train_time = 0.0, 0, 0, 0.0
-    lr = schedule.lr_at(epoch)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    shown_loss = float("nan")
     tic = time.perf_counter()
     for batch in iterator.epoch_batches():
         step = iterator.position  # batches of this epoch done, this one included
-        if step > steps:
-            tic = time.perf_counter()
-            continue  # --max-steps-per-epoch: read and skip the rest of the epoch
-        lr = schedule.apply(optimizer, epoch + (step - 1) / steps)
+        schedule.apply(optimizer, epoch + (step - 1) / steps)
         inputs = batch.images
         if args.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
@@ -161,121 +211,37 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        loss_sum += loss.item()
-        trained += 1
-        images += len(batch)
+        loss_sum += loss.detach()
+        totals.batches += 1
+        totals.images += len(batch)
         pictures(batch)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        train_time += time.perf_counter() - tic
-        progress.update(step, images * run.world / max(train_time, 1e-9), loss_sum / trained)
-        if args.stop_after_steps and run.global_step + 1 == args.stop_after_steps:
-            run.stop.request("--stop-after-steps")
+        if step % args.log_every == 0 or step == steps or math.isnan(shown_loss):
+            shown_loss = (totals.loss + loss_sum.item()) / totals.batches
+        seconds = totals.seconds + time.perf_counter() - tic
+        progress.update(step, totals.images * run.world / max(seconds, 1e-9), shown_loss)
         run.global_step += 1
-        if run.stop.requested(run.world, run.device):
-            progress.close()
-            return None, run.stop.reason
-        tic = time.perf_counter()
+        if args.stop_after_steps and run.global_step == args.stop_after_steps:
+            run.stop.request("--stop-after-steps")
+        if run.stop.requested(run.world):
+            break
     progress.close()
-    totals = all_reduce_sum(torch.tensor([loss_sum, float(trained), float(images), train_time],
-                                         dtype=torch.float64, device=run.device), run.world).cpu()
-    return {"loss": totals[0].item() / max(totals[1].item(), 1), "lr": lr,
-            "train_images": int(totals[2].item()),
-            "train_images_per_second": totals[2].item() / max(totals[3].item() / run.world,
-                                                              1e-9)}, None
+    totals.loss += loss_sum.item()
+    totals.seconds += time.perf_counter() - tic
+    return run.stop.reason is None
 
 
-@dataclass
-class FirstPastePicture:
-    """cmo_samples.png: the first training batch with a paste (rank 0, once per run)."""
-    path: Path | None
-    mean_std: tuple
-    class_names: tuple
-
-    def __call__(self, batch) -> None:
-        if self.path is None or not bool((batch.lam < 1).any()):
-            return
-        from dali_cmo.training.reports import sample_captions, save_sample_grid
-        path, self.path = self.path, None
-        n = min(16, len(batch))
-        captions = sample_captions(batch.target_b[:n].tolist(), batch.target_f[:n].tolist(),
-                                   batch.lam[:n].tolist(), self.class_names)
-        images = batch.images[:n].float()
-        if images.shape[-1] < 96:  # small (CIFAR) images: enlarge so that the captions fit
-            scale = math.ceil(96 / images.shape[-1])
-            images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-        mean, std = self.mean_std
-        save_sample_grid(images, path, mean=mean, std=std, captions=captions, nrow=4)
+def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:
+    """The epoch's loss, lr, images and images/s over every rank."""
+    sums = all_reduce_sum(torch.tensor([totals.loss, totals.batches, totals.images,
+                                        totals.seconds], dtype=torch.float64,
+                                       device=run.device), run.world).cpu().tolist()
+    loss, batches, images, seconds = sums
+    return {"loss": loss / max(batches, 1), "lr": lr, "train_images": int(images),
+            "train_images_per_second": images / max(seconds / run.world, 1e-9)}
 
 
-@dataclass
-class FirstStepRecord:
-    """--debug-shards: this rank's first pasted training step as JSON (for checks of the
-    multi-rank semantics): its batch, labels, lam, box, per-image pixel sums, logits, loss and
-    class weights."""
-    path: Path | None
-    pipeline: object
-    loss_fn: object
-
-    def __call__(self, batch, logits, loss) -> None:
-        if self.path is None or not bool((batch.lam < 1).any()):
-            return
-        path, self.path = self.path, None
-        # the same stream again, with the boxes: its first pasted step is this one
-        pipe = self.pipeline.build(with_box=True)
-        while True:
-            outputs = pipe.run()
-            if bool((np.array(outputs[3].as_tensor()) < 1).any()):
-                break
-        weights = self.loss_fn.class_weights
-        path.write_text(json.dumps({
-            "rank_batch": len(batch), "target_b": batch.target_b.tolist(),
-            "target_f": batch.target_f.tolist(), "lam": batch.lam.tolist(),
-            "box": np.array(outputs[4].as_tensor()).tolist(),
-            "image_sums": batch.images.float().sum(dim=(1, 2, 3)).tolist(),
-            "logits": logits.detach().float().tolist(), "loss": loss.item(),
-            "class_weights": None if weights is None else weights.tolist()}))
-
-
-def autocast(device: str, enabled: bool):
-    """``--amp``: float16 autocast on CUDA (with a gradient scaler), bfloat16 on CPU (no scaler
-    needed: bfloat16 has float32's exponent range)."""
-    return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16,
-                          enabled=enabled)
-
-
-@torch.no_grad()
-def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool,
-             groups: str) -> dict:
-    """Top-1 and Many / Medium / Few accuracy over every rank's shard of the evaluation set."""
-    model.eval()
-    counter = ConfusionCounter(num_classes, device=run.device)
-    for images, targets in eval_iterator:
-        if run.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(run.device.type, amp):
-            counter.update(model(images), targets)
-    counts = all_reduce_sum(counter.counts(), run.world).cpu()
-    return accuracy_report(counts[0], counts[1], class_counts, GROUP_RULES[groups])
-
-
-def write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, best,
-                     args) -> None:
-    """Every rank's stream position and RNG state, with the model and optimiser, written
-    atomically by rank 0."""
-    ranks = gather_objects({"iterator": iterator.state_dict(), "rng": rng_states()}, run.world)
-    if run.is_main:
-        path = save_checkpoint({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(), "epoch": iterator.epoch,
-            "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
-            "args": vars(args), "world_size": run.world, "history": history, "best": best},
-            run.output)
-        run.log(f"{tag}: checkpoint written to {path}")
-
-
-def write_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
-                 bad_images) -> None:
+def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+                 bad_images, left_out) -> None:
     """metrics.json, the per-class plot and the accuracy table (rank 0)."""
     from dali_cmo.training.reports import plot_per_class_accuracy
     output, counts = run.output, train_set.class_counts
@@ -287,7 +253,8 @@ def write_report(run, args, report, best, evaluated_epoch, history, elapsed, tra
                "train_seconds_this_process": elapsed, "world_size": run.world,
                "train_class_counts": counts.tolist(),
                "class_names": list(train_set.class_names),
-               "bad_images": bad_images,  # files replaced under --on-bad-image skip (rank 0)
+               "bad_images": bad_images,  # training files replaced under --on-bad-image skip
+               "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
                "args": vars(args)}
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
@@ -299,8 +266,10 @@ def write_report(run, args, report, best, evaluated_epoch, history, elapsed, tra
     if args.dataset == "demo":
         print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
               "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
-    print(format_report_table({f"{name}, last (epoch {evaluated_epoch})": report,
-                               f"{name}, best (epoch {best['epoch']})": best}))
+    if left_out:
+        print(f"{len(left_out)} bad evaluation image(s) left out of scoring (metrics.json: "
+              f"eval_images_left_out)")
+    print(format_report_table({name: report}))
     written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
                                     "cmo_samples.png") if (output / n).exists()]
     print(f"\nwritten: {', '.join(map(str, written))}")
@@ -308,8 +277,9 @@ def write_report(run, args, report, best, evaluated_epoch, history, elapsed, tra
 
 # --------------------------------------------------------------------------- main
 
-def train(args) -> int:
-    """The run the resolved ``args`` describe; returns the exit status."""
+def train(args, tracer: DecoderWarningTracer) -> int:
+    """The run the resolved ``args`` describe; returns the exit status. ``tracer`` learns
+    which files the pipelines read last."""
     rank, world, local_rank = init_distributed(args)
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
     run = Run(rank, world, device, Path(args.output), StopRequest(), args.channels_last)
@@ -322,12 +292,25 @@ def train(args) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    if args.shortened:
+        run.log(f"--epochs {args.epochs} shortens the {args.preset} recipe; scaled: " +
+                ", ".join(f"--{d.replace('_', '-')} {v}" for d, v in args.shortened.items()))
 
-    # Data: each rank reads its own shard of the training and evaluation sets.
-    from dali_cmo.data.iterator import CMOIterator, EvalIterator
-    from pipelines.evaluation import EvalPipeline
+    # Data: each rank reads its own shard of the training and evaluation sets; the
+    # evaluation set is checked before training, so that a bad image cannot end the run later.
+    from dali_cmo.data.iterator import CMOIterator
     from pipelines.training import TrainingPipeline
-    train_set, val_set = load_datasets(args)
+    data = load_datasets(args)
+    train_set = data.train
+    check_crop_style(args, train_set)
+    evaluation = Evaluation(data.val, train_set.class_counts, args, run)
+    try:
+        evaluation.check_files()
+    except BadImageError as error:
+        raise bad_image(error, data.val, data.val_source, args) from None
+    if run.stop.requested(world):
+        run.log(f"stopped by {run.stop.reason} before training")
+        return run.stop.exit_status
     config = make_train_config(args)
     dali_device = "gpu" if args.device == "cuda" else "cpu"
     try:
@@ -335,19 +318,15 @@ def train(args) -> int:
                                       shard_id=rank, num_shards=world)
     except ValueError as error:
         raise UsageError(flag_names(str(error))) from None
-    eval_pipe = EvalPipeline(val_set, style=args.style, batch_size=args.rank_batch_size,
-                             image_size=args.image_size, device=dali_device,
-                             device_id=local_rank, shard_id=rank, num_shards=world,
-                             num_threads=args.workers, on_bad_image=args.on_bad_image,
-                             normalisation=args.normalisation)
+    sources = [s for s in (train_pipe.streams.background, train_pipe.streams.foreground) if s]
+    tracer.candidates = lambda: [path for source in sources + evaluation.sources()
+                                 for (*_, paths) in list(source.recent) for path in paths]
     counts = train_set.class_counts
     run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
             f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
-            f"{counts.max() / counts.min():.0f}), {len(val_set)} evaluation images; "
-            f"global batch {args.batch_size} = {world} rank(s) x {args.rank_batch_size}; "
-            f"variant {args.variant}, "
-            f"CMO in epochs {args.cmo_start} < e < {args.epochs - args.cmo_end}")
-    run.log(f"recipe: --preset {args.preset}, {PRESETS[args.preset]['source']}")
+            f"{counts.max() / counts.min():.0f}), {len(evaluation.dataset)} evaluation images; "
+            f"{world} rank(s) x batch {args.batch_size}; variant {args.variant}, "
+            f"{cmo_epochs(args)}")
 
     # Model, loss, optimiser, schedule.
     from dali_cmo.training.models import build_model
@@ -374,22 +353,24 @@ def train(args) -> int:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if args.device == "cuda" else None)
 
-    # Resume: model, optimiser, scaler, RNG states and this rank's exact stream position.
-    iterator_state, history, best = None, [], None
+    # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
+    # exact stream position and the sums of the epoch in progress.
+    identity = run_identity(vars(args), world, train_set, data.val)
+    iterator_state, history, totals = None, [], EpochTotals()
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
-            if state["world_size"] != world:
-                raise UsageError(f"--resume: the checkpoint was written by "
-                                 f"{state['world_size']} rank(s); this run has {world}")
+            changes = check_identity(state, identity, args.allow_change)
+            if changes:
+                run.log(f"continuing with changes (--allow-change): {', '.join(changes)}")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             set_rng_states(state["rng"][rank])
             iterator_state = state["iterators"][rank]
-            history, best = state.get("history", []), state.get("best")
+            history = state.get("history", [])
+            totals = EpochTotals(**state.get("epoch_totals", [{}] * world)[rank])
     iterator = CMOIterator(train_pipe, state=iterator_state)
-    eval_iterator = EvalIterator(eval_pipe)
     start_epoch = iterator.epoch
 
     run.output.mkdir(parents=True, exist_ok=True)
@@ -405,7 +386,8 @@ def train(args) -> int:
                                  config.mean_std, train_set.class_names)
 
     def save(tag: str) -> None:
-        write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, best, args)
+        save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history,
+                 vars(args), identity)
 
     # The loops.
     report, evaluated_epoch = None, None
@@ -415,52 +397,73 @@ def train(args) -> int:
     for epoch in range(start_epoch, args.epochs):
         if drw is not None:
             loss_fn.set_class_weights(drw.weights(epoch))
-        stats, stopped = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                         iterator, epoch, args, run, pictures, debug_step)
-        if stopped is not None:
-            save(f"stopped by {stopped} in epoch {epoch + 1} after batch {iterator.position}")
+        try:
+            finished = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
+                                       iterator, epoch, args, run, pictures, totals)
+        except BadImageError as error:
+            raise bad_image(error, train_set, data.train_source, args) from None
+        if not finished:
+            save(f"stopped by {run.stop.reason} in epoch {epoch + 1} after batch "
+                 f"{iterator.position}")
             run.log(f"resume with: --resume {run.output / CHECKPOINT}")
             finish(world)
             return run.stop.exit_status
-        entry = {"epoch": epoch + 1, **stats}
-        if epoch + 1 == args.epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run,
-                              args.amp, args.groups)
-            evaluated_epoch = report["epoch"] = epoch + 1
-            best = best_report(best, report)
-            entry.update({k: report[k] for k in ("top1", "many", "medium", "few", "per_class")})
+        last_lr = schedule.lr_at(epoch + (len(iterator) - 1) / len(iterator))
+        entry = {"epoch": epoch + 1, **epoch_statistics(totals, last_lr, run)}
         history.append(entry)
+        totals = EpochTotals()
+        save(f"epoch {epoch + 1} trained")  # before evaluating: a failure there loses nothing
+        if epoch + 1 == args.epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
+            try:
+                report = evaluation(ddp_model)
+            except BadImageError as error:
+                raise bad_image(error, evaluation.dataset, data.val_source, args) from None
+            if report is None:
+                run.log(f"stopped by {run.stop.reason} while evaluating epoch {epoch + 1}; "
+                        f"resume with: --resume {run.output / CHECKPOINT}")
+                finish(world)
+                return run.stop.exit_status
+            evaluated_epoch = epoch + 1
+            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
         if run.is_main:
             with open(run.output / "log.jsonl", "a") as handle:
                 handle.write(json.dumps(entry) + "\n")
         shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
                           if entry.get(k) is not None)
-        run.log(f"epoch {epoch + 1}/{args.epochs}: loss {stats['loss']:.4f}, lr "
-                f"{stats['lr']:.4g}, {stats['train_images_per_second']:.0f} img/s"
+        run.log(f"epoch {epoch + 1}/{args.epochs}: loss {entry['loss']:.4f}, lr "
+                f"{entry['lr']:.4g}, {entry['train_images_per_second']:.0f} img/s"
                 + (f"; {shown}" if shown else ""))
-        save(f"epoch {epoch + 1} done")
     elapsed = time.perf_counter() - run_tic
 
     if report is None:  # resumed after the last epoch had finished: evaluate once more
-        report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run, args.amp,
-                          args.groups)
-        evaluated_epoch = report["epoch"] = args.epochs
-        best = best_report(best, report)
+        report = evaluation(ddp_model)
+        evaluated_epoch = args.epochs
+        if report is None:
+            return run.stop.exit_status
     if run.is_main:
-        write_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
-                     {**train_pipe.streams.reader.bad_files, **eval_pipe.source.reader.bad_files})
+        write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+                     train_pipe.streams.reader.bad_files, evaluation.left_out)
     finish(world)
     return 0
 
 
 def main(argv=None) -> int:
-    """``python train.py``: the exit status (2: a mistake in the arguments, 1: unusable data)."""
+    """``python train.py``: the exit status (2: a mistake in the arguments, 1: unusable data,
+    128 + N: stopped by signal N, its checkpoint written)."""
+    tracer = DecoderWarningTracer(report=lambda text: print(text, file=sys.stderr, flush=True))
     try:
-        return train(parse_args(argv))
+        args = parse_args(argv)
+        with StderrRelay(on_line=tracer):
+            try:
+                return train(args, tracer)
+            finally:
+                tracer.close()
     except UsageError as error:
         message, status = str(error), error.status
-    except (DatasetError, BadImageError) as error:
+    except DatasetError as error:
         message, status = str(error), 1
+    except KeyboardInterrupt:  # a second Ctrl-C
+        message, status = "interrupted (a second Ctrl-C: no checkpoint written)", 130
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return status
 

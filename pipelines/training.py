@@ -66,6 +66,7 @@ class TrainConfig:
     num_threads: int = 2
     prefetch: int = 2
     on_bad_image: str = "error"
+    max_batches_per_epoch: int = 0  # > 0: each epoch ends after this many batches (short runs)
 
     def __post_init__(self):
         check_variant(self.variant)
@@ -84,6 +85,9 @@ class TrainConfig:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if self.max_batches_per_epoch < 0:
+            raise ValueError(f"max_batches_per_epoch must be >= 0, got "
+                             f"{self.max_batches_per_epoch}")
         if self.augment not in RECIPES:
             raise ValueError(f"augment must be one of {', '.join(RECIPES)}; got {self.augment!r}")
         if self.recipe.style not in (None, self.style):
@@ -200,7 +204,8 @@ class TrainingPipeline:
             dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
             schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
             q_scheme=config.q_scheme, q_r=config.q_r, q_beta=config.q_beta,
-            on_bad_image=config.on_bad_image, reader_threads=max(2, config.num_threads))
+            on_bad_image=config.on_bad_image, reader_threads=max(2, config.num_threads),
+            max_batches=config.max_batches_per_epoch)
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
 

@@ -1,11 +1,13 @@
 """``python -m dali_cmo check``: scan a dataset up front for images a training run would trip on.
 
-Loads the dataset (split file, iNat JSON or image folder; missing files and malformed lists are
-reported by the loader), then checks every file in parallel: exists, readable, the cheap check
-the sources run on every read (empty, not a format DALI decodes such as GIF, truncated JPEG/PNG)
-and, with ``--decode``, a full PIL decode. Prints counts by problem, images smaller than
-``--min-size`` (default 224), size statistics, the label range and empty classes; ``--report``
-writes everything as JSON. Exit status 1 when a bad file (or a dataset error) was found.
+Loads the dataset (split file, iNat JSON or image folder; a malformed list is reported by the
+loader), then checks every file in parallel: exists, readable, the cheap check the sources run
+on every read (empty, not a format DALI decodes such as GIF, truncated JPEG/PNG) and, with
+``--decode``, a full PIL decode. Missing files are scanned and reported like every other
+problem. Prints counts by problem, the bad files with the line that lists them (split files),
+images smaller than ``--min-size`` (default 224), size statistics, the label range and empty
+classes; ``--report`` writes everything as JSON (also when the list itself cannot be read).
+Exit status 1 when a bad file (or a dataset error) was found.
 """
 from __future__ import annotations
 
@@ -90,8 +92,9 @@ def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: in
         "ok": len(reports) - len(bad),
         "bad": len(bad),
         "bad_by_reason": dict(Counter(_reason_kind(r.problem) for _, r in bad).most_common()),
-        "bad_files": [{"index": i, "path": r.path, "label": int(dataset.labels[i]),
-                       "problem": r.problem} for i, r in bad],
+        "bad_files": [{"index": i, "line": dataset.lines[i] if dataset.lines else None,
+                       "path": r.path, "label": int(dataset.labels[i]), "problem": r.problem}
+                      for i, r in bad],
         "formats": dict(Counter(r.format or "unknown" for r in reports).most_common()),
         "modes": dict(Counter(r.mode for r in reports if r.mode).most_common()),
         "smaller_than_min_size": {"min_size": min_size,
@@ -116,7 +119,8 @@ def format_text(summary: dict) -> str:
     for reason, n in summary["bad_by_reason"].items():
         lines.append(f"  {n:>8,}  {reason}")
     for entry in summary["bad_files"][:MAX_LISTED]:
-        lines.append(f"  [{entry['index']}] {entry['path']}: {entry['problem']}")
+        where = f"line {entry['line']}" if entry["line"] is not None else f"[{entry['index']}]"
+        lines.append(f"  {where}: {entry['path']}: {entry['problem']}")
     if summary["bad"] > MAX_LISTED:
         lines.append(f"  ... and {summary['bad'] - MAX_LISTED:,} more (see --report)")
     small = summary["smaller_than_min_size"]
@@ -141,16 +145,23 @@ def format_text(summary: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``check``; 0 when every file is fine, 1 when a bad file or a dataset error was found."""
     try:
-        dataset = load_dataset(args.source, args.root, num_classes=args.num_classes)
+        dataset = load_dataset(args.source, args.root, num_classes=args.num_classes,
+                               check_files=False)  # missing files: scanned and reported below
     except (ValueError, OSError) as error:  # DatasetError is a ValueError
         print(f"error: {error}", file=sys.stderr)
+        if args.report:
+            _write_report(args.report, {"error": str(error)})
         return 1
     reports = scan(dataset, decode=args.decode, workers=args.workers,
                    progress=ProgressLine())
     summary = summarise(dataset, reports, args.min_size, args.decode)
     print(format_text(summary))
     if args.report:
-        with open(args.report, "w") as f:
-            json.dump({"summary": summary, "files": [r.to_dict() for r in reports]}, f, indent=1)
+        _write_report(args.report, {"summary": summary, "files": [r.to_dict() for r in reports]})
         print(f"report        {args.report}")
     return 1 if summary["bad"] else 0
+
+
+def _write_report(path: str, report: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)

@@ -56,6 +56,7 @@ class LongTailDataset:
             read-only int64 array).
         class_names: ``class_names[k]``, the name of class k.
         source: where the description was read from (for messages).
+        lines: ``lines[i]``, the line of ``source`` that lists sample i (split files), or None.
     """
 
     root: Path
@@ -63,6 +64,7 @@ class LongTailDataset:
     labels: np.ndarray
     class_names: tuple[str, ...]
     source: str
+    lines: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         labels = np.array(self.labels, dtype=np.int64)
@@ -71,6 +73,8 @@ class LongTailDataset:
         object.__setattr__(self, "files", tuple(self.files))
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "labels", labels)
+        if self.lines is not None:
+            object.__setattr__(self, "lines", tuple(self.lines))
         if labels.ndim != 1 or len(labels) != len(self.files):
             raise DatasetError(f"{self.source}: {len(self.files)} files but labels of shape "
                                f"{labels.shape}")
@@ -91,6 +95,22 @@ class LongTailDataset:
 
     def path(self, i: int) -> Path:
         return self.root / self.files[i]
+
+    def location(self, i: int) -> str | None:
+        """Where sample i is listed, for messages (``"line 17 of train.txt"``), when known."""
+        return f"line {self.lines[i]} of {self.source}" if self.lines is not None else None
+
+    def subset(self, keep: Sequence[int], note: str) -> "LongTailDataset":
+        """The samples ``keep`` (in that order), with ``note`` added to the source.
+
+        Args:
+            keep: indices of the samples to keep.
+            note: what the subset is, appended to ``source`` in parentheses.
+        """
+        keep = np.asarray(keep, dtype=np.int64)
+        lines = tuple(self.lines[i] for i in keep) if self.lines is not None else None
+        return LongTailDataset(self.root, tuple(self.files[i] for i in keep), self.labels[keep],
+                               self.class_names, f"{self.source} ({note})", lines)
 
     def class_groups(self, rule: GroupRule = CIFAR_RULE) -> ClassGroups:
         """Many / Medium / Few split of this dataset's classes under ``rule``."""
@@ -256,7 +276,8 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
         _check_files(root, files, source,
                      [f"line {n}: {file}" for n, file in zip(line_numbers, files)])
     return LongTailDataset(root, tuple(files), labels_array,
-                           _class_names(class_names, num_classes, source), source)
+                           _class_names(class_names, num_classes, source), source,
+                           tuple(line_numbers))
 
 
 # --------------------------------------------------------------------------- iNat JSON
@@ -461,10 +482,8 @@ def long_tailed_subset(dataset: LongTailDataset, imbalance_ratio: float, *, seed
     keep = np.concatenate([np.random.default_rng([seed, k]).choice(members[k], quota, replace=False)
                            for k, quota in enumerate(quotas)])
     keep.sort()
-    source = (f"{dataset.source} (long-tailed subset: imbalance_ratio={imbalance_ratio}, "
-              f"seed={seed})")
-    return LongTailDataset(dataset.root, tuple(dataset.files[i] for i in keep),
-                           dataset.labels[keep], dataset.class_names, source)
+    return dataset.subset(keep, f"long-tailed subset: imbalance_ratio={imbalance_ratio}, "
+                                f"seed={seed}")
 
 
 def repeated_file_dataset(images_dir: str | os.PathLike, imbalance_ratio: float = 256.0,

@@ -16,6 +16,9 @@ file (:class:`BadImageWarning`) and records it in ``FileReader.bad_files``.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -39,22 +42,37 @@ def check_policy(on_bad_image: str) -> str:
 
 
 class BadImageError(RuntimeError):
-    """An image the pipeline cannot use; the message names the file, its index and the epoch."""
+    """An image the pipeline cannot use; the message names the file, where it is listed, the
+    epoch and the batch (both counted from 1).
+
+    Args:
+        path: the file.
+        reason: what is wrong with it.
+        index: its index in the dataset.
+        epoch: the epoch it was read in, counted from 0 (as DALI counts).
+        iteration: the batch of that epoch, counted from 0.
+        hint: end the message with what a Python caller can do about it.
+    """
 
     def __init__(self, path, reason: str, *, index: int | None = None, epoch: int | None = None,
                  iteration: int | None = None, hint: bool = True):
         self.path, self.reason = str(path), reason
         self.index, self.epoch, self.iteration = index, epoch, iteration
-        where = [f"dataset index {index}" if index is not None else None,
-                 f"epoch {epoch}" if epoch is not None else None,
-                 f"batch {iteration}" if iteration is not None else None]
-        where = ", ".join(w for w in where if w)
-        message = f"bad image {self.path}" + (f" ({where})" if where else "") + f": {reason}"
+        message = self.describe()
         if hint:
             message += ("; remove or replace the file, scan the whole dataset with "
                         "`python -m dali_cmo check <dataset> --decode`, or train with "
                         "on_bad_image='skip'")
         super().__init__(message)
+
+    def describe(self, location: str | None = None) -> str:
+        """``bad image PATH (WHERE): REASON``; ``location`` (e.g. ``"line 17 of train.txt"``)
+        replaces the dataset index."""
+        where = [location or (f"dataset index {self.index}" if self.index is not None else None),
+                 f"epoch {self.epoch + 1}" if self.epoch is not None else None,
+                 f"batch {self.iteration + 1}" if self.iteration is not None else None]
+        where = ", ".join(w for w in where if w)
+        return f"bad image {self.path}" + (f" ({where})" if where else "") + f": {self.reason}"
 
     def __reduce__(self):
         return (_rebuild_error, (self.path, self.reason, self.index, self.epoch, self.iteration))
@@ -62,6 +80,24 @@ class BadImageError(RuntimeError):
 
 def _rebuild_error(path, reason, index, epoch, iteration):
     return BadImageError(path, reason, index=index, epoch=epoch, iteration=iteration)
+
+
+def command_line_advice(error: BadImageError, *, on_bad_image: str, dataset: str,
+                        decoded: bool) -> str:
+    """What a command-line user can do about ``error``, naming the flags.
+
+    Args:
+        error: the bad image.
+        on_bad_image: the policy in force (``--on-bad-image``).
+        dataset: the dataset argument to give ``python -m dali_cmo check``.
+        decoded: whether the file failed in the decoder (the read check passed it).
+    """
+    scan = f"`python -m dali_cmo check {dataset} --decode` lists every such file"
+    if on_bad_image == "skip" and decoded:
+        return (f"--on-bad-image skip replaces only the files the read check catches (missing, "
+                f"empty, truncated, not an image); this one passed it and failed to decode: "
+                f"remove or replace it; {scan}")
+    return f"remove or replace the file, or pass --on-bad-image skip to train without it; {scan}"
 
 
 class BadImageWarning(UserWarning):
@@ -108,32 +144,76 @@ def quick_check(data, path=None) -> str | None:
     symmetry with :func:`full_check` (messages do not repeat it).
     """
     n = len(data)
+    tail_start = max(0, n - JPEG_TAIL)
+    return _check_ends(_as_bytes(data[:16]), _as_bytes(data[tail_start:]), n)
+
+
+def quick_check_file(path) -> str | None:
+    """:func:`quick_check` of the file ``path``, reading only its first and last bytes; also
+    reports a missing or unreadable file."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            f.seek(max(0, size - JPEG_TAIL))
+            tail = f.read()
+    except FileNotFoundError:
+        return "missing (file not found)"
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    return _check_ends(head, tail, size)
+
+
+def _check_ends(head: bytes, tail: bytes, n: int) -> str | None:
+    """The quick check from the first 16 bytes, the last ``min(n, JPEG_TAIL)`` bytes and the
+    size ``n``."""
     if n == 0:
         return "empty file (0 bytes)"
-    fmt = sniff_format(data)
+    fmt = sniff_format(head)
     if fmt is None:
-        head = _as_bytes(data[:8])
-        return f"unknown image format (first bytes {head.hex(' ')})"
+        return f"unknown image format (first bytes {head[:8].hex(' ')})"
     if fmt == "gif":
         return "GIF data (DALI cannot decode GIF)"
     if fmt not in DALI_FORMATS:
         return f"{fmt.upper()} data (DALI cannot decode {fmt.upper()})"
     if fmt == "jpeg":
-        tail_start = max(0, n - JPEG_TAIL)
-        tail = _as_bytes(data[tail_start:])
         eoi = tail.rfind(b"\xff\xd9")
         if eoi < 0:
             return f"truncated JPEG (no end-of-image marker FFD9 in the last {JPEG_TAIL} bytes)"
-        if tail_start == 0:  # small file: the marker must come after the start of scan
+        if n <= JPEG_TAIL:  # small file: the marker must come after the start of scan
             sos = tail.find(b"\xff\xda")
             if sos < 0:
                 return "truncated JPEG (no start-of-scan marker)"
             if eoi < sos:
                 return "truncated JPEG (end-of-image marker before the image data ends)"
     elif fmt == "png":
-        if _as_bytes(data[max(0, n - PNG_TAIL):]).rfind(b"IEND") < 0:
+        if tail[-PNG_TAIL:].rfind(b"IEND") < 0:
             return "truncated PNG (no IEND chunk)"
     return None
+
+
+def quick_check_files(paths, workers: int = 8, stop=None, progress=None) -> dict[int, str]:
+    """:func:`quick_check_file` of every path, in parallel: ``{position: problem}`` of the bad.
+
+    Args:
+        paths: the files.
+        workers: reader threads.
+        stop: a callable; when it returns True the scan ends early (what was found so far is
+            returned).
+        progress: a callable given the number of files checked so far.
+    """
+    paths = list(paths)
+    bad: dict[int, str] = {}
+    chunk = 256
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(paths), chunk):
+            if stop is not None and stop():
+                break
+            problems = pool.map(quick_check_file, paths[start:start + chunk])
+            bad.update({start + k: p for k, p in enumerate(problems) if p is not None})
+            if progress is not None:
+                progress(min(start + chunk, len(paths)))
+    return bad
 
 
 @dataclass
@@ -258,3 +338,90 @@ def _first_line(error: BaseException) -> str:
         if "rror" in line and len(line) < 300:
             return line
     return (lines[0] if lines else type(error).__name__)[:300]
+
+
+# ------------------------------------------------------------------ decoder warnings
+
+#: libjpeg's warnings (it prints them to stderr without naming the file)
+DECODER_WARNING = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG file|Invalid SOS "
+                             r"parameters|Unsupported marker type|Warning: )")
+_MARK = "\x00dali_cmo file "
+
+
+def decoder_messages(paths, timeout: float = 600.0) -> dict[str, list[str]]:
+    """What the decoder prints for each of ``paths`` (only files with messages are listed).
+
+    The files are decoded one by one, each on its own, with DALI's CPU decoder in a separate
+    process, whose stderr is then split by file.
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    code = "from dali_cmo.data.integrity import _decode_each; _decode_each()"
+    result = subprocess.run([sys.executable, "-c", code], input="\n".join(map(str, paths)),
+                            capture_output=True, text=True, env=env, timeout=timeout)
+    messages: dict[str, dict[str, None]] = {}  # path -> its distinct lines, in order
+    current = None
+    for line in result.stderr.splitlines():
+        if line.startswith(_MARK):
+            current = line[len(_MARK):]
+        elif current is not None and DECODER_WARNING.match(line):
+            messages.setdefault(current, {})[line] = None
+    return {path: list(lines) for path, lines in messages.items()}
+
+
+def _decode_each() -> None:
+    """The child of :func:`decoder_messages`: decode the files named on stdin, one by one,
+    writing a marker line to stderr before each."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    paths = [line for line in sys.stdin.read().splitlines() if line]
+    current = {"data": np.zeros(0, np.uint8)}
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None, exec_async=False,
+                  exec_pipelined=False, prefetch_queue_depth=1)
+    def graph():
+        encoded = fn.external_source(lambda: [current["data"]], batch=True)
+        return fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
+
+    pipe = graph()
+    pipe.build()
+    for path in paths:
+        os.write(2, f"{_MARK}{path}\n".encode())
+        try:
+            current["data"] = np.fromfile(path, dtype=np.uint8)
+            pipe.run()
+        except Exception:  # noqa: BLE001 - a failed decode is not a warning
+            pipe = graph()
+            pipe.build()
+
+
+class DecoderWarningTracer:
+    """Traces the decoder's anonymous warnings to files: given every stderr line (see
+    ``dali_cmo.training.progress.StderrRelay``), it decodes the files of the recent batches one
+    by one in the background (:func:`decoder_messages`) and names those that cause a warning.
+
+    Args:
+        report: called with one message per traced file.
+    """
+
+    def __init__(self, report):
+        self.report = report
+        self.candidates = lambda: []  # set by the caller: paths of recent batches
+        self._seen: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dali_cmo_trace")
+
+    def __call__(self, line: str) -> None:
+        if not DECODER_WARNING.match(line):
+            return
+        paths = [p for p in dict.fromkeys(map(str, self.candidates())) if p not in self._seen]
+        self._seen.update(paths)
+        if paths:
+            self._pool.submit(self._trace, paths)
+
+    def _trace(self, paths) -> None:
+        for path, messages in decoder_messages(paths).items():
+            self.report(f"decoder warning traced to {path}: {'; '.join(messages)} (`python -m "
+                        f"dali_cmo check <dataset> --decode` finds such files up front)")
+
+    def close(self) -> None:
+        """Wait for the traces under way."""
+        self._pool.shutdown(wait=True)

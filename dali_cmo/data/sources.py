@@ -224,7 +224,8 @@ class StreamSource:
 
     Returns ``(encoded images, labels)``, or with a ``schedule`` ``(encoded, labels, flags)``:
     then only the flagged samples are read (the others get empty arrays), unless
-    ``read_unflagged``.
+    ``read_unflagged``. ``max_batches > 0`` ends every epoch after that many batches (short
+    runs read nothing more).
     """
     dataset: LongTailDataset
     sampler: EpochSampler
@@ -234,6 +235,7 @@ class StreamSource:
     schedule: PasteSchedule | None = None
     reader: FileReader | ArrayReader = field(default_factory=FileReader)
     read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
+    max_batches: int = 0  # > 0: the epoch ends after this many batches (nothing more is read)
     _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
     # (epoch, iteration, indices read, paths read) of the last batches handed to DALI: when the
     # decoder fails, the iterators look for the culprit among these (DALI prefetches ahead)
@@ -246,12 +248,13 @@ class StreamSource:
         return self._epoch_cache[1]
 
     def batches_per_epoch(self) -> int:
-        return -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
+        full = -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
+        return min(full, self.max_batches) if self.max_batches else full
 
     def batch_indices(self, epoch: int, iteration: int) -> np.ndarray:
         start = iteration * self.batch_size
         indices = self.epoch_indices(epoch)
-        if start >= len(indices):
+        if start >= len(indices) or (self.max_batches and iteration >= self.max_batches):
             raise StopIteration
         return indices[start:start + self.batch_size]
 
@@ -289,7 +292,8 @@ class TrainingStreams:
     def for_variant(cls, dataset: LongTailDataset, variant: str, *, batch_size: int, seed: int,
                     schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
                     q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
-                    reader_threads: int = 4, on_bad_image: str = "error") -> "TrainingStreams":
+                    reader_threads: int = 4, on_bad_image: str = "error",
+                    max_batches: int = 0) -> "TrainingStreams":
         bg_kind, fg_kind = check_variant(variant)
         reader = make_reader(dataset, reader_threads, on_bad_image)
 
@@ -297,7 +301,7 @@ class TrainingStreams:
             sampler = make_sampler(kind, dataset.labels, seed=seed, stream=name, scheme=q_scheme,
                                    r=q_r, beta=q_beta)
             return StreamSource(dataset, sampler, batch_size, shard_id, num_shards,
-                                paste_schedule, reader)
+                                paste_schedule, reader, max_batches=max_batches)
 
         background = stream(bg_kind, "background", None)
         foreground = stream(fg_kind, "foreground", schedule) if fg_kind else None

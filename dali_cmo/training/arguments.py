@@ -8,15 +8,15 @@ argparse's usage text.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
-from dali_cmo.constants import NORMALISATIONS
-from dali_cmo.data.groups import GROUP_RULES
+from dali_cmo.augment.recipes import RECIPES
 from dali_cmo.data.sampling import SCHEMES
 from dali_cmo.data.sources import VARIANTS
-from dali_cmo.training.distributed import launched_world_size
-from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
+from dali_cmo.training.losses import LOSS_NAMES
+from dali_cmo.training.distributed import default_workers
 from dali_cmo.training.models import MODEL_NAMES
 from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_epoch,
                                        rank_batch_size)
@@ -28,8 +28,19 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
                    decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
                    cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
-                   drw_epoch="drw_epoch", image_size="image_size", groups="groups",
-                   normalisation="normalisation")
+                   drw_epoch="drw_epoch", image_size="image_size", augment="augment")
+# What defines a run, by flag: a resumed run must keep these (the data are compared by content;
+# "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam).
+FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
+         "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
+         "--per-sample")
+# What a resumed run may change when --allow-change names it.
+CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
+              "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
+              "--cmo-prob", "--alpha", "--foreground-decode", "--max-steps-per-epoch",
+              "--val-data", "--device", "--amp", "--channels-last")
+# values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
+EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
 # pipeline / sampler field -> flag, for their messages
 FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
                "image_size": "--image-size", "cmo_start": "--cmo-start",
@@ -109,7 +120,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--imbalance-ratio", type=float, default=100.0,
                        help="cifar*-lt: n_max / n_min of the long-tailed subset")
     group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
-                       help="augmentation style (default: cifar for image size <= 64)")
+                       help="crop style: imagenet (random-resized-crop to --image-size; "
+                            "evaluation: resize and centre crop) or cifar (images of exactly "
+                            "--image-size, pad 4 and crop) (default: cifar for the demo and "
+                            "the CIFAR data and presets, imagenet otherwise)")
+    group.add_argument("--augment", choices=tuple(RECIPES), default=None,
+                       help="the reference's augmentation of both streams "
+                            "(dali_cmo.augment.recipes)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
     group.add_argument("--normalisation", choices=tuple(NORMALISATIONS), default=None,
                        help="mean/std of training and evaluation (iNat's own for inat2018)")
@@ -159,10 +176,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--device", choices=("cpu", "cuda"), default=None,
                        help="default: cuda when available")
-    group.add_argument("--amp", action="store_true",
-                       help="mixed precision: float16 autocast on GPU, bfloat16 on CPU")
-    group.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    group.add_argument("--workers", type=int, default=2, help="DALI threads per rank")
+    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
+    group.add_argument("--workers", type=int, default=None,
+                       help="DALI threads per rank (default: the CPUs this process may use, "
+                            "shared among the ranks of this node)")
     group.add_argument("--torch-threads", type=int, default=0,
                        help="torch CPU threads (0: torch's default)")
     group.add_argument("--seed", type=int, default=0, help="random seed")
@@ -170,6 +188,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--resume", default=None,
                        help="checkpoint file or run folder to continue, or 'auto' (the "
                             "--output folder's checkpoint, if any)")
+    group.add_argument("--allow-change", nargs="+", default=[], metavar="FLAG",
+                       help="--resume: continue although these flags differ from the "
+                            "checkpoint's (those a run may change: "
+                            + ", ".join(f.lstrip("-") for f in CHANGEABLE) + ")")
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in an --output folder that already holds a "
                             "checkpoint (otherwise refused: use --resume auto to continue)")
@@ -181,8 +203,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="evaluate every N epochs (0: only after the last; the last epoch "
                             "is always evaluated; default 1, the demo 0)")
     group.add_argument("--max-steps-per-epoch", type=int, default=0,
-                       help="train on at most this many batches per epoch (0: all; the rest "
-                            "of the epoch is read and skipped, for short tests)")
+                       help="end each epoch after this many batches (0: all; the rest of "
+                            "the epoch is neither read nor decoded; for short tests)")
+    group.add_argument("--log-every", type=int, default=50,
+                       help="refresh the loss shown every N steps (each refresh waits for "
+                            "the device)")
     group.add_argument("--print-every", type=float, default=30.0,
                        help="seconds between progress lines when stderr is not a terminal")
     # Hidden test hooks.
@@ -214,6 +239,13 @@ def _guess_dataset(args) -> str:
     return "inat" if args.data.lower().endswith(".json") else "split"
 
 
+def _preset_style(args) -> str:
+    """The crop style of the data and recipe: cifar for the demo and CIFAR data or presets."""
+    cifar = args.dataset in ("demo", "cifar10-lt", "cifar100-lt") or \
+        args.preset == "demo" or args.preset.startswith("cifar")
+    return "cifar" if cifar else "imagenet"
+
+
 def _fill_defaults(args) -> None:
     if args.dataset is None:
         args.dataset = _guess_dataset(args)
@@ -221,28 +253,31 @@ def _fill_defaults(args) -> None:
         args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt", "cifar100-lt": "cifar100-lt",
                        "inat": "inat2018"}.get(args.dataset, "imagenet-lt")
     preset = PRESETS[args.preset]
-    if args.drw:
-        try:
-            args.drw_epoch = drw_switch_epoch(args.preset) if args.drw_epoch is None \
-                else args.drw_epoch
-        except ValueError as error:
-            raise UsageError(f"--drw: {error}") from None
-        args.loss = args.loss or "ce"
-    args.world_size = launched_world_size()
-    for dest, key in PRESET_KEYS.items():
-        if getattr(args, dest) is None:
-            value = preset[key]
-            setattr(args, dest, list(value) if isinstance(value, tuple) else value)
+    unset = {dest for dest in PRESET_KEYS if getattr(args, dest) is None}
+    for dest in unset:
+        value = preset[PRESET_KEYS[dest]]
+        setattr(args, dest, list(value) if isinstance(value, tuple) else value)
+    args.shortened = {}  # preset values scaled to a shorter --epochs (dest -> value)
+    if "epochs" not in unset and args.epochs < preset["epochs"]:
+        scaled = shorten_recipe({d: getattr(args, d) for d in EPOCH_VALUES},
+                                preset["epochs"], args.epochs)
+        args.shortened = {d: scaled[d] for d in EPOCH_VALUES
+                          if d in unset and scaled[d] != getattr(args, d)}
+        for dest, value in args.shortened.items():
+            setattr(args, dest, value)
     if args.eval_every is None:
         args.eval_every = 0 if args.dataset == "demo" else 1
     if args.style is None:
-        args.style = "cifar" if args.image_size <= 64 else "imagenet"
+        args.style = _preset_style(args)
+    if args.workers is None:
+        args.workers = default_workers()
     if args.device is None:
         import torch
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.output is None:
         args.output = str(Path("runs") / (f"{args.dataset}-{args.model}-{args.loss}-"
                                           f"{args.variant}"))
+    args.allow_change = sorted({"--" + flag.lstrip("-") for flag in args.allow_change})
     if args.q_beta is not None and args.q_beta != "paper":
         try:
             args.q_beta = float(args.q_beta)
@@ -251,8 +286,37 @@ def _fill_defaults(args) -> None:
                 from None
 
 
+def shorten_recipe(values: dict, preset_epochs: int, epochs: int) -> dict:
+    """The epoch-based values of a recipe for ``preset_epochs``, scaled to ``epochs``.
+
+    Warm-up, decay epochs, the DRW epoch and the CMO window's margins are multiplied by
+    ``epochs / preset_epochs`` and rounded; decay epochs that fall outside ``1..epochs-1`` are
+    dropped, the warm-up stays below ``epochs``, and the CMO window
+    ``cmo_start < e < epochs - cmo_end`` is widened (start first) until it holds an epoch.
+
+    Args:
+        values: ``warmup``, ``decay_epochs``, ``cmo_start``, ``cmo_end``, ``drw_epoch``
+            (None: no re-weighting).
+        preset_epochs: the epochs the values are for.
+        epochs: the epochs to scale them to.
+    """
+    factor = epochs / preset_epochs
+
+    def scale(value: int) -> int:
+        return math.floor(value * factor + 0.5)
+
+    start, end = max(-1, scale(values["cmo_start"])), scale(values["cmo_end"])
+    while not any(start < e < epochs - end for e in range(epochs)) and (start > -1 or end > 0):
+        start, end = (start - 1, end) if start > -1 else (start, end - 1)
+    return {"warmup": min(scale(values["warmup"]), epochs - 1),
+            "decay_epochs": sorted({scale(m) for m in values["decay_epochs"]
+                                    if 0 < scale(m) < epochs}),
+            "cmo_start": start, "cmo_end": end,
+            "drw_epoch": None if values["drw_epoch"] is None else scale(values["drw_epoch"])}
+
+
 def check_args(args) -> None:
-    """Raise :class:`UsageError` for the first value or combination that cannot work."""
+    """Raise one :class:`UsageError` naming every value or combination that cannot work."""
     checks = [
         (args.batch_size >= 1, f"--batch-size must be >= 1; got {args.batch_size}"),
         (args.epochs >= 1, f"--epochs must be >= 1; got {args.epochs}"),
@@ -269,52 +333,62 @@ def check_args(args) -> None:
         (args.eval_every >= 0, f"--eval-every must be >= 0; got {args.eval_every}"),
         (args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch must be >= 0; got "
                                         f"{args.max_steps_per_epoch}"),
+        (args.log_every >= 1, f"--log-every must be >= 1; got {args.log_every}"),
         (args.drw_epoch is None or args.drw_epoch >= 0,
          f"--drw-epoch must be >= 0; got {args.drw_epoch}"),
         (args.cmo_start >= -1, f"--cmo-start must be >= -1; got {args.cmo_start}"),
         (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
         (args.dataset != "demo" or args.data is None,
          "--data does not apply to --dataset demo"),
+        (not set(args.allow_change) - set(CHANGEABLE),
+         f"--allow-change {' '.join(f.lstrip('-') for f in args.allow_change)}: only these "
+         f"may change within a run: {', '.join(f.lstrip('-') for f in CHANGEABLE)}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-    try:
-        args.rank_batch_size = rank_batch_size(args.batch_size, args.world_size)
-    except ValueError as error:
-        raise UsageError(f"--batch-size {args.batch_size}: {error}") from None
-    if args.drw_epoch is not None and args.loss == "bs":
-        raise UsageError(f"--loss bs with deferred re-weighting (--drw / --drw-epoch): "
-                         f"{BalancedSoftmaxLoss.no_weights_reason}")
-    if args.drw_epoch is not None and args.drw_epoch >= args.epochs:
-        raise UsageError(f"--drw-epoch {args.drw_epoch} lies past the last epoch "
-                         f"(--epochs {args.epochs}, counted from 0): no epoch would be "
-                         f"re-weighted")
-    if PRESETS[args.preset]["pretrained"] and args.pretrained is None:
-        raise UsageError(f"--preset {args.preset} fine-tunes a pretrained "
-                         f"{PRESETS[args.preset]['model']} ({PRESETS[args.preset]['source']}): "
-                         f"give --pretrained PATH, a torchvision state-dict file")
-    pastes = VARIANTS[args.variant][1] is not None
-    if pastes and args.cmo_prob > 0 and not any(
-            args.cmo_start < e < args.epochs - args.cmo_end for e in range(args.epochs)):
-        raise UsageError(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO "
-                         f"window cmo_start < epoch < epochs - cmo_end (epochs={args.epochs}, "
-                         f"counted from 0) leaves no augmented epoch")
-    try:
-        make_schedule(args)
-    except ValueError as error:
-        raise UsageError(f"learning-rate schedule: {flag_names(str(error), SCHEDULE_FLAGS)}") \
-            from None
-    try:
-        make_train_config(args)
-    except ValueError as error:
-        raise UsageError(f"training pipeline: {flag_names(str(error))}") from None
+    problems = [message for ok, message in checks if not ok]
+    if args.epochs >= 1:
+        problems += _epoch_problems(args)
+    if not problems:
+        try:
+            make_schedule(args)
+        except ValueError as error:
+            problems.append(f"learning-rate schedule: {flag_names(str(error), SCHEDULE_FLAGS)}")
+        try:
+            make_train_config(args)
+        except ValueError as error:
+            problems.append(f"training pipeline: {flag_names(str(error))}")
+    if not problems and args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            problems.append("--device cuda: torch finds no CUDA GPU here "
+                            "(torch.cuda.is_available() is False); use --device cpu")
+    if problems:
+        raise UsageError("; ".join(problems))
     # Never overwrite a run's checkpoint by accident (the demo always starts afresh).
     if (not args.resume and not args.overwrite and args.dataset != "demo"
             and (Path(args.output) / "checkpoint.pt").exists()):
         raise UsageError(f"--output {args.output} already holds a checkpoint: continue it with "
                          f"--resume auto, start afresh with --overwrite, or choose another "
                          f"--output")
+
+
+def _epoch_problems(args) -> list[str]:
+    """Every epoch-counted value that does not fit ``--epochs``, each with what would."""
+    epochs, problems = args.epochs, []
+    if not 0 <= args.warmup < epochs:
+        problems.append(f"--warmup {args.warmup} must lie in 0..{epochs - 1} for --epochs "
+                        f"{epochs}")
+    if args.decay == "step" and any(not 0 < m < epochs for m in args.decay_epochs):
+        fits = f"values in 1..{epochs - 1}" if epochs > 1 else "no values"
+        problems.append(f"--decay-epochs {' '.join(map(str, args.decay_epochs))} must lie in "
+                        f"1..{epochs - 1} for --epochs {epochs} (give {fits})")
+    pastes = VARIANTS[args.variant][1] is not None
+    if pastes and args.cmo_prob > 0 and not any(
+            args.cmo_start < e < epochs - args.cmo_end for e in range(epochs)):
+        problems.append(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO "
+                        f"window cmo_start < epoch < epochs - cmo_end (epochs={epochs}, "
+                        f"counted from 0) leaves no augmented epoch (--cmo-start -1 --cmo-end 0 "
+                        f"pastes in every epoch)")
+    return problems
 
 
 def flag_names(message: str, flags: dict[str, str] = FIELD_FLAGS) -> str:
@@ -338,4 +412,6 @@ def make_train_config(args):
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       normalisation=args.normalisation, seed=args.seed, num_threads=args.workers, on_bad_image=args.on_bad_image)
+                       augment=args.augment, seed=args.seed, num_threads=args.workers,
+                       on_bad_image=args.on_bad_image,
+                       max_batches_per_epoch=args.max_steps_per_epoch)

@@ -1,10 +1,13 @@
-"""Never lose a run: atomic checkpoints, RNG states and stop requests (SIGTERM/SIGINT).
+"""Never lose a run: atomic checkpoints, RNG states, stop requests (SIGTERM/SIGINT) and the
+run's identity.
 
 A checkpoint is written to a temporary file, synced, and renamed into place; the one before is
-kept as ``checkpoint.prev.pt`` and used when the latest is truncated or corrupt.
+kept as ``checkpoint.prev.pt`` and used when the latest is truncated or corrupt. It records what
+defines the run (:func:`run_identity`); a resumed run must match it (:func:`check_identity`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import signal
@@ -13,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dali_cmo.training.distributed import all_reduce_sum
+from dali_cmo.training.arguments import CHANGEABLE, FIXED, UsageError
+from dali_cmo.training.distributed import any_rank, gather_objects
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 
@@ -44,11 +48,9 @@ class StopRequest:
     def exit_status(self) -> int:
         return 128 + int(self.signum) if self.signum is not None else 0
 
-    def requested(self, world: int, device) -> bool:
-        if world == 1:
-            return self.reason is not None
-        flag = torch.tensor([1 if self.reason is not None else 0], device=device)
-        if all_reduce_sum(flag, world).item():  # every rank stops at the same step
+    def requested(self, world: int) -> bool:
+        """Whether any rank was asked to stop (all ranks then stop at the same step)."""
+        if any_rank(self.reason is not None, world):
             self.request("another rank's signal")
             return True
         return False
@@ -90,6 +92,34 @@ def save_checkpoint(state: dict, folder: Path) -> Path:
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "world_size")
 
 
+def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, history: list,
+             args: dict, identity: dict) -> None:
+    """Every rank's stream position, RNG state and sums of the epoch in progress, with the
+    model, optimiser and scaler, the arguments, the run's identity and the epochs' history,
+    written atomically by rank 0 into ``run.output``.
+
+    Args:
+        run: the trainer's ``Run`` (rank, world size, output folder, log).
+        tag: what the log line says before "checkpoint written".
+        model, optimizer, scaler: their ``state_dict()`` is saved.
+        iterator: the training ``CMOIterator`` (its ``state_dict()`` and epoch).
+        totals: this rank's sums over the epoch in progress.
+        history: one entry per finished epoch.
+        args: the resolved arguments.
+        identity: :func:`run_identity` of the run.
+    """
+    ranks = gather_objects({"iterator": iterator.state_dict(), "rng": rng_states(),
+                            "totals": totals}, run.world)
+    if run.is_main:
+        path = save_checkpoint({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": iterator.epoch,
+            "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
+            "epoch_totals": [r["totals"] for r in ranks], "args": args,
+            "identity": identity, "world_size": run.world, "history": history}, run.output)
+        run.log(f"{tag}: checkpoint written to {path}")
+
+
 def _read_checkpoint(path: Path) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=False)
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
@@ -99,8 +129,16 @@ def _read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(resume: str, output: Path, log) -> dict | None:
-    """The checkpoint to continue from; a truncated or corrupt file is refused (with the
-    reason) and the previous checkpoint beside it is used instead."""
+    """The checkpoint to continue from, or None for ``--resume auto`` without one.
+
+    A named file or folder that does not exist is an error; a truncated or corrupt checkpoint
+    is refused (with the reason) and the previous checkpoint beside it is used instead.
+
+    Args:
+        resume: ``--resume``: a checkpoint file, a run folder, or ``"auto"`` (``output``'s).
+        output: the run folder.
+        log: prints a message (rank 0).
+    """
     if resume == "auto":
         path = output / CHECKPOINT
         if not path.exists() and not (output / PREVIOUS).exists():
@@ -108,6 +146,8 @@ def load_checkpoint(resume: str, output: Path, log) -> dict | None:
             return None
     else:
         path = Path(resume)
+        if not path.exists():
+            raise UsageError(f"--resume {resume}: no such file or folder")
         if path.is_dir():
             path = path / CHECKPOINT
     candidates = [path, path.with_name(PREVIOUS)]
@@ -121,7 +161,82 @@ def load_checkpoint(resume: str, output: Path, log) -> dict | None:
             log(f"refusing checkpoint {candidate}: it is truncated or corrupt "
                 f"({type(error).__name__}: {error})")
             continue
-        log(f"resuming from {candidate} (epoch {state['epoch']}, "
-            f"batch {state['iterators'][0]['position']})")
+        state["path"] = str(candidate)
+        position = state["iterators"][0]["position"]
+        log(f"resuming from {candidate}: {where_stopped(state['epoch'], position)}")
         return state
-    raise SystemExit(f"error: no usable checkpoint among {', '.join(map(str, candidates))}")
+    raise UsageError(f"--resume {resume}: no usable checkpoint among "
+                     f"{', '.join(map(str, candidates))}")
+
+
+def where_stopped(epoch: int, position: int) -> str:
+    """Where a stream stands, counted from 1: ``epoch`` is the epoch of the next batch (from
+    0), ``position`` the batches of it already done."""
+    if position == 0:
+        return f"{epoch} epoch(s) done, continuing with epoch {epoch + 1}"
+    return f"in epoch {epoch + 1} after batch {position}"
+
+
+# --------------------------------------------------------------------------- run identity
+
+def data_fingerprint(dataset) -> str:
+    """``"740 images in 10 classes, list 3f2a9c01d4e5"``: the size and a digest of the file
+    list and labels (the same data under another root has the same fingerprint)."""
+    digest = hashlib.sha1()
+    for file, label in zip(dataset.files, dataset.labels.tolist()):
+        digest.update(f"{file}\t{label}\n".encode())
+    return (f"{len(dataset)} images in {dataset.num_classes} classes, list "
+            f"{digest.hexdigest()[:12]}")
+
+
+def run_identity(args: dict, world: int, train_set=None, val_set=None) -> dict:
+    """What defines a run, by flag (:data:`~dali_cmo.training.arguments.FIXED` and
+    :data:`~dali_cmo.training.arguments.CHANGEABLE`).
+
+    Args:
+        args: the resolved arguments (``vars(args)``).
+        world: the number of ranks.
+        train_set: the training dataset (for ``--data``); None leaves it out.
+        val_set: the evaluation dataset (for ``--val-data``); None leaves it out.
+    """
+    dests = {flag: flag[2:].replace("-", "_") for flag in FIXED + CHANGEABLE
+             if flag.startswith("--") and flag not in ("--data", "--val-data")}
+    identity = {flag: args[dest] for flag, dest in dests.items() if dest in args}
+    identity["world size"] = world
+    identity["classifier"] = "cosine" if args["loss"] == "ldam" else "linear"
+    if train_set is not None:
+        identity["--data"] = data_fingerprint(train_set)
+    if val_set is not None:
+        identity["--val-data"] = data_fingerprint(val_set)
+    return identity
+
+
+def check_identity(state: dict, now: dict, allowed) -> list[str]:
+    """Refuse to continue ``state`` (a checkpoint) as the run ``now`` describes when they differ
+    in a flag that defines the run, or in one the run may change that ``allowed`` (from
+    ``--allow-change``) does not name. Returns the allowed changes, as ``"--flag old -> new"``.
+
+    Raises:
+        UsageError: naming every difference, and what to do.
+    """
+    saved = state.get("identity") or run_identity(state["args"], state["world_size"])
+    changes = {flag: (saved[flag], now[flag]) for flag in now
+               if flag in saved and saved[flag] != now[flag]}
+
+    def listed(flags):
+        return ", ".join(f"{flag} (checkpoint: {changes[flag][0]}, now: {changes[flag][1]})"
+                         for flag in flags)
+
+    fixed = [flag for flag in changes if flag in FIXED]
+    refused = [flag for flag in changes if flag not in FIXED and flag not in allowed]
+    sentences = []
+    if fixed:
+        sentences.append(f"these define the run and cannot change: {listed(fixed)}; start a "
+                         f"new run (another --output, or --overwrite) to use them")
+    if refused:
+        sentences.append(f"these differ: {listed(refused)}; to continue with the new values "
+                         f"add --allow-change {' '.join(f.lstrip('-') for f in refused)}")
+    if sentences:
+        raise UsageError(f"--resume {state.get('path', '')}: the checkpoint's run differs "
+                         f"from this one: " + "; ".join(sentences))
+    return [f"{flag} {old} -> {new}" for flag, (old, new) in changes.items()]

@@ -1,8 +1,27 @@
-"""A progress line for long work: rewritten in place on a terminal, plain lines otherwise."""
+"""A progress line for long work: rewritten in place on a terminal, plain lines otherwise; and
+a relay of everything else written to stderr that never glues it onto an open progress line."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
+
+_LOCK = threading.Lock()
+_TERMINAL = {"stream": None, "open": None}  # the real stderr while a relay runs; the open line
+
+
+def end_open_line() -> None:
+    """End a terminal progress line left open, so that other text starts on a line of its own."""
+    with _LOCK:
+        _end_open_line()
+
+
+def _end_open_line() -> None:  # holding _LOCK
+    line, _TERMINAL["open"] = _TERMINAL["open"], None
+    if line is not None:
+        line.stream.write("\n")
+        line.stream.flush()
 
 
 class ProgressLine:
@@ -14,11 +33,10 @@ class ProgressLine:
     """
 
     def __init__(self, every_s: float = 5.0, tty_every_s: float = 0.2, stream=None):
-        self.stream = stream or sys.stderr
+        self.stream = stream or _TERMINAL["stream"] or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every_s = tty_every_s if self.tty else every_s
         self.start = self.last = time.monotonic()
-        self._open = False  # a terminal line waiting for its newline
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -28,19 +46,18 @@ class ProgressLine:
         if not final and now - self.last < self.every_s:
             return
         self.last = now
-        if self.tty:
-            self.stream.write("\r" + text + ("\n" if final else ""))
-            self._open = not final
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        with _LOCK:
+            if self.tty:
+                self.stream.write("\r" + text + ("\n" if final else ""))
+                _TERMINAL["open"] = None if final else self
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
 
     def close(self) -> None:
         """Ends a terminal line left open (work stopped before its final update)."""
-        if self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
+        if _TERMINAL["open"] is self:
+            end_open_line()
 
 
 class EpochProgress:
@@ -68,3 +85,55 @@ class EpochProgress:
     def close(self) -> None:
         if self.line is not None:
             self.line.close()
+
+
+class StderrRelay:
+    """Routes file descriptor 2 (Python's warnings and C libraries' messages alike, e.g.
+    libjpeg's "Corrupt JPEG data") through a pipe to the real stderr, line by line: an open
+    progress line is ended before each line, and ``on_line`` sees every line (to trace a
+    decoder warning to its file). Progress lines go to the real stderr directly.
+
+    Args:
+        on_line: called with each line (without its newline), in the relay's thread.
+    """
+
+    def __init__(self, on_line=None):
+        self.on_line = on_line
+
+    def __enter__(self) -> "StderrRelay":
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self.stream = os.fdopen(os.dup(self._saved), "w", buffering=1)
+        _TERMINAL["stream"] = self.stream
+        self._thread = threading.Thread(target=self._pump, args=(read_end,), daemon=True,
+                                        name="dali_cmo_stderr")
+        self._thread.start()
+        return self
+
+    def _pump(self, read_end: int) -> None:
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self._emit(line.decode(errors="replace"))
+        if pending:
+            self._emit(pending.decode(errors="replace"))
+
+    def _emit(self, line: str) -> None:
+        with _LOCK:
+            _end_open_line()
+            self.stream.write(line + "\n")
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)  # closes the pipe's write end: the relay reads to its end
+        os.close(self._saved)
+        self._thread.join(timeout=10)
+        _TERMINAL["stream"] = None
+        self.stream.close()

@@ -7,6 +7,7 @@ ships with matplotlib, so captions render the same on every machine.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -141,3 +142,32 @@ def save_sample_grid(images: torch.Tensor, path: str | Path, *,
     path = Path(path)
     grid.save(path, format="PNG")
     return path
+
+
+@dataclass
+class FirstPastePicture:
+    """Saves the first training batch with a paste as a captioned grid (``cmo_samples.png``),
+    once; called with every batch.
+
+    Args:
+        path: the PNG to write (None: write nothing).
+        mean_std: the normalisation of the batch's images.
+        class_names: for the captions.
+    """
+    path: Path | None
+    mean_std: tuple
+    class_names: tuple
+
+    def __call__(self, batch) -> None:
+        if self.path is None or not bool((batch.lam < 1).any()):
+            return
+        path, self.path = self.path, None
+        n = min(16, len(batch))
+        captions = sample_captions(batch.target_b[:n].tolist(), batch.target_f[:n].tolist(),
+                                   batch.lam[:n].tolist(), self.class_names)
+        images = batch.images[:n].float()
+        if images.shape[-1] < 96:  # small (CIFAR) images: enlarge so that the captions fit
+            scale = math.ceil(96 / images.shape[-1])
+            images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+        mean, std = self.mean_std
+        save_sample_grid(images, path, mean=mean, std=std, captions=captions, nrow=4)

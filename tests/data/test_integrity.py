@@ -1,4 +1,5 @@
-"""Bad data: the quick check, full checks, error/skip policies through real pipelines, `check`."""
+"""Bad data: the quick check, full checks, error/skip policies through real pipelines, `check`,
+decoder warnings traced to files. The images are built here (no real data needed)."""
 from __future__ import annotations
 
 import io
@@ -12,9 +13,11 @@ from PIL import Image
 
 from dali_cmo.__main__ import main as cli_main
 from dali_cmo.data.datasets import load_dataset
-from dali_cmo.data.integrity import (BadImageError, BadImageWarning, full_check, quick_check,
-                                sniff_format)
+from dali_cmo.data.integrity import (BadImageError, BadImageWarning, command_line_advice,
+                                     decoder_messages, full_check, quick_check, quick_check_file,
+                                     quick_check_files, sniff_format)
 from dali_cmo.data.iterator import CMOIterator, EvalIterator
+from image_fixtures import garbled_scan, garbled_tables, jpeg_bytes, picture
 
 CLASSES = ("airplane", "cat", "dog", "ship")
 PER_CLASS = 7
@@ -34,17 +37,16 @@ def _jpeg(image: Image.Image, **kwargs) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fixture_root(tmp_path_factory, cifar10_root):
+def fixture_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("integrity")
-    src = cifar10_root / "train"
     clean = []
     for k, name in enumerate(CLASSES):
         (root / name).mkdir()
         for j in range(PER_CLASS):
-            shutil.copy(src / name / f"{j:04d}.jpg", root / name / f"{j:04d}.jpg")
+            (root / name / f"{j:04d}.jpg").write_bytes(jpeg_bytes(picture(100 * k + j)))
             clean.append((f"{name}/{j:04d}.jpg", k))
-    sample = Image.open(src / "cat" / "0100.jpg").convert("RGB")
-    good = (src / "cat" / "0101.jpg").read_bytes()
+    sample = picture(1000)
+    good = jpeg_bytes(picture(1001))
     (root / "cat/bad_truncated.jpg").write_bytes(good[:len(good) // 2])
     (root / "dog/bad_empty.jpg").write_bytes(b"")
     sample.save(root / "ship/bad_gif.jpg", format="GIF")
@@ -53,10 +55,7 @@ def fixture_root(tmp_path_factory, cifar10_root):
     (root / "cat/gray.jpg").write_bytes(_jpeg(sample.convert("L")))
     (root / "dog/tiny.jpg").write_bytes(_jpeg(sample.resize((20, 20))))
     (root / "ship/huge.jpg").write_bytes(_jpeg(sample.resize((4000, 3000)), quality=50))
-    data = bytearray((src / "dog" / "0102.jpg").read_bytes())
-    sos = data.find(b"\xff\xda")
-    data[sos - 200:sos - 2] = b"\x5a" * 198   # garble the tables before the scan, keep FFD9
-    (root / CORRUPT).write_bytes(bytes(data))
+    (root / CORRUPT).write_bytes(garbled_tables(jpeg_bytes(picture(1002))))
     label = {name: k for k, name in enumerate(CLASSES)}
     odd = [(p, label[p.split("/")[0]]) for p in ODD]
     bad = [(p, label[p.split("/")[0]]) for p in BAD]
@@ -124,8 +123,57 @@ def test_full_check_reports(fixture_root):
 
 def test_bad_image_error_message():
     error = BadImageError("/data/x.jpg", "truncated JPEG", index=7, epoch=3, iteration=2)
-    assert "/data/x.jpg" in str(error) and "index 7" in str(error) and "epoch 3" in str(error)
+    assert str(error) == ("bad image /data/x.jpg (dataset index 7, epoch 4, batch 3): truncated "
+                          "JPEG; remove or replace the file, scan the whole dataset with "
+                          "`python -m dali_cmo check <dataset> --decode`, or train with "
+                          "on_bad_image='skip'")
+    assert error.describe("line 9 of a.txt") == ("bad image /data/x.jpg (line 9 of a.txt, "
+                                                 "epoch 4, batch 3): truncated JPEG")
     assert isinstance(error, RuntimeError)
+
+
+def test_command_line_advice_names_the_flag_that_helps():
+    error = BadImageError("/data/x.jpg", "truncated JPEG", index=7)
+    assert command_line_advice(error, on_bad_image="error", dataset="a.txt", decoded=False) == (
+        "remove or replace the file, or pass --on-bad-image skip to train without it; "
+        "`python -m dali_cmo check a.txt --decode` lists every such file")
+    # skip mode is on already: the advice must not suggest it again
+    advice = command_line_advice(error, on_bad_image="skip", dataset="a.txt", decoded=True)
+    assert advice.startswith("--on-bad-image skip replaces only the files the read check "
+                             "catches") and "pass --on-bad-image skip" not in advice
+
+
+def test_quick_check_of_a_file_reads_its_ends_only(tmp_path):
+    """The file check agrees with the in-memory check on every case, large files included."""
+    big = jpeg_bytes(picture(5, (800, 600)))
+    assert len(big) > 3 * 4096
+    cases = {"ok.jpg": big, "cut.jpg": big[:-100], "small_cut.jpg": big[:3000],
+             "empty.jpg": b"", "html.jpg": b"<html>404</html>", "png.png": _png()}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert quick_check_file(tmp_path / name) == quick_check(data), name
+    assert quick_check_file(tmp_path / "nope.jpg") == "missing (file not found)"
+    paths = [tmp_path / n for n in ("ok.jpg", "cut.jpg", "nope.jpg", "png.png")]
+    assert quick_check_files(paths, workers=2) == {1: quick_check(cases["cut.jpg"]),
+                                                   2: "missing (file not found)"}
+    assert quick_check_files(paths, stop=lambda: True) == {}
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    picture(6).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_decoder_warnings_are_traced_to_their_file(tmp_path):
+    """libjpeg warns without naming the file; decoding files one by one names it."""
+    good, warns = tmp_path / "good.jpg", tmp_path / "warns.jpg"
+    good.write_bytes(jpeg_bytes(picture(7)))
+    warns.write_bytes(garbled_scan(jpeg_bytes(picture(8))))
+    assert quick_check(warns.read_bytes()) is None
+    messages = decoder_messages([good, warns])
+    assert list(messages) == [str(warns)]
+    assert messages[str(warns)][0] == "Corrupt JPEG data: premature end of data segment"
 
 
 # ------------------------------------------------------------------------------ pipelines
@@ -148,7 +196,7 @@ def test_error_mode_names_the_file(plugin, fixture_root):
     error = caught.value
     assert any(error.path.endswith(p) for p in BAD), str(error)
     assert error.path in str(error) and f"dataset index {error.index}" in str(error)
-    assert "epoch 0" in str(error)
+    assert "epoch 1, batch " in str(error)
     assert str(dataset.path(error.index)) == error.path
 
 
@@ -206,7 +254,7 @@ def test_decoder_failure_is_traced_to_the_file(plugin, fixture_root):
             pass
     assert caught.value.path == str(fixture_root / CORRUPT)
     assert isinstance(caught.value.__cause__, RuntimeError)
-    assert "epoch 0" in str(caught.value)
+    assert "epoch 1, batch " in str(caught.value)
 
 
 def test_eval_decoder_failure_is_traced_to_the_file(plugin, fixture_root):
@@ -254,6 +302,7 @@ def test_check_cli_clean(fixture_root, tmp_path, capsys):
 
 
 def test_check_cli_dataset_error(tmp_path, capsys):
-    (tmp_path / "list.txt").write_text("missing.jpg 0\n")
+    (tmp_path / "list.txt").write_text("a.jpg 0\nb.jpg\n")
     assert cli_main(["check", str(tmp_path / "list.txt")]) == 1
-    assert "missing" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'list.txt'}:2: missing label "
+                                       f"(expected '<relative/path> <label>', got 'b.jpg')\n")

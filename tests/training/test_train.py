@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,14 +60,18 @@ def test_demo_data_is_long_tailed(demo_data):
     assert test_set.class_counts.tolist() == [30] * 10
 
 
-def test_demo_writes_metrics_and_pictures(tmp_path, demo_data):
-    out = tmp_path / "demo"
-    from dali_cmo.training.models import build_model
-    torch.save(build_model("resnet32", 7).state_dict(), tmp_path / "weights.pth")
-    result = run_train(*SHORT, "--output", out, "--pretrained", tmp_path / "weights.pth")
-    check_ok(result)
-    assert f"weights from {tmp_path / 'weights.pth'}; new: fc.weight, fc.bias" in result.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+def run_main(capsys, *arguments) -> str:
+    """``train.main`` in this process (no interpreter start-up); its stdout."""
+    status = train.main(list(map(str, arguments)))
+    out = capsys.readouterr().out
+    assert status == 0, out
+    return out
+
+
+def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    out = run_main(capsys, *SHORT, "--output", straight)
+    metrics = json.loads((straight / "metrics.json").read_text())
     for key in ("top1", "many", "medium", "few", "per_class", "images_per_second", "epochs",
                 "args"):
         assert key in metrics, key
@@ -80,29 +85,29 @@ def test_demo_writes_metrics_and_pictures(tmp_path, demo_data):
     assert "few < 20 (--groups lt20)" in result.stdout
     assert ", last (epoch 2)" in result.stdout and ", best (epoch 2)" in result.stdout
     assert metrics["images_per_second"] > 0
-    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2] and "top1" in log[-1]
     for picture in ("per_class_accuracy.png", "cmo_samples.png"):
-        assert (out / picture).stat().st_size > 0, picture
-    assert (out / "checkpoint.prev.pt").exists()
-    assert "overall" in result.stdout and "few" in result.stdout
-
-
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, demo_data):
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    check_ok(run_train(*SHORT, "--output", straight))
+        assert (straight / picture).stat().st_size > 0, picture
+    assert (straight / "checkpoint.prev.pt").exists()
+    assert "overall" in out and "few" in out
     # Stop after the 2nd training step (mid-epoch 1), as a SIGTERM would, then resume.
-    first = run_train(*SHORT, "--output", stopped, "--stop-after-steps", "2")
-    check_ok(first)
-    assert "checkpoint written" in first.stdout
+    out = run_main(capsys, *SHORT, "--output", stopped, "--stop-after-steps", "2")
+    assert f"stopped by --stop-after-steps in epoch 1 after batch 2: checkpoint written" in out
     assert not (stopped / "metrics.json").exists()
     state = torch.load(stopped / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (state["epoch"], state["iterators"][0]["position"]) == (0, 2)
-    check_ok(run_train(*SHORT, "--output", stopped, "--resume", "auto"))
+    out = run_main(capsys, *SHORT, "--output", stopped, "--resume", "auto")
+    assert f"resuming from {stopped / 'checkpoint.pt'}: in epoch 1 after batch 2" in out
     a, b = weights(straight), weights(stopped)
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"resumed weights differ in {different[:5]}"
+    # the resumed epoch's log line counts all of its batches, as the uninterrupted run's does
+    logs = [[json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+            for folder in (straight, stopped)]
+    assert [e["train_images"] for e in logs[1]] == [e["train_images"] for e in logs[0]] == [48, 48]
+    assert [e["loss"] for e in logs[1]] == [e["loss"] for e in logs[0]]
     # A truncated checkpoint is refused with a message and the previous one is used.
     broken = tmp_path / "broken"
     shutil.copytree(stopped, broken)
@@ -184,9 +189,12 @@ def last_error_line(capsys) -> str:
     (["--alpha", "0"], "--alpha must be > 0; got 0.0"),
     (["--epochs", "3", "--cmo-start", "1", "--cmo-end", "1"],
      "--cmo-start 1 / --cmo-end 1: the CMO window cmo_start < epoch < epochs - cmo_end "
-     "(epochs=3, counted from 0) leaves no augmented epoch"),
-    (["--warmup", "9", "--epochs", "5"],
-     "learning-rate schedule: --warmup must be in [0, --epochs=5); got 9"),
+     "(epochs=3, counted from 0) leaves no augmented epoch (--cmo-start -1 --cmo-end 0 pastes "
+     "in every epoch)"),
+    (["--warmup", "9", "--epochs", "5"], "--warmup 9 must lie in 0..4 for --epochs 5"),
+    (["--decay", "step", "--decay-factor", "2", "--decay-epochs", "2"],
+     "learning-rate schedule: --decay-factor must be in (0, 1]; got 2.0"),
+    (["--amp", "--device", "cpu"], "--amp and --channels-last need --device cuda"),
     (["--q-r", "-1"], "--q-r must be a finite number >= 0, got -1.0"),
     (["--q-beta", "0.5"], "--q-beta applies only to --q-scheme='effective_number', not 'reference'"),
     (["--loss", "bs", "--drw-epoch", "1"],
@@ -292,3 +300,206 @@ def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, demo_data, cap
         f"train.py: error: --output {tmp_path} already holds a checkpoint: continue it with "
         f"--resume auto, start afresh with --overwrite, or choose another --output")
     assert parse_args(argv + ["--overwrite"]).overwrite
+
+
+# --------------------------------------------------------------------------- never lose a run,
+# never a traceback (tiny split files built here; in-process runs)
+
+TINY = ["--preset", "demo", "--epochs", "2", "--warmup", "0", "--batch-size", "4",
+        "--max-steps-per-epoch", "2", "--cmo-start", "-1", "--cmo-end", "0", "--cmo-prob", "1.0",
+        "--workers", "1", "--torch-threads", "1", "--seed", "1"]
+
+
+def tiny_data(folder: Path, train_extra=None, val_extra=None) -> list[str]:
+    from image_fixtures import split_dataset
+    train_list = split_dataset(folder, "train", per_class=(8, 5, 3), extra=train_extra)
+    val_list = split_dataset(folder, "val", per_class=(2, 2, 2), seed=1, extra=val_extra)
+    return ["--data", str(train_list), "--val-data", str(val_list)]
+
+
+def test_resume_refuses_another_run_and_names_every_difference(tmp_path, capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    assert train.main(TINY + data + ["--output", str(out), "--stop-after-steps", "3"]) == 0
+    checkpoint = out / "checkpoint.pt"
+    again = TINY + data + ["--output", str(out), "--resume", "auto"]
+    assert train.main(again + ["--batch-size", "2", "--epochs", "3"]) == 2
+    assert last_error_line(capsys) == (
+        f"train.py: error: --resume {checkpoint}: the checkpoint's run differs from this one: "
+        f"these define the run and cannot change: --batch-size (checkpoint: 4, now: 2); start "
+        f"a new run (another --output, or --overwrite) to use them; these differ: --epochs "
+        f"(checkpoint: 2, now: 3); to continue with the new values add --allow-change epochs")
+    other = tmp_path / "other"
+    other.mkdir()
+    other_data = tiny_data(other)
+    other_data[1] = str(other / "val.txt")  # another --data: another list of files
+    assert train.main(TINY + ["--data", str(other / "val.txt"), "--val-data", data[3],
+                              "--output", str(out), "--resume", "auto"]) == 2
+    assert re.fullmatch(r"train.py: error: --resume .*: these define the run and cannot change: "
+                        r"--data \(checkpoint: 16 images in 3 classes, list \w{12}, now: 6 images "
+                        r"in 3 classes, list \w{12}\); start a new run .*", last_error_line(capsys))
+    # a mistyped path is an error, not the previous checkpoint beside it
+    assert train.main(TINY + data + ["--output", str(out), "--resume",
+                                     str(out / "checkpiont.pt")]) == 2
+    assert last_error_line(capsys) == (f"train.py: error: --resume {out / 'checkpiont.pt'}: "
+                                       f"no such file or folder")
+    # a safe change, allowed by name
+    assert train.main(again + ["--epochs", "3", "--allow-change", "epochs"]) == 0
+    assert "continuing with changes (--allow-change): --epochs 2 -> 3" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_bad_training_image_is_one_line_naming_its_line(tmp_path, capsys):
+    from image_fixtures import jpeg_bytes, picture, truncated
+    data = tiny_data(tmp_path, train_extra={"train/c2/cut.jpg": (truncated(jpeg_bytes(
+        picture(50))), 2)})
+    full_epochs = TINY + ["--max-steps-per-epoch", "0", "--epochs", "1"]
+    assert train.main(full_epochs + data + ["--output", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    path, listing = tmp_path / "train/c2/cut.jpg", tmp_path / "train.txt"
+    assert re.fullmatch(
+        rf"train.py: error: bad image {path} \(line 17 of {listing}, epoch 1, batch \d\): "
+        rf"truncated JPEG \(no end-of-image marker FFD9 in the last 4096 bytes\); remove or "
+        rf"replace the file, or pass --on-bad-image skip to train without it; `python -m "
+        rf"dali_cmo check {listing} --decode` lists every such file", err.strip())
+
+
+def test_bad_evaluation_image_is_found_before_training(tmp_path, capsys):
+    from image_fixtures import jpeg_bytes, picture, truncated
+    data = tiny_data(tmp_path, val_extra={"val/c1/cut.jpg": (truncated(jpeg_bytes(
+        picture(60))), 1)})
+    out = tmp_path / "run"
+    assert train.main(TINY + data + ["--output", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "training " not in captured.out and not (out / "checkpoint.pt").exists()
+    assert captured.err.strip().splitlines()[-1] == (
+        f"train.py: error: bad image {tmp_path / 'val/c1/cut.jpg'} (line 7 of "
+        f"{tmp_path / 'val.txt'}): truncated JPEG (no end-of-image marker FFD9 in the last 4096 "
+        f"bytes); remove or replace the file, or pass --on-bad-image skip to train without it; "
+        f"`python -m dali_cmo check {tmp_path / 'val.txt'} --decode` lists every such file")
+
+
+class _ClassZero(torch.nn.Module):
+    """Predicts class 0 for every image."""
+
+    def forward(self, images):
+        logits = torch.zeros(len(images), 3)
+        logits[:, 0] = 1.0
+        return logits
+
+
+def _evaluation(tmp_path, on_bad_image, val_extra):
+    from types import SimpleNamespace
+
+    from dali_cmo.data.datasets import load_dataset
+    from dali_cmo.training.checkpoint import StopRequest
+    from dali_cmo.training.evaluation import Evaluation
+    from image_fixtures import split_dataset
+    listing = split_dataset(tmp_path, "val", per_class=(3, 3, 3), extra=val_extra)
+    args = SimpleNamespace(style="cifar", batch_size=4, image_size=32, device="cpu", workers=1,
+                           on_bad_image=on_bad_image, amp=False, print_every=30.0)
+    run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
+    return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run)
+
+
+def test_skip_mode_leaves_bad_evaluation_images_out_of_scoring(tmp_path, plugin, capsys):
+    """Two bad images (one caught by the read check, one only by the decoder) are neither
+    scored nor replaced: class 0 predicted everywhere scores 3 of 9 images, not 3 of 11."""
+    from image_fixtures import garbled_tables, jpeg_bytes, picture, truncated
+    bad = {"val/c1/cut.jpg": (truncated(jpeg_bytes(picture(70))), 1),
+           "val/c2/tables.jpg": (garbled_tables(jpeg_bytes(picture(71))), 2)}
+    evaluation = _evaluation(tmp_path, "skip", bad)
+    evaluation.check_files()
+    assert list(evaluation.left_out) == [str(tmp_path / "val/c1/cut.jpg")]
+    report = evaluation(_ClassZero())
+    assert report["top1"] == pytest.approx(100 * 3 / 9)
+    assert report["per_class"] == [100.0, 0.0, 0.0]
+    assert set(evaluation.left_out) == {str(tmp_path / p) for p in bad}
+    assert "evaluation: 1 bad image(s) left out of scoring (--on-bad-image skip)" in \
+        capsys.readouterr().out
+
+
+def test_a_stop_request_ends_evaluation_within_a_batch(tmp_path, plugin):
+    evaluation = _evaluation(tmp_path, "error", None)
+    evaluation.run.stop.request("test")
+    assert evaluation(_ClassZero()) is None
+
+
+def test_short_runs_read_only_the_batches_they_train(tmp_path, plugin):
+    from dali_cmo.data.datasets import load_dataset
+    from dali_cmo.data.iterator import CMOIterator
+    from pipelines.training import TrainConfig, TrainingPipeline
+    dataset = load_dataset(Path(tiny_data(tmp_path)[1]))
+    config = TrainConfig(style="cifar", image_size=32, batch_size=4, epochs=2, cmo_start=-1,
+                         cmo_end=0, probability=1.0, num_threads=1, prefetch=1,
+                         max_batches_per_epoch=2)
+    pipeline = TrainingPipeline(dataset, config)
+    iterator = CMOIterator(pipeline)
+    assert len(iterator) == 2
+    for epoch in range(2):
+        assert sum(1 for _ in iterator.epoch_batches()) == 2
+        # backgrounds and (all pasted) foregrounds of 2 batches of 4, nothing more
+        assert pipeline.streams.reader.files_read == (epoch + 1) * 2 * 2 * 4
+
+
+def test_a_shortened_preset_scales_its_epoch_settings(tmp_path):
+    from dali_cmo.training.arguments import shorten_recipe
+    data = tiny_data(tmp_path)
+    args = parse_args(["--preset", "imagenet-lt", "--epochs", "1", *data])
+    assert (args.warmup, args.decay_epochs, args.cmo_start, args.cmo_end) == (0, [], -1, 0)
+    assert args.shortened == {"warmup": 0, "decay_epochs": [], "cmo_start": -1, "cmo_end": 0}
+    # 100 -> 10 epochs: x 0.1, rounded half up
+    assert shorten_recipe(dict(warmup=5, decay_epochs=[60, 80], cmo_start=3, cmo_end=3,
+                               drw_epoch=80), 100, 10) == dict(
+        warmup=1, decay_epochs=[6, 8], cmo_start=0, cmo_end=0, drw_epoch=8)
+
+
+def test_a_refusal_lists_every_flag_at_once(tmp_path, capsys):
+    data = tiny_data(tmp_path)
+    assert train.main(["--preset", "imagenet-lt", "--epochs", "1", "--warmup", "5",
+                       "--decay-epochs", "60", "80", "--cmo-start", "3", *data]) == 2
+    assert last_error_line(capsys) == (
+        "train.py: error: --warmup 5 must lie in 0..0 for --epochs 1; --decay-epochs 60 80 must "
+        "lie in 1..0 for --epochs 1 (give no values); --cmo-start 3 / --cmo-end 0: the CMO "
+        "window cmo_start < epoch < epochs - cmo_end (epochs=1, counted from 0) leaves no "
+        "augmented epoch (--cmo-start -1 --cmo-end 0 pastes in every epoch)")
+
+
+def test_the_crop_style_follows_the_data_not_the_image_size(tmp_path, capsys):
+    from image_fixtures import split_dataset
+    data = tiny_data(tmp_path)
+    assert parse_args([*data, "--image-size", "64"]).style == "imagenet"
+    assert parse_args(["--preset", "cifar10-lt", *data]).style == "cifar"
+    big = split_dataset(tmp_path, "big", per_class=(2, 2), size=(48, 40))
+    assert train.main([*TINY, "--data", str(big), "--val-data", str(big), "--style", "cifar",
+                       "--output", str(tmp_path / "run")]) == 2
+    assert last_error_line(capsys) == (
+        f"train.py: error: --style cifar trains on images of exactly --image-size 32 (pad 4 and "
+        f"crop), but {tmp_path / 'big/c0/0.jpg'} is 48x40: use --style imagenet "
+        f"(random-resized-crop to --image-size; evaluation resizes and crops the centre)")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_line(capsys):
+    assert train.main(["--device", "cuda"]) == 2
+    assert capsys.readouterr().err == (
+        "train.py: error: --device cuda: torch finds no CUDA GPU here "
+        "(torch.cuda.is_available() is False); use --device cpu\n")
+
+
+def test_decoder_warnings_are_traced_to_the_file(tmp_path, capfd):
+    from image_fixtures import garbled_scan, jpeg_bytes, picture
+    data = tiny_data(tmp_path, train_extra={"train/c0/warns.jpg": (garbled_scan(jpeg_bytes(
+        picture(80))), 0)})
+    assert train.main(TINY + data + ["--max-steps-per-epoch", "0", "--epochs", "1",
+                                     "--output", str(tmp_path / "run")]) == 0
+    err = capfd.readouterr().err
+    assert (f"decoder warning traced to {tmp_path / 'train/c0/warns.jpg'}: Corrupt JPEG data: "
+            f"premature end of data segment") in err
+
+
+def test_dali_threads_default_to_the_cpus_of_this_rank(monkeypatch, tmp_path):
+    import os
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert parse_args(["--output", str(tmp_path)]).workers == \
+        max(1, len(os.sched_getaffinity(0)) // 2)

@@ -1,0 +1,119 @@
+"""The trainer's evaluation: the evaluation set checked before training, then scored.
+
+Bad images are found before training starts (:meth:`Evaluation.check_files`, the quick check the
+training reader runs on every file: missing, empty, truncated, not an image), so that one cannot
+end a run after its first epoch. Under ``--on-bad-image skip`` bad evaluation images are left out
+of scoring (never replaced by another image, which would score one image twice) and reported;
+an image that passes the quick check and fails to decode is left out the same way when it is
+met (one process; with several ranks it ends the run, naming the file).
+"""
+from __future__ import annotations
+
+import torch
+
+from dali_cmo.data.integrity import BadImageError, quick_check_files
+from dali_cmo.training.distributed import all_reduce_sum, gather_objects
+from dali_cmo.training.metrics import ConfusionCounter, accuracy_report
+from dali_cmo.training.progress import ProgressLine
+
+
+class Evaluation:
+    """Scores a model on the evaluation set: top-1 and Many / Medium / Few accuracy over every
+    rank's shard.
+
+    Args:
+        dataset: the evaluation ``LongTailDataset``.
+        train_counts: training images per class (the Many / Medium / Few groups).
+        args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
+            ``workers``, ``on_bad_image``, ``amp``, ``print_every``).
+        run: the trainer's ``Run`` (rank, world size, device, stop request, log).
+    """
+
+    def __init__(self, dataset, train_counts, args, run):
+        self.dataset, self.train_counts, self.args, self.run = dataset, train_counts, args, run
+        self.left_out: dict[str, str] = {}  # path -> problem, under --on-bad-image skip
+        self._iterator = None
+
+    def check_files(self) -> None:
+        """The quick check of every evaluation file (each rank checks every world-th one).
+
+        Raises:
+            BadImageError: ``--on-bad-image error`` and a bad file (the first; the message
+                counts the others). Under ``skip`` the bad files are left out instead.
+        """
+        run, n = self.run, len(self.dataset)
+        mine = list(range(run.rank, n, run.world))
+        line = ProgressLine(every_s=self.args.print_every) if run.is_main else None
+
+        def progress(done: int) -> None:
+            if line is not None:
+                line.show(f"checking {n:,} evaluation images: {done * run.world:,} done")
+
+        found = quick_check_files([self.dataset.path(i) for i in mine], self.args.workers,
+                                  stop=lambda: run.stop.reason is not None, progress=progress)
+        if line is not None:
+            line.close()
+        bad: dict[int, str] = {}
+        for part in gather_objects({mine[k]: problem for k, problem in found.items()},
+                                   run.world):
+            bad.update(part)
+        if not bad:
+            return
+        if self.args.on_bad_image != "skip":
+            first = min(bad)
+            more = f" (and {len(bad) - 1} more bad evaluation images)" if len(bad) > 1 else ""
+            raise BadImageError(self.dataset.path(first), bad[first] + more, index=first,
+                                hint=False)
+        self._leave_out(bad)
+
+    def _leave_out(self, bad: dict[int, str]) -> None:
+        first = min(bad)
+        self.run.log(f"evaluation: {len(bad)} bad image(s) left out of scoring "
+                     f"(--on-bad-image skip), e.g. {self.dataset.path(first)}: {bad[first]}")
+        self.left_out.update({str(self.dataset.path(i)): problem for i, problem in bad.items()})
+        keep = [i for i in range(len(self.dataset)) if i not in bad]
+        self.dataset = self.dataset.subset(keep, f"{len(self.left_out)} bad images left out")
+        self._iterator = None
+
+    def sources(self) -> list:
+        """The evaluation pipeline's source (its ``recent`` batches), once it is built."""
+        return [self._iterator.source.source] if self._iterator is not None else []
+
+    def _batches(self):
+        if self._iterator is None:
+            from dali_cmo.data.iterator import EvalIterator
+            from pipelines.evaluation import EvalPipeline
+            args, run = self.args, self.run
+            # "error": a bad file is never replaced by another image; skip mode leaves it out
+            self._iterator = EvalIterator(EvalPipeline(
+                self.dataset, style=args.style, batch_size=args.batch_size,
+                image_size=args.image_size, device="gpu" if args.device == "cuda" else "cpu",
+                device_id=run.device.index, shard_id=run.rank, num_shards=run.world,
+                num_threads=args.workers, on_bad_image="error"))
+        return self._iterator
+
+    def __call__(self, model) -> dict | None:
+        """The accuracy report of ``model``, or None when a stop request ended the pass."""
+        while True:
+            try:
+                return self._score(model)
+            except BadImageError as error:
+                if self.args.on_bad_image != "skip" or self.run.world > 1:
+                    raise
+                self._leave_out({error.index: error.reason})
+
+    @torch.no_grad()
+    def _score(self, model) -> dict | None:
+        run = self.run
+        model.eval()
+        counter = ConfusionCounter(len(self.train_counts), device=run.device)
+        for images, targets in self._batches():
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.args.amp):
+                counter.update(model(images), targets)
+            if run.stop.reason is not None:
+                self._iterator = None  # its pipeline stopped mid-pass
+                break
+        if run.stop.requested(run.world):
+            return None
+        counts = all_reduce_sum(counter.counts(), run.world).cpu()
+        return accuracy_report(counts[0], counts[1], self.train_counts)
