@@ -51,7 +51,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dali_cmo.data.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
+from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
+from dali_cmo.data.datasets import DatasetError, load_dataset, read_image_folder
 from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
                                      full_check)
 from dali_cmo.data.sources import VARIANTS
@@ -63,7 +64,8 @@ from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identit
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
 from dali_cmo.training.evaluation import Evaluation
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.training.metrics import format_report_table
+from dali_cmo.training.metrics import best_evaluation, format_report_table
+from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
 from dali_cmo.training.reports import FirstPastePicture
 
@@ -105,18 +107,20 @@ def load_datasets(args) -> Data:
         folder = demo_dir()
         return Data(read_image_folder(folder / "train"), read_image_folder(folder / "test"),
                     str(folder / "train"), str(folder / "test"))
-    if args.dataset == "cifar10-lt":
-        if args.data is None:
+    if args.dataset in CIFAR_LT_CLASSES:
+        if args.data is None and args.dataset == "cifar10-lt":
             from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
             try:
                 args.data = str(cifar10_dir())
             except SharedDataMissing as error:
                 raise UsageError(f"--dataset cifar10-lt needs --data: {error}") from None
-        full = read_image_folder(Path(args.data) / "train")
-        # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
-        train = long_tailed_subset(full, args.imbalance_ratio, seed=0)
-        test = Path(args.data) / "test"
-        return Data(train, read_image_folder(test), str(Path(args.data) / "train"), str(test))
+        if args.data is None:
+            raise UsageError(f"--data is required for --dataset {args.dataset} (the "
+                             f"cifar-100-python pickle folder or a JPEG tree)")
+        # the reference's subset: np.random.seed(0), a shuffle per class
+        train, test = load_cifar_lt(args.data, CIFAR_LT_CLASSES[args.dataset],
+                                    args.imbalance_ratio, raw=args.pixels == "raw")
+        return Data(train, test, args.data, args.data)
     if args.data is None:
         raise UsageError(f"--data is required for --dataset {args.dataset}")
     data, val_data = Path(args.data), args.val_data
@@ -179,7 +183,7 @@ class EpochTotals:
 
 
 def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, run,
-                    pictures, totals: EpochTotals) -> bool:
+                    pictures, totals: EpochTotals, debug_step=None) -> bool:
     """Train the rest of the epoch, adding to ``totals``. Returns False when a stop request
     ended it early (checked after every batch).
 
@@ -230,6 +234,35 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
     return run.stop.reason is None
 
 
+@dataclass
+class FirstStepRecord:
+    """--debug-shards: this rank's first pasted training step as JSON (for checks of the
+    multi-rank semantics): its batch, labels, lam, box, per-image pixel sums, logits, loss and
+    class weights."""
+    path: Path | None
+    pipeline: object
+    loss_fn: object
+
+    def __call__(self, batch, logits, loss) -> None:
+        if self.path is None or not bool((batch.lam < 1).any()):
+            return
+        path, self.path = self.path, None
+        # the same stream again, with the boxes: its first pasted step is this one
+        pipe = self.pipeline.build(with_box=True)
+        while True:
+            outputs = pipe.run()
+            if bool((np.array(outputs[3].as_tensor()) < 1).any()):
+                break
+        weights = self.loss_fn.class_weights
+        path.write_text(json.dumps({
+            "rank_batch": len(batch), "target_b": batch.target_b.tolist(),
+            "target_f": batch.target_f.tolist(), "lam": batch.lam.tolist(),
+            "box": np.array(outputs[4].as_tensor()).tolist(),
+            "image_sums": batch.images.float().sum(dim=(1, 2, 3)).tolist(),
+            "logits": logits.detach().float().tolist(), "loss": loss.item(),
+            "class_weights": None if weights is None else weights.tolist()}))
+
+
 def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:
     """The epoch's loss, lr, images and images/s over every rank."""
     sums = all_reduce_sum(torch.tensor([totals.loss, totals.batches, totals.images,
@@ -242,7 +275,9 @@ def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:
 
 def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
                  bad_images, left_out) -> None:
-    """metrics.json, the per-class plot and the accuracy table (rank 0)."""
+    """metrics.json, the per-class plot and the accuracy table (rank 0): the last evaluation
+    and the best one (highest top-1, the earlier on a tie, as the reference)."""
+    best = best_evaluation(history) or {**report, "epoch": evaluated_epoch}
     from dali_cmo.training.reports import plot_per_class_accuracy
     output, counts = run.output, train_set.class_counts
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
@@ -269,7 +304,8 @@ def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set
     if left_out:
         print(f"{len(left_out)} bad evaluation image(s) left out of scoring (metrics.json: "
               f"eval_images_left_out)")
-    print(format_report_table({name: report}))
+    print(format_report_table({f"{name}, last (epoch {evaluated_epoch})": report,
+                               f"{name}, best (epoch {best['epoch']})": best}))
     written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
                                     "cmo_samples.png") if (output / n).exists()]
     print(f"\nwritten: {', '.join(map(str, written))}")
@@ -325,7 +361,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
             f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
             f"{counts.max() / counts.min():.0f}), {len(evaluation.dataset)} evaluation images; "
-            f"{world} rank(s) x batch {args.batch_size}; variant {args.variant}, "
+            f"global batch {args.batch_size} = {world} rank(s) x {args.rank_batch_size}; "
+            f"variant {args.variant}, "
             f"{cmo_epochs(args)}")
 
     # Model, loss, optimiser, schedule.
@@ -399,7 +436,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             loss_fn.set_class_weights(drw.weights(epoch))
         try:
             finished = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                       iterator, epoch, args, run, pictures, totals)
+                                       iterator, epoch, args, run, pictures, totals,
+                                       debug_step)
         except BadImageError as error:
             raise bad_image(error, train_set, data.train_source, args) from None
         if not finished:

@@ -13,10 +13,12 @@ import re
 from pathlib import Path
 
 from dali_cmo.augment.recipes import RECIPES
+from dali_cmo.constants import NORMALISATIONS
+from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
 from dali_cmo.data.sources import VARIANTS
-from dali_cmo.training.losses import LOSS_NAMES
-from dali_cmo.training.distributed import default_workers
+from dali_cmo.training.distributed import default_workers, launched_world_size
+from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
 from dali_cmo.training.models import MODEL_NAMES
 from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_epoch,
                                        rank_batch_size)
@@ -28,12 +30,13 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
                    decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
                    cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
-                   drw_epoch="drw_epoch", image_size="image_size", augment="augment")
+                   drw_epoch="drw_epoch", image_size="image_size", augment="augment",
+                   groups="groups", normalisation="normalisation")
 # What defines a run, by flag: a resumed run must keep these (the data are compared by content;
 # "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam).
 FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
          "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
-         "--per-sample")
+         "--per-sample", "--normalisation")
 # What a resumed run may change when --allow-change names it.
 CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
               "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
@@ -176,7 +179,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--device", choices=("cpu", "cuda"), default=None,
                        help="default: cuda when available")
-    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    group.add_argument("--amp", action="store_true",
+                       help="mixed precision: float16 autocast on GPU, bfloat16 on CPU")
     group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
     group.add_argument("--workers", type=int, default=None,
                        help="DALI threads per rank (default: the CPUs this process may use, "
@@ -253,6 +257,14 @@ def _fill_defaults(args) -> None:
         args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt", "cifar100-lt": "cifar100-lt",
                        "inat": "inat2018"}.get(args.dataset, "imagenet-lt")
     preset = PRESETS[args.preset]
+    if args.drw:
+        try:
+            args.drw_epoch = drw_switch_epoch(args.preset) if args.drw_epoch is None \
+                else args.drw_epoch
+        except ValueError as error:
+            raise UsageError(f"--drw: {error}") from None
+        args.loss = args.loss or "ce"
+    args.world_size = launched_world_size()
     unset = {dest for dest in PRESET_KEYS if getattr(args, dest) is None}
     for dest in unset:
         value = preset[PRESET_KEYS[dest]]
@@ -347,6 +359,21 @@ def check_args(args) -> None:
     problems = [message for ok, message in checks if not ok]
     if args.epochs >= 1:
         problems += _epoch_problems(args)
+    if args.batch_size >= 1:
+        try:
+            args.rank_batch_size = rank_batch_size(args.batch_size, args.world_size)
+        except ValueError as error:
+            problems.append(f"--batch-size {args.batch_size}: {error}")
+    if args.drw_epoch is not None and args.loss == "bs":
+        problems.append(f"--loss bs with deferred re-weighting (--drw / --drw-epoch): "
+                        f"{BalancedSoftmaxLoss.no_weights_reason}")
+    if args.drw_epoch is not None and args.drw_epoch >= args.epochs >= 1:
+        problems.append(f"--drw-epoch {args.drw_epoch} lies past the last epoch (--epochs "
+                        f"{args.epochs}, counted from 0): no epoch would be re-weighted")
+    if PRESETS[args.preset]["pretrained"] and args.pretrained is None:
+        problems.append(f"--preset {args.preset} fine-tunes a pretrained "
+                        f"{PRESETS[args.preset]['model']} ({PRESETS[args.preset]['source']}): "
+                        f"give --pretrained PATH, a torchvision state-dict file")
     if not problems:
         try:
             make_schedule(args)
@@ -412,6 +439,7 @@ def make_train_config(args):
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       augment=args.augment, seed=args.seed, num_threads=args.workers,
+                       augment=args.augment, normalisation=args.normalisation,
+                       seed=args.seed, num_threads=args.workers,
                        on_bad_image=args.on_bad_image,
                        max_batches_per_epoch=args.max_steps_per_epoch)

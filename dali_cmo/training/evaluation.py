@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.integrity import BadImageError, quick_check_files
 from dali_cmo.training.distributed import all_reduce_sum, gather_objects
 from dali_cmo.training.metrics import ConfusionCounter, accuracy_report
+from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import ProgressLine
 
 
@@ -25,7 +27,8 @@ class Evaluation:
         dataset: the evaluation ``LongTailDataset``.
         train_counts: training images per class (the Many / Medium / Few groups).
         args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
-            ``workers``, ``on_bad_image``, ``amp``, ``print_every``).
+            ``workers``, ``on_bad_image``, ``amp``, ``print_every``, ``rank_batch_size``,
+            ``normalisation``, ``groups``).
         run: the trainer's ``Run`` (rank, world size, device, stop request, log).
     """
 
@@ -86,10 +89,11 @@ class Evaluation:
             args, run = self.args, self.run
             # "error": a bad file is never replaced by another image; skip mode leaves it out
             self._iterator = EvalIterator(EvalPipeline(
-                self.dataset, style=args.style, batch_size=args.batch_size,
+                self.dataset, style=args.style, batch_size=args.rank_batch_size,
                 image_size=args.image_size, device="gpu" if args.device == "cuda" else "cpu",
                 device_id=run.device.index, shard_id=run.rank, num_shards=run.world,
-                num_threads=args.workers, on_bad_image="error"))
+                num_threads=args.workers, on_bad_image="error",
+                normalisation=args.normalisation))
         return self._iterator
 
     def __call__(self, model) -> dict | None:
@@ -108,7 +112,9 @@ class Evaluation:
         model.eval()
         counter = ConfusionCounter(len(self.train_counts), device=run.device)
         for images, targets in self._batches():
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.args.amp):
+            if run.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(run.device.type, self.args.amp):
                 counter.update(model(images), targets)
             if run.stop.reason is not None:
                 self._iterator = None  # its pipeline stopped mid-pass
@@ -116,4 +122,5 @@ class Evaluation:
         if run.stop.requested(run.world):
             return None
         counts = all_reduce_sum(counter.counts(), run.world).cpu()
-        return accuracy_report(counts[0], counts[1], self.train_counts)
+        return accuracy_report(counts[0], counts[1], self.train_counts,
+                               GROUP_RULES[self.args.groups])

@@ -81,9 +81,9 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     assert metrics["best"]["top1"] == metrics["top1"]
     assert metrics["groups"] == "many > 100, medium 20..100, few < 20"
     assert (metrics["global_batch"], metrics["rank_batch"], metrics["world_size"]) == (16, 16, 1)
-    assert "global batch 16 = 1 rank(s) x 16" in result.stdout
-    assert "few < 20 (--groups lt20)" in result.stdout
-    assert ", last (epoch 2)" in result.stdout and ", best (epoch 2)" in result.stdout
+    assert "global batch 16 = 1 rank(s) x 16" in out
+    assert "few < 20 (--groups lt20)" in out
+    assert ", last (epoch 2)" in out and ", best (epoch 2)" in out
     assert metrics["images_per_second"] > 0
     log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2] and "top1" in log[-1]
@@ -194,7 +194,6 @@ def last_error_line(capsys) -> str:
     (["--warmup", "9", "--epochs", "5"], "--warmup 9 must lie in 0..4 for --epochs 5"),
     (["--decay", "step", "--decay-factor", "2", "--decay-epochs", "2"],
      "learning-rate schedule: --decay-factor must be in (0, 1]; got 2.0"),
-    (["--amp", "--device", "cpu"], "--amp and --channels-last need --device cuda"),
     (["--q-r", "-1"], "--q-r must be a finite number >= 0, got -1.0"),
     (["--q-beta", "0.5"], "--q-beta applies only to --q-scheme='effective_number', not 'reference'"),
     (["--loss", "bs", "--drw-epoch", "1"],
@@ -396,8 +395,9 @@ def _evaluation(tmp_path, on_bad_image, val_extra):
     from dali_cmo.training.evaluation import Evaluation
     from image_fixtures import split_dataset
     listing = split_dataset(tmp_path, "val", per_class=(3, 3, 3), extra=val_extra)
-    args = SimpleNamespace(style="cifar", batch_size=4, image_size=32, device="cpu", workers=1,
-                           on_bad_image=on_bad_image, amp=False, print_every=30.0)
+    args = SimpleNamespace(style="cifar", rank_batch_size=4, image_size=32, device="cpu",
+                           workers=1, on_bad_image=on_bad_image, amp=False, print_every=30.0,
+                           normalisation=None, groups="lt20")
     run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
     return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run)
 
