@@ -32,248 +32,48 @@ own shard of P (and Q) and of the evaluation set; the batch size is per rank.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from dali_cmo.data.datasets import DatasetError, load_dataset, long_tailed_subset, read_image_folder
-from dali_cmo.data.sampling import SCHEMES
+from dali_cmo.data.integrity import BadImageError
 from dali_cmo.data.sources import VARIANTS
+from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
+                                         make_train_config, parse_args)
 from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, load_checkpoint, rng_states,
                                           save_checkpoint, set_rng_states)
-from dali_cmo.training.distributed import all_reduce_sum, init_distributed
-from dali_cmo.training.losses import LOSS_NAMES, DeferredReweighting, build_loss, mixed_loss
+from dali_cmo.training.distributed import all_reduce_sum, finish, gather_objects, init_distributed
+from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.training.metrics import ConfusionCounter, accuracy_report, format_report_table
-from dali_cmo.training.models import MODEL_NAMES
 from dali_cmo.training.progress import EpochProgress
-from dali_cmo.training.recipes import DECAYS, PRESETS, LRSchedule
-
-DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
-# argparse dest -> PRESETS key, for the values a preset provides
-PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="lr",
-                   wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
-                   decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
-                   cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
-                   drw_epoch="drw_epoch", image_size="image_size")
 
 
-# --------------------------------------------------------------------------- arguments
+@dataclass
+class Run:
+    """This process's place in the run: its rank among ``world``, its device, the run folder
+    and the stop request (SIGTERM/SIGINT) every loop checks."""
+    rank: int
+    world: int
+    device: torch.device
+    output: Path
+    stop: StopRequest
+    global_step: int = 0  # training steps this process has taken
 
-def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Long-tailed classification with CMO (context-rich minority oversampling) "
-                    "on DALI. Without arguments: the built-in demo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add = parser.add_argument
-    group = parser.add_argument_group("recipe")
-    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                       help="reference recipe whose values are the defaults below (default: "
-                            "'demo' for the demo, 'cifar10-lt' for --dataset cifar10-lt, "
-                            "'imagenet-lt' otherwise)")
-    group = parser.add_argument_group("data")
-    group.add_argument("--dataset", choices=DATASETS, default=None,
-                       help="demo: built-in synthetic data; cifar10-lt: CIFAR-10-LT from a "
-                            "CIFAR-10 JPEG tree; folder / split / inat: image folder, split "
-                            "file, iNat JSON (default: guessed from --data, demo without it)")
-    group.add_argument("--data", default=None,
-                       help="training split file, image folder or iNat JSON (cifar10-lt: the "
-                            "folder holding train/ and test/; default: the shared CIFAR-10)")
-    group.add_argument("--root", default=None, help="image root for split files / JSON")
-    group.add_argument("--val-data", default=None,
-                       help="evaluation split file / folder / JSON (a folder --data may "
-                            "instead hold train/ and val/ or test/)")
-    group.add_argument("--val-root", default=None, help="image root for --val-data "
-                                                        "(default: --root)")
-    group.add_argument("--imbalance-ratio", type=float, default=100.0,
-                       help="cifar10-lt: n_max / n_min of the long-tailed subset")
-    group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
-                       help="augmentation style (default: cifar for image size <= 64)")
-    group.add_argument("--image-size", type=int, default=None)
-    group = parser.add_argument_group("model and loss")
-    group.add_argument("--model", choices=MODEL_NAMES, default=None)
-    group.add_argument("--loss", choices=LOSS_NAMES, default=None,
-                       help="ce, bs (Balanced Softmax) or ldam (adds a cosine classifier)")
-    group.add_argument("--drw-epoch", type=int, default=None,
-                       help="deferred re-weighting from this epoch on (none: never)")
-    group = parser.add_argument_group("CMO")
-    group.add_argument("--variant", choices=tuple(VARIANTS), default="cmo",
-                       help="cmo (bg~P, fg~Q), cmo_back, cmo_minor, cutmix, ros, none")
-    group.add_argument("--cmo-start", type=int, default=None,
-                       help="CMO is active in epochs cmo_start < e < epochs - cmo_end "
-                            "(-1: from epoch 0)")
-    group.add_argument("--cmo-end", type=int, default=None)
-    group.add_argument("--cmo-prob", type=float, default=0.5, help="chance of a paste per batch")
-    group.add_argument("--alpha", type=float, default=1.0, help="lam ~ Beta(alpha, alpha)")
-    group.add_argument("--per-sample", action="store_true",
-                       help="one coin, lam and box per sample instead of per batch")
-    group.add_argument("--q-scheme", choices=SCHEMES, default="reference",
-                       help="foreground weights (reference: w_i = n_{y_i}^-r)")
-    group.add_argument("--q-r", type=float, default=1.0, help="exponent r of the Q weights")
-    group.add_argument("--q-beta", default=None,
-                       help="effective_number beta (a number, or 'paper' = (N-1)/N)")
-    group.add_argument("--foreground-decode", choices=("region", "full", "naive"),
-                       default="region", help="decode only the pasted box of a foreground")
-    group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
-                       help="an unreadable or undecodable image: stop, naming it (default), or "
-                            "replace it by another image of its class and report it once")
-    group = parser.add_argument_group("optimisation")
-    group.add_argument("--epochs", type=int, default=None)
-    group.add_argument("--batch-size", type=int, default=None, help="images per step per rank")
-    group.add_argument("--lr", type=float, default=None)
-    group.add_argument("--momentum", type=float, default=None)
-    group.add_argument("--wd", type=float, default=None, help="weight decay")
-    group.add_argument("--warmup", type=int, default=None, help="warm-up epochs")
-    group.add_argument("--decay", choices=DECAYS, default=None)
-    group.add_argument("--decay-epochs", type=int, nargs="*", default=None)
-    group.add_argument("--decay-factor", type=float, default=None)
-    group = parser.add_argument_group("run")
-    group.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                       help="default: cuda when available")
-    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
-    group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
-    group.add_argument("--workers", type=int, default=2, help="DALI threads per rank")
-    group.add_argument("--torch-threads", type=int, default=0,
-                       help="torch CPU threads (0: torch's default)")
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--output", default=None, help="run folder (default: runs/<name>)")
-    group.add_argument("--resume", default=None,
-                       help="checkpoint file or run folder to continue, or 'auto' (the "
-                            "--output folder's checkpoint, if any)")
-    group.add_argument("--overwrite", action="store_true",
-                       help="start afresh in an --output folder that already holds a "
-                            "checkpoint (otherwise refused: use --resume auto to continue)")
-    group.add_argument("--eval-every", type=int, default=None,
-                       help="evaluate every N epochs (0: only after the last; the last epoch "
-                            "is always evaluated; default 1, the demo 0)")
-    group.add_argument("--max-steps-per-epoch", type=int, default=0,
-                       help="train on at most this many batches per epoch (0: all; the rest "
-                            "of the epoch is read and skipped, for short tests)")
-    group.add_argument("--print-every", type=float, default=30.0,
-                       help="seconds between progress lines when stderr is not a terminal")
-    # Hidden test hooks.
-    add("--stop-after-steps", type=int, default=0, help=argparse.SUPPRESS)  # simulate SIGTERM
-    add("--debug-shards", action="store_true", help=argparse.SUPPRESS)  # write rank indices
-    return parser
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
-
-def resolve_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse, fill unset values from the preset, and refuse nonsense naming the argument."""
-    args = parser.parse_args(argv)
-    if args.dataset is None:
-        if args.data is None:
-            args.dataset = "cifar10-lt" if args.preset in ("cifar10-lt",) else "demo"
-        elif Path(args.data).is_dir():
-            args.dataset = "folder"
-        elif args.data.lower().endswith(".json"):
-            args.dataset = "inat"
-        else:
-            args.dataset = "split"
-    if args.preset is None:
-        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt"}.get(args.dataset,
-                                                                      "imagenet-lt")
-    preset = PRESETS[args.preset]
-    for dest, key in PRESET_KEYS.items():
-        if getattr(args, dest) is None:
-            value = preset[key]
-            setattr(args, dest, list(value) if isinstance(value, tuple) else value)
-    if args.eval_every is None:
-        args.eval_every = 0 if args.dataset == "demo" else 1
-    if args.style is None:
-        args.style = "cifar" if args.image_size <= 64 else "imagenet"
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.output is None:
-        args.output = str(Path("runs") / (f"{args.dataset}-{args.model}-{args.loss}-"
-                                          f"{args.variant}"))
-    if args.q_beta is not None and args.q_beta != "paper":
-        try:
-            args.q_beta = float(args.q_beta)
-        except ValueError:
-            parser.error(f"--q-beta must be a number or 'paper'; got {args.q_beta!r}")
-
-    checks = [
-        (args.batch_size >= 1, f"--batch-size must be >= 1; got {args.batch_size}"),
-        (args.epochs >= 1, f"--epochs must be >= 1; got {args.epochs}"),
-        (args.lr > 0, f"--lr must be > 0; got {args.lr}"),
-        (args.momentum >= 0, f"--momentum must be >= 0; got {args.momentum}"),
-        (args.wd >= 0, f"--wd must be >= 0; got {args.wd}"),
-        (0.0 <= args.cmo_prob <= 1.0, f"--cmo-prob must lie in [0, 1]; got {args.cmo_prob}"),
-        (args.alpha > 0, f"--alpha must be > 0; got {args.alpha}"),
-        (args.image_size >= 1, f"--image-size must be >= 1; got {args.image_size}"),
-        (args.imbalance_ratio >= 1, f"--imbalance-ratio must be >= 1; got "
-                                    f"{args.imbalance_ratio}"),
-        (args.workers >= 1, f"--workers must be >= 1; got {args.workers}"),
-        (args.torch_threads >= 0, f"--torch-threads must be >= 0; got {args.torch_threads}"),
-        (args.eval_every >= 0, f"--eval-every must be >= 0; got {args.eval_every}"),
-        (args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch must be >= 0; got "
-                                        f"{args.max_steps_per_epoch}"),
-        (args.drw_epoch is None or args.drw_epoch >= 0,
-         f"--drw-epoch must be >= 0; got {args.drw_epoch}"),
-        (args.cmo_start >= -1, f"--cmo-start must be >= -1; got {args.cmo_start}"),
-        (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
-        (not (args.amp or args.channels_last) or args.device == "cuda",
-         "--amp and --channels-last need --device cuda"),
-        (args.dataset != "demo" or args.data is None,
-         "--data does not apply to --dataset demo"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
-    pastes = VARIANTS[args.variant][1] is not None
-    if pastes and args.cmo_prob > 0 and not any(
-            args.cmo_start < e < args.epochs - args.cmo_end for e in range(args.epochs)):
-        parser.error(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO window "
-                     f"cmo_start < epoch < epochs - cmo_end (epochs={args.epochs}) leaves no "
-                     f"augmented epoch")
-    try:
-        make_schedule(args)
-    except ValueError as error:
-        parser.error(f"learning-rate schedule (--lr/--epochs/--warmup/--decay/--decay-epochs/"
-                     f"--decay-factor): {error}")
-    try:
-        make_train_config(args)
-    except ValueError as error:
-        parser.error(f"training pipeline: {_flag_names(str(error))}")
-    # Never overwrite a run's checkpoint by accident (the demo always starts afresh).
-    if (not args.resume and not args.overwrite and args.dataset != "demo"
-            and (Path(args.output) / "checkpoint.pt").exists()):
-        parser.error(f"--output {args.output} already holds a checkpoint: continue it with "
-                     f"--resume auto, start afresh with --overwrite, or choose another --output")
-    return args
-
-
-def _flag_names(message: str) -> str:
-    """A TrainConfig/sampler message with field names spelled as command-line flags."""
-    for field, flag in (("batch_size", "--batch-size"), ("probability", "--cmo-prob"),
-                        ("alpha", "--alpha"), ("image_size", "--image-size"),
-                        ("cmo_start", "--cmo-start"), ("cmo_end", "--cmo-end"),
-                        ("q_beta", "--q-beta"), ("beta", "--q-beta"), ("scheme", "--q-scheme"),
-                        ("r ", "--q-r ")):
-        message = message.replace(field, flag)
-    return message
-
-
-def make_schedule(args) -> LRSchedule:
-    return LRSchedule(args.lr, args.epochs, warmup_epochs=args.warmup, decay=args.decay,
-                      decay_epochs=args.decay_epochs, decay_factor=args.decay_factor)
-
-
-def make_train_config(args):
-    from pipelines.training import TrainConfig
-    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.batch_size,
-                       epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
-                       probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
-                       image_size=args.image_size, foreground_decode=args.foreground_decode,
-                       q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       seed=args.seed, num_threads=args.workers, on_bad_image=args.on_bad_image)
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
 
 
 # --------------------------------------------------------------------------- data
@@ -286,24 +86,27 @@ def load_datasets(args):
         return read_image_folder(folder / "train"), read_image_folder(folder / "test")
     if args.dataset == "cifar10-lt":
         if args.data is None:
-            from dali_cmo.data.shared_data import cifar10_dir
-            args.data = str(cifar10_dir())
+            from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
+            try:
+                args.data = str(cifar10_dir())
+            except SharedDataMissing as error:
+                raise UsageError(f"--dataset cifar10-lt needs --data: {error}") from None
         full = read_image_folder(Path(args.data) / "train")
         # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
         train = long_tailed_subset(full, args.imbalance_ratio, seed=0)
         return train, read_image_folder(Path(args.data) / "test")
     data = Path(args.data) if args.data else None
     if data is None:
-        raise DatasetError(f"--data is required for --dataset {args.dataset}")
+        raise UsageError(f"--data is required for --dataset {args.dataset}")
     val_data = args.val_data
     if args.dataset == "folder" and val_data is None:
         split = next((data / n for n in ("val", "test") if (data / n).is_dir()), None)
         if not (data / "train").is_dir() or split is None:
-            raise DatasetError(f"{data}: give --val-data, or a folder holding train/ and "
-                               f"val/ (or test/)")
+            raise UsageError(f"--data {data}: give --val-data, or a folder holding train/ and "
+                             f"val/ (or test/)")
         data, val_data = data / "train", split
     if val_data is None:
-        raise DatasetError(f"--val-data is required for --dataset {args.dataset}")
+        raise UsageError(f"--val-data is required for --dataset {args.dataset}")
     train = load_dataset(data, args.root if args.dataset != "folder" else None)
     val_root = args.val_root or args.root
     val = load_dataset(val_data, val_root if not Path(val_data).is_dir() else None,
@@ -313,13 +116,14 @@ def load_datasets(args):
 
 # --------------------------------------------------------------------------- train / evaluate
 
-def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, ctx):
-    """One epoch (or its remainder after a resume). Returns the epoch's statistics and whether
-    a stop was requested (then the checkpoint is already written)."""
+def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, run,
+                    pictures):
+    """One epoch (or its remainder after a resume). Returns the epoch's statistics and the stop
+    request that ended it early (None when it ran to its end)."""
     model.train()
     steps = len(iterator) if not args.max_steps_per_epoch \
         else min(len(iterator), args.max_steps_per_epoch)
-    progress = EpochProgress(steps, epoch, args.epochs, ctx["rank"] == 0, args.print_every)
+    progress = EpochProgress(steps, epoch, args.epochs, run.is_main, args.print_every)
     loss_sum, trained, images, train_time = 0.0, 0, 0, 0.0
     lr = schedule.lr_at(epoch)
     tic = time.perf_counter()
@@ -342,73 +146,110 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
         loss_sum += loss.item()
         trained += 1
         images += len(batch)
-        if ctx["samples_path"] is not None and bool((batch.lam < 1).any()):
-            save_samples(batch, ctx)
+        pictures(batch)
         if args.device == "cuda":
             torch.cuda.synchronize()
         train_time += time.perf_counter() - tic
-        progress.update(step, images * ctx["world"] / max(train_time, 1e-9),
-                        loss_sum / trained)
-        stop = ctx["stop"]
-        if args.stop_after_steps and ctx["global_step"] + 1 == args.stop_after_steps:
-            stop.signum = stop.signum or "--stop-after-steps"
-        ctx["global_step"] += 1
-        if stop.requested(ctx["world"], ctx["device"]):
+        progress.update(step, images * run.world / max(train_time, 1e-9), loss_sum / trained)
+        if args.stop_after_steps and run.global_step + 1 == args.stop_after_steps:
+            run.stop.request("--stop-after-steps")
+        run.global_step += 1
+        if run.stop.requested(run.world, run.device):
             progress.close()
-            return None, stop.signum or "another rank's signal"
+            return None, run.stop.reason
         tic = time.perf_counter()
     progress.close()
     totals = all_reduce_sum(torch.tensor([loss_sum, float(trained), float(images), train_time],
-                                         dtype=torch.float64, device=ctx["device"]),
-                            ctx["world"]).cpu()
-    world = ctx["world"]
+                                         dtype=torch.float64, device=run.device), run.world).cpu()
     return {"loss": totals[0].item() / max(totals[1].item(), 1), "lr": lr,
             "train_images": int(totals[2].item()),
-            "train_images_per_second": totals[2].item() / max(totals[3].item() / world, 1e-9)}, \
-        None
+            "train_images_per_second": totals[2].item() / max(totals[3].item() / run.world,
+                                                              1e-9)}, None
 
 
-def save_samples(batch, ctx) -> None:
+@dataclass
+class FirstPastePicture:
     """cmo_samples.png: the first training batch with a paste (rank 0, once per run)."""
-    from dali_cmo.training.reports import sample_captions, save_sample_grid
-    path, ctx["samples_path"] = ctx["samples_path"], None
-    n = min(16, len(batch))
-    mean, std = ctx["mean_std"]
-    captions = sample_captions(batch.target_b[:n].tolist(), batch.target_f[:n].tolist(),
-                               batch.lam[:n].tolist(), ctx["class_names"])
-    images = batch.images[:n].float()
-    if images.shape[-1] < 96:  # small (CIFAR) images: enlarge so that the captions fit
-        scale = math.ceil(96 / images.shape[-1])
-        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
-    save_sample_grid(images, path, mean=mean, std=std, captions=captions,
-                     nrow=4)
+    path: Path | None
+    mean_std: tuple
+    class_names: tuple
+
+    def __call__(self, batch) -> None:
+        if self.path is None or not bool((batch.lam < 1).any()):
+            return
+        from dali_cmo.training.reports import sample_captions, save_sample_grid
+        path, self.path = self.path, None
+        n = min(16, len(batch))
+        captions = sample_captions(batch.target_b[:n].tolist(), batch.target_f[:n].tolist(),
+                                   batch.lam[:n].tolist(), self.class_names)
+        images = batch.images[:n].float()
+        if images.shape[-1] < 96:  # small (CIFAR) images: enlarge so that the captions fit
+            scale = math.ceil(96 / images.shape[-1])
+            images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+        mean, std = self.mean_std
+        save_sample_grid(images, path, mean=mean, std=std, captions=captions, nrow=4)
 
 
 @torch.no_grad()
-def evaluate(model, eval_iterator, num_classes, class_counts, ctx, amp: bool) -> dict:
+def evaluate(model, eval_iterator, num_classes, class_counts, run, amp: bool) -> dict:
     """Top-1 and Many / Medium / Few accuracy over every rank's shard of the evaluation set."""
     model.eval()
-    counter = ConfusionCounter(num_classes, device=ctx["device"])
+    counter = ConfusionCounter(num_classes, device=run.device)
     for images, targets in eval_iterator:
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             counter.update(model(images), targets)
-    counts = all_reduce_sum(counter.counts(), ctx["world"]).cpu()
+    counts = all_reduce_sum(counter.counts(), run.world).cpu()
     return accuracy_report(counts[0], counts[1], class_counts)
+
+
+def write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, args) -> None:
+    """Every rank's stream position and RNG state, with the model and optimiser, written
+    atomically by rank 0."""
+    ranks = gather_objects({"iterator": iterator.state_dict(), "rng": rng_states()}, run.world)
+    if run.is_main:
+        path = save_checkpoint({
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "epoch": iterator.epoch,
+            "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
+            "args": vars(args), "world_size": run.world, "history": history}, run.output)
+        run.log(f"{tag}: checkpoint written to {path}")
+
+
+def write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+                 bad_images) -> None:
+    """metrics.json, the per-class plot and the accuracy table (rank 0)."""
+    from dali_cmo.training.reports import plot_per_class_accuracy
+    output, counts = run.output, train_set.class_counts
+    speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
+    metrics = {**report, "evaluated_epoch": evaluated_epoch, "epochs": args.epochs,
+               "images_per_second": float(np.mean(speeds)) if speeds else None,
+               "train_seconds_this_process": elapsed, "world_size": run.world,
+               "train_class_counts": counts.tolist(),
+               "class_names": list(train_set.class_names),
+               "bad_images": bad_images,  # files replaced under --on-bad-image skip (rank 0)
+               "args": vars(args)}
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
+                            title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}")
+    name = f"{args.model} {args.loss} + {args.variant}"
+    print(f"\nTest accuracy (%) after {args.epochs} epochs; classes grouped by training "
+          f"images: many > 100, medium 20..100, few < 20 ({report['groups']})")
+    if args.dataset == "demo":
+        print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
+              "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
+    print(format_report_table({name: report}))
+    written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
+                                    "cmo_samples.png") if (output / n).exists()]
+    print(f"\nwritten: {', '.join(map(str, written))}")
 
 
 # --------------------------------------------------------------------------- main
 
-def main(argv=None) -> int:
-    parser = get_args_parser()
-    args = resolve_args(parser, argv)
+def train(args) -> int:
+    """The run the resolved ``args`` describe; returns the exit status."""
     rank, world, local_rank = init_distributed(args)
-    is_main = rank == 0
-
-    def log(message: str) -> None:
-        if is_main:
-            print(message, flush=True)
-
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
+    run = Run(rank, world, device, Path(args.output), StopRequest())
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.device == "cpu":
@@ -418,42 +259,31 @@ def main(argv=None) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    output = Path(args.output)
-    if is_main:
-        output.mkdir(parents=True, exist_ok=True)
-    stop = StopRequest()
 
     # Data: each rank reads its own shard of the training and evaluation sets.
     from dali_cmo.data.iterator import CMOIterator, EvalIterator
     from pipelines.evaluation import EvalPipeline
     from pipelines.training import TrainingPipeline
-    try:
-        train_set, val_set = load_datasets(args)
-    except (DatasetError, FileNotFoundError) as error:
-        parser.error(str(error))
+    train_set, val_set = load_datasets(args)
     config = make_train_config(args)
     dali_device = "gpu" if args.device == "cuda" else "cpu"
     try:
         train_pipe = TrainingPipeline(train_set, config, device=dali_device, device_id=local_rank,
                                       shard_id=rank, num_shards=world)
     except ValueError as error:
-        parser.error(_flag_names(str(error)))
+        raise UsageError(flag_names(str(error))) from None
     eval_pipe = EvalPipeline(val_set, style=args.style, batch_size=args.batch_size,
                              image_size=args.image_size, device=dali_device,
                              device_id=local_rank, shard_id=rank, num_shards=world,
                              num_threads=args.workers, on_bad_image=args.on_bad_image)
     counts = train_set.class_counts
-    log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
-        f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
-        f"{counts.max() / counts.min():.0f}), {len(val_set)} evaluation images; "
-        f"{world} rank(s) x batch {args.batch_size}; variant {args.variant}, "
-        f"CMO in epochs {args.cmo_start} < e < {args.epochs - args.cmo_end}")
-    if args.debug_shards:
-        indices = {e: train_pipe.streams.background.epoch_indices(e).tolist()
-                   for e in range(min(2, args.epochs))}
-        (output / f"shard_rank{rank}.json").write_text(json.dumps(indices))
+    run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
+            f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
+            f"{counts.max() / counts.min():.0f}), {len(val_set)} evaluation images; "
+            f"{world} rank(s) x batch {args.batch_size}; variant {args.variant}, "
+            f"CMO in epochs {args.cmo_start} < e < {args.epochs - args.cmo_end}")
 
-    # Model, loss, optimiser.
+    # Model, loss, optimiser, schedule.
     from dali_cmo.training.models import build_model
     model = build_model(args.model, train_set.num_classes,
                         normed_linear=args.loss == "ldam").to(device)
@@ -473,11 +303,11 @@ def main(argv=None) -> int:
     # Resume: model, optimiser, scaler, RNG states and this rank's exact stream position.
     iterator_state, history = None, []
     if args.resume:
-        state = load_checkpoint(args.resume, output, log)
+        state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
             if state["world_size"] != world:
-                parser.error(f"--resume: the checkpoint was written by {state['world_size']} "
-                             f"rank(s); this run has {world}")
+                raise UsageError(f"--resume: the checkpoint was written by "
+                                 f"{state['world_size']} rank(s); this run has {world}")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -488,96 +318,72 @@ def main(argv=None) -> int:
     eval_iterator = EvalIterator(eval_pipe)
     start_epoch = iterator.epoch
 
-    ctx = dict(rank=rank, world=world, device=device, stop=stop, global_step=0,
-               mean_std=config.mean_std, class_names=train_set.class_names,
-               samples_path=(output / "cmo_samples.png")
-               if is_main and VARIANTS[args.variant][1] and
-               not (output / "cmo_samples.png").exists() else None)
+    run.output.mkdir(parents=True, exist_ok=True)
+    if args.debug_shards:
+        indices = {e: train_pipe.streams.background.epoch_indices(e).tolist()
+                   for e in range(min(2, args.epochs))}
+        (run.output / f"shard_rank{rank}.json").write_text(json.dumps(indices))
+    samples = run.output / "cmo_samples.png"
+    pictures = FirstPastePicture(samples if run.is_main and VARIANTS[args.variant][1]
+                                 and not samples.exists() else None,
+                                 config.mean_std, train_set.class_names)
 
-    def checkpoint(tag: str) -> None:
-        """Every rank's stream position and RNG state, written by rank 0."""
-        own = {"iterator": iterator.state_dict(), "rng": rng_states()}
-        gathered = [None] * world
-        if world > 1:
-            dist.all_gather_object(gathered, own)
-        else:
-            gathered = [own]
-        if is_main:
-            path = save_checkpoint({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": iterator.epoch,
-                "iterators": [g["iterator"] for g in gathered],
-                "rng": [g["rng"] for g in gathered], "args": vars(args),
-                "world_size": world, "history": history}, output)
-            log(f"{tag}: checkpoint written to {path}")
+    def save(tag: str) -> None:
+        write_checkpoint(run, tag, model, optimizer, scaler, iterator, history, args)
 
+    # The loops.
     report, evaluated_epoch = None, None
-    log(f"training {args.model} ({args.loss} loss) for epochs {start_epoch + 1}..{args.epochs} "
-        f"on {args.device}; output in {output}")
+    run.log(f"training {args.model} ({args.loss} loss) for epochs {start_epoch + 1}.."
+            f"{args.epochs} on {args.device}; output in {run.output}")
     run_tic = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         if drw is not None:
             loss_fn.set_class_weights(drw.weights(epoch))
         stats, stopped = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                         iterator, epoch, args, ctx)
+                                         iterator, epoch, args, run, pictures)
         if stopped is not None:
-            checkpoint(f"stopped by {stopped} in epoch {epoch + 1} after batch "
-                       f"{iterator.position}")
-            log(f"resume with: --resume {output / CHECKPOINT}")
-            if world > 1:
-                dist.destroy_process_group()
-            return 0 if isinstance(stopped, str) else 128 + int(stopped)
+            save(f"stopped by {stopped} in epoch {epoch + 1} after batch {iterator.position}")
+            run.log(f"resume with: --resume {run.output / CHECKPOINT}")
+            finish(world)
+            return run.stop.exit_status
         entry = {"epoch": epoch + 1, **stats}
-        last = epoch + 1 == args.epochs
-        if last or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, ctx,
+        if epoch + 1 == args.epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
+            report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run,
                               args.amp)
             evaluated_epoch = epoch + 1
             entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
         history.append(entry)
-        if is_main:
-            with open(output / "log.jsonl", "a") as handle:
+        if run.is_main:
+            with open(run.output / "log.jsonl", "a") as handle:
                 handle.write(json.dumps(entry) + "\n")
         shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
                           if entry.get(k) is not None)
-        log(f"epoch {epoch + 1}/{args.epochs}: loss {stats['loss']:.4f}, lr {stats['lr']:.4g}, "
-            f"{stats['train_images_per_second']:.0f} img/s" + (f"; {shown}" if shown else ""))
-        checkpoint(f"epoch {epoch + 1} done")
+        run.log(f"epoch {epoch + 1}/{args.epochs}: loss {stats['loss']:.4f}, lr "
+                f"{stats['lr']:.4g}, {stats['train_images_per_second']:.0f} img/s"
+                + (f"; {shown}" if shown else ""))
+        save(f"epoch {epoch + 1} done")
     elapsed = time.perf_counter() - run_tic
 
     if report is None:  # resumed after the last epoch had finished: evaluate once more
-        report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, ctx, args.amp)
+        report = evaluate(ddp_model, eval_iterator, train_set.num_classes, counts, run, args.amp)
         evaluated_epoch = args.epochs
-    if is_main:
-        from dali_cmo.training.reports import plot_per_class_accuracy
-        speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
-        metrics = {**report, "evaluated_epoch": evaluated_epoch, "epochs": args.epochs,
-                   "images_per_second": float(np.mean(speeds)) if speeds else None,
-                   "train_seconds_this_process": elapsed, "world_size": world,
-                   "train_class_counts": counts.tolist(),
-                   "class_names": list(train_set.class_names),
-                   # files replaced under --on-bad-image skip (this rank's readers)
-                   "bad_images": {**train_pipe.streams.reader.bad_files,
-                                  **eval_pipe.source.reader.bad_files},
-                   "args": vars(args)}
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
-                                title=f"{args.dataset}: {args.model}, {args.loss}, "
-                                      f"{args.variant}")
-        name = f"{args.model} {args.loss} + {args.variant}"
-        print(f"\nTest accuracy (%) after {args.epochs} epochs; classes grouped by training "
-              f"images: many > 100, medium 20..100, few < 20 ({report['groups']})")
-        if args.dataset == "demo":
-            print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
-                  "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
-        print(format_report_table({name: report}))
-        print(f"\nwritten: {output / 'metrics.json'}, {output / 'log.jsonl'}, "
-              f"{output / 'per_class_accuracy.png'}"
-              + (f", {output / 'cmo_samples.png'}" if (output / "cmo_samples.png").exists()
-                 else ""))
-    if world > 1:
-        dist.destroy_process_group()
+    if run.is_main:
+        write_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+                     {**train_pipe.streams.reader.bad_files, **eval_pipe.source.reader.bad_files})
+    finish(world)
     return 0
+
+
+def main(argv=None) -> int:
+    """``python train.py``: the exit status (2: a mistake in the arguments, 1: unusable data)."""
+    try:
+        return train(parse_args(argv))
+    except UsageError as error:
+        message, status = str(error), error.status
+    except (DatasetError, BadImageError) as error:
+        message, status = str(error), 1
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -49,9 +49,13 @@ def _summarise(items: Sequence[object], noun: str) -> str:
 class LongTailDataset:
     """Image files with one label each.
 
-    ``files[i]`` is a path relative to ``root`` (as listed in the source), ``labels[i]`` its
-    class in ``0..num_classes-1`` (int64, read-only), ``class_names[k]`` the name of class k
-    and ``source`` where the description was read from (for messages).
+    Args:
+        root: the folder the file paths are relative to.
+        files: ``files[i]``, the path of sample i relative to ``root`` (as listed in the source).
+        labels: ``labels[i]``, the class of sample i in ``0..num_classes-1`` (stored as a
+            read-only int64 array).
+        class_names: ``class_names[k]``, the name of class k.
+        source: where the description was read from (for messages).
     """
 
     root: Path
@@ -195,6 +199,13 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     ``root`` defaults to the split file's folder. The number of classes C is ``num_classes``
     (or ``len(class_names)``), else ``max(label) + 1``; every class in ``0..C-1`` must occur.
     Class names default to ``str(k)``. Duplicate paths give a warning.
+
+    Args:
+        path: the split file.
+        root: the folder the listed paths are relative to.
+        num_classes: C, when the list may not show every class's label.
+        class_names: names of the classes (sets C too).
+        check_files: check that every listed file exists.
     """
     path = Path(path)
     source = str(path)
@@ -262,6 +273,11 @@ def read_inat_json(path: str | os.PathLike, root: str | os.PathLike | None = Non
     sorted id order; files keep the order of ``images``. Every image needs exactly one
     annotation and every category at least one image. ``root`` defaults to the JSON's folder
     (iNat ``file_name`` values are relative to the data folder).
+
+    Args:
+        path: the JSON file (``train2018.json``, ``val2018.json``).
+        root: the folder ``file_name`` values are relative to.
+        check_files: check that every listed file exists.
     """
     path = Path(path)
     source = str(path)
@@ -325,6 +341,11 @@ def read_image_folder(root: str | os.PathLike, *,
     found recursively, in sorted order, by case-insensitive extension. Every class folder must
     hold an image. The files come from a listing, so ``check_files=True`` only catches
     dangling symbolic links.
+
+    Args:
+        root: the folder of class folders.
+        extensions: file name endings counted as images (case-insensitive).
+        check_files: check that every file found exists (dangling links).
     """
     root = Path(root)
     source = str(root)
@@ -354,8 +375,15 @@ def load_dataset(source: str | os.PathLike, root: str | os.PathLike | None = Non
                  check_files: bool = True, num_classes: int | None = None) -> LongTailDataset:
     """Read ``source``: a folder as an image folder, ``*.json`` as iNat JSON, else a split file.
 
-    ``root`` applies to split files and JSON only. ``num_classes``, when given, must match the
-    number of classes found.
+    Args:
+        source: split file (``relative/path.jpg <label>`` per line), iNat 2018 JSON, or image
+            folder (``<class>/<file>``).
+        root: image root of a split file or JSON (default: the file's folder); not for folders.
+        check_files: check that every listed file exists (one error summarising the missing).
+        num_classes: the number of classes, when known; it must match what is found.
+
+    Raises:
+        DatasetError: the source is missing or malformed (the message names file and line).
     """
     source = Path(source)
     if not source.exists():

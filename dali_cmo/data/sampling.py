@@ -147,6 +147,11 @@ class EpochSampler:
 
     Subclasses implement :meth:`_draw`; everything is a pure function of
     ``(seed, epoch, stream)``.
+
+    Args:
+        num_samples: indices per epoch (N).
+        seed: the run's seed (>= 0).
+        stream: the stream's name; distinct names give unrelated streams.
     """
 
     def __init__(self, num_samples: int, *, seed: int, stream: str) -> None:
@@ -199,7 +204,13 @@ class EpochSampler:
 
 
 class PermutationSampler(EpochSampler):
-    """P: each epoch a fresh uniform random permutation of ``0..N-1``."""
+    """P: each epoch a fresh uniform random permutation of ``0..N-1``.
+
+    Args:
+        num_samples: N.
+        seed: the run's seed; with ``stream`` and the epoch it determines every epoch.
+        stream: the name of the stream (e.g. ``"background"``).
+    """
 
     def __init__(self, num_samples: int, *, seed: int, stream: str = "background") -> None:
         super().__init__(num_samples, seed=seed, stream=stream)
@@ -218,6 +229,12 @@ class WeightedSampler(EpochSampler):
     order; a uniform shuffle of the result then gives i.i.d. draws in random order.
     O(N) memory; exact up to float64 rounding of the cumulative sum. Zero weights are never
     drawn.
+
+    Args:
+        weights: (N,) finite, non-negative per-sample weights with a positive sum (e.g. from
+            :func:`sample_weights`).
+        seed: the run's seed; with ``stream`` and the epoch it determines every epoch.
+        stream: the name of the stream (e.g. ``"foreground"``).
     """
 
     def __init__(self, weights: np.ndarray, *, seed: int, stream: str = "foreground") -> None:
@@ -243,9 +260,14 @@ class WeightedSampler(EpochSampler):
 def make_sampler(kind: str, labels: np.ndarray, *, seed: int, stream: str,
                  scheme: str = "reference", r: float = 1.0,
                  beta: float | str | None = None) -> EpochSampler:
-    """``kind="P"``: :class:`PermutationSampler` over the labels' samples;
-    ``kind="Q"``: :class:`WeightedSampler` with :func:`sample_weights` ``(labels, scheme, r,
-    beta)``. ``scheme``, ``r`` and ``beta`` are ignored for P.
+    """The sampler of one stream.
+
+    Args:
+        kind: ``"P"`` for a :class:`PermutationSampler` over the labels' samples, ``"Q"`` for a
+            :class:`WeightedSampler` with :func:`sample_weights` ``(labels, scheme, r, beta)``.
+        labels: (N,) integer labels.
+        seed, stream: see :class:`EpochSampler`.
+        scheme, r, beta: Q's weights (see the module docstring); ignored for P.
     """
     if kind == "P":
         return PermutationSampler(len(labels), seed=seed, stream=stream)

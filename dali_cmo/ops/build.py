@@ -1,4 +1,4 @@
-"""Build the ``cmo_paste`` / ``cmo_box`` DALI operator library.
+"""Build the DALI operator library (``cmo_paste``, ``cmo_box``, ``cmo_region``).
 
 Compiles ``dali_cmo/ops/csrc`` against the installed DALI (its own include dir, ABI flag and
 ``-ldali``) into ``dali_cmo/ops/lib/libdali_cmo.so``, and records what it was built against in

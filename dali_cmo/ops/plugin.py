@@ -1,4 +1,4 @@
-"""Loading the compiled ``cmo_paste`` / ``cmo_box`` operators into DALI."""
+"""Loading the compiled operators (``cmo_paste``, ``cmo_box``, ``cmo_region``) into DALI."""
 from __future__ import annotations
 
 import json

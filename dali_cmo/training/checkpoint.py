@@ -19,23 +19,39 @@ CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 
 
 class StopRequest:
-    """SIGTERM/SIGINT set a flag; the training loop saves and exits at the next batch."""
+    """SIGTERM/SIGINT set a flag; the loops save and exit at the next batch.
+
+    ``reason`` names what asked to stop (``"SIGTERM"``, ``"SIGINT"``, or the text given to
+    :meth:`request`); ``exit_status`` is ``128 + signal number`` after a signal, else 0.
+    """
 
     def __init__(self):
         self.signum = None
+        self.reason = None
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signum = signum
+        self.signum, self.reason = signum, signal.Signals(signum).name
+
+    def request(self, reason: str) -> None:
+        """Ask to stop without a signal (another rank's request, a test hook)."""
+        self.reason = self.reason or reason
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signum) if self.signum is not None else 0
 
     def requested(self, world: int, device) -> bool:
         if world == 1:
-            return self.signum is not None
-        flag = torch.tensor([1 if self.signum is not None else 0], device=device)
-        return bool(all_reduce_sum(flag, world).item())  # every rank stops at the same step
+            return self.reason is not None
+        flag = torch.tensor([1 if self.reason is not None else 0], device=device)
+        if all_reduce_sum(flag, world).item():  # every rank stops at the same step
+            self.request("another rank's signal")
+            return True
+        return False
 
 
 def rng_states() -> dict:

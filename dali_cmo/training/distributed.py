@@ -29,3 +29,18 @@ def all_reduce_sum(tensor: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         dist.all_reduce(tensor)
     return tensor
+
+
+def gather_objects(obj, world: int) -> list:
+    """``obj`` of every rank, in rank order (``[obj]`` for one process)."""
+    if world == 1:
+        return [obj]
+    gathered = [None] * world
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def finish(world: int) -> None:
+    """Tear the process group down (nothing for one process)."""
+    if world > 1:
+        dist.destroy_process_group()

@@ -6,19 +6,27 @@ import pytest
 import torch
 from PIL import Image
 
-from dali_cmo.data.datasets import LongTailDataset, long_tailed_subset, read_image_folder
+from dali_cmo.constants import IMAGENET_MEAN, IMAGENET_STD
+from dali_cmo.data.datasets import LongTailDataset, read_image_folder
+from dali_cmo.data.demo import demo_dir
 from dali_cmo.data.iterator import CMOIterator, EvalIterator
 from dali_cmo.data.sampling import PermutationSampler, WeightedSampler
 from pipelines.evaluation import EvalPipeline
-from dali_cmo.constants import IMAGENET_MEAN, IMAGENET_STD
 from pipelines.training import TrainConfig, TrainingPipeline
 
 ACTIVE = dict(epochs=4, cmo_start=-1, cmo_end=0)  # pasting from the first epoch on
 
 
 @pytest.fixture(scope="module")
-def cifar_lt(cifar10_root):
-    return long_tailed_subset(read_image_folder(cifar10_root / "train"), 100, seed=0)
+def demo_root(tmp_path_factory):
+    """The built-in demo's 32x32 JPEGs (train/: 740 images, 300 down to 3 per class; test/)."""
+    return demo_dir(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="module")
+def cifar_lt(demo_root):
+    """A CIFAR-LT-shaped training set (10 classes, imbalance 100) of real 32x32 JPEG files."""
+    return read_image_folder(demo_root / "train")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +52,7 @@ def drain(iterator):
 
 
 def test_cifar_epoch_visits_every_p_sample_once_and_q_follows_its_sampler(cifar_lt):
-    config = TrainConfig(style="cifar", image_size=32, batch_size=512, seed=3, **ACTIVE)
+    config = TrainConfig(style="cifar", image_size=32, batch_size=128, seed=3, **ACTIVE)
     pipeline = TrainingPipeline(cifar_lt, config)
     batches = drain(CMOIterator(pipeline))
     target_b = torch.cat([b.target_b for b in batches]).numpy()
@@ -54,9 +62,9 @@ def test_cifar_epoch_visits_every_p_sample_once_and_q_follows_its_sampler(cifar_
     assert sorted(bg.epoch_indices(0)) == list(range(len(cifar_lt)))
     np.testing.assert_array_equal(target_b, cifar_lt.labels[bg.epoch_indices(0)])
     np.testing.assert_array_equal(target_f, cifar_lt.labels[fg.epoch_indices(0)])
-    assert len(batches) == len(CMOIterator(pipeline)) == -(-len(cifar_lt) // 512)
+    assert len(batches) == len(CMOIterator(pipeline)) == -(-len(cifar_lt) // 128)
     images = batches[0].images
-    assert images.shape == (512, 3, 32, 32) and images.dtype == torch.float32
+    assert images.shape == (128, 3, 32, 32) and images.dtype == torch.float32
     lam = torch.cat([b.lam for b in batches])
     assert ((lam > 0) & (lam <= 1)).all() and (lam < 1).any()
 
@@ -87,7 +95,7 @@ def test_pasted_pixels_and_lambda_agree(solid_colours, decode):
 
 
 def test_outside_the_window_foregrounds_are_not_read(cifar_lt):
-    config = TrainConfig(style="cifar", image_size=32, batch_size=1024, epochs=6, cmo_start=3,
+    config = TrainConfig(style="cifar", image_size=32, batch_size=128, epochs=6, cmo_start=3,
                          cmo_end=1, probability=1.0)
     pipeline = TrainingPipeline(cifar_lt, config)
     iterator = CMOIterator(pipeline)
@@ -97,7 +105,7 @@ def test_outside_the_window_foregrounds_are_not_read(cifar_lt):
 
 
 def test_per_batch_coin_skips_reading_unpasted_foregrounds(cifar_lt):
-    config = TrainConfig(style="cifar", image_size=32, batch_size=256, probability=0.5, **ACTIVE)
+    config = TrainConfig(style="cifar", image_size=32, batch_size=32, probability=0.5, **ACTIVE)
     pipeline = TrainingPipeline(cifar_lt, config)
     batches = drain(CMOIterator(pipeline))
     pasted = sum(len(b) for b in batches if (b.lam < 1).any())
@@ -111,7 +119,7 @@ def test_per_batch_coin_skips_reading_unpasted_foregrounds(cifar_lt):
                                                      ("ros", WeightedSampler, None),
                                                      ("none", PermutationSampler, None)])
 def test_variants_route_the_streams(cifar_lt, variant, bg_kind, fg_kind):
-    config = TrainConfig(style="cifar", image_size=32, batch_size=512, variant=variant, **ACTIVE)
+    config = TrainConfig(style="cifar", image_size=32, batch_size=128, variant=variant, **ACTIVE)
     pipeline = TrainingPipeline(cifar_lt, config)
     streams = pipeline.streams
     assert isinstance(streams.background.sampler, bg_kind)
@@ -119,7 +127,7 @@ def test_variants_route_the_streams(cifar_lt, variant, bg_kind, fg_kind):
         isinstance(streams.foreground.sampler, fg_kind)
     batch = next(CMOIterator(pipeline).epoch_batches())
     np.testing.assert_array_equal(batch.target_b.numpy(),
-                                  cifar_lt.labels[streams.background.epoch_indices(0)[:512]])
+                                  cifar_lt.labels[streams.background.epoch_indices(0)[:128]])
     if fg_kind is None:
         assert (batch.lam == 1).all() and torch.equal(batch.target_f, batch.target_b)
 
@@ -136,7 +144,7 @@ def test_imagenet_samples_give_3_channel_224_outputs(imagenet_samples):
 
 
 def test_resume_mid_epoch_gives_the_same_batches(cifar_lt):
-    config = TrainConfig(style="cifar", image_size=32, batch_size=1000, seed=9, **ACTIVE)
+    config = TrainConfig(style="cifar", image_size=32, batch_size=64, seed=9, **ACTIVE)
     iterator = CMOIterator(TrainingPipeline(cifar_lt, config))
     stream = iterator.epoch_batches()
     for _ in range(3):
@@ -161,13 +169,13 @@ def test_two_shards_are_disjoint_and_cover_the_epoch(cifar_lt):
     assert len(set(a) & set(b)) <= 2 * len(a) - len(cifar_lt)  # only the wrap-around padding
 
 
-def test_evaluation_covers_every_sample_once_across_shards(cifar10_root):
-    test_set = read_image_folder(cifar10_root / "test")
-    subset = LongTailDataset(test_set.root, test_set.files[::10], test_set.labels[::10],
-                             test_set.class_names, "cifar test subset")
+def test_evaluation_covers_every_sample_once_across_shards(demo_root):
+    test_set = read_image_folder(demo_root / "test")
+    subset = LongTailDataset(test_set.root, test_set.files[::2], test_set.labels[::2],
+                             test_set.class_names, "demo test subset")
     seen = []
     for shard in range(3):
-        pipeline = EvalPipeline(subset, style="cifar", image_size=32, batch_size=128,
+        pipeline = EvalPipeline(subset, style="cifar", image_size=32, batch_size=16,
                                 shard_id=shard, num_shards=3)
         for images, targets in EvalIterator(pipeline):
             assert images.shape[1:] == (3, 32, 32)

@@ -272,10 +272,11 @@ def test_operators_registered_for_cpu_and_gpu(plugin):
     from nvidia.dali import ops
     import dali_cmo
 
-    assert "CmoPaste" in ops._registry.cpu_ops() and "CmoBox" in ops._registry.cpu_ops()
+    assert {"CmoPaste", "CmoBox", "CmoRegion"} <= set(ops._registry.cpu_ops())
+    assert not hasattr(fn, "cmo_box_sampling")  # the shared-arguments schema is internal
     if dali_cmo.build_info()["cuda"]:
         assert "CmoPaste" in ops._registry.gpu_ops()
-    assert hasattr(fn, "cmo_paste") and hasattr(fn, "cmo_box")
+    assert all(hasattr(fn, name) for name in ("cmo_paste", "cmo_box", "cmo_region"))
 
 
 @requires_gpu

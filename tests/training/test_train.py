@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
+from dali_cmo.training.arguments import parse_args  # noqa: E402
 
 # Short runs: CMO active from epoch 0, pasting every batch, one thread each for determinism.
 SHORT = ["--epochs", "2", "--max-steps-per-epoch", "3", "--batch-size", "16",
@@ -101,29 +104,28 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, demo_data):
 
 
 def test_sigterm_saves_checkpoint_and_exits(tmp_path, demo_data):
-    import signal
-    import time
+    """SIGTERM once training has reported a finished batch: checkpoint at that batch, exit
+    128 + SIGTERM."""
     out = tmp_path / "sig"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = [a for a in SHORT]
     args[args.index("--max-steps-per-epoch") + 1] = "0"  # full epochs: long enough to signal
     process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, "--output",
-                                str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
+                                str(out), "--print-every", "0"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
-    for line in process.stdout:  # wait until training has started
+    for line in process.stdout:  # a progress line per batch: wait for the first one
         lines.append(line)
-        if line.startswith("training ") or time.time() > deadline:
+        if re.match(r"epoch 1/2: 1/\d+ batches", line):
+            process.send_signal(signal.SIGTERM)
             break
-    time.sleep(2)
-    process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=120)
     output = "".join(lines) + rest
     assert process.returncode == 128 + signal.SIGTERM, output
-    assert "stopped by" in output and "checkpoint written" in output
+    assert re.search(r"stopped by SIGTERM in epoch 1 after batch \d+: checkpoint "
+                     r"written", output), output
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
-    assert state["iterators"][0]["position"] >= 1
+    assert state["epoch"] == 0 and state["iterators"][0]["position"] >= 1
 
 
 def test_torchrun_two_ranks_read_disjoint_shards(tmp_path, demo_data):
@@ -145,33 +147,83 @@ def test_torchrun_two_ranks_read_disjoint_shards(tmp_path, demo_data):
     assert len(state["iterators"]) == 2 and state["world_size"] == 2
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["--batch-size", "0"], "--batch-size"),
-    (["--cmo-prob", "1.5"], "--cmo-prob"),
-    (["--alpha", "0"], "--alpha"),
-    (["--preset", "nonsense"], "--preset"),
-    (["--variant", "mixup"], "--variant"),
-    (["--epochs", "3", "--cmo-start", "1", "--cmo-end", "1"], "--cmo-start"),
-    (["--warmup", "9", "--epochs", "5"], "--warmup"),
-    (["--amp", "--device", "cpu"], "--amp"),
+def last_error_line(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "--batch-size must be >= 1; got 0"),
+    (["--cmo-prob", "1.5"], "--cmo-prob must lie in [0, 1]; got 1.5"),
+    (["--alpha", "0"], "--alpha must be > 0; got 0.0"),
+    (["--epochs", "3", "--cmo-start", "1", "--cmo-end", "1"],
+     "--cmo-start 1 / --cmo-end 1: the CMO window cmo_start < epoch < epochs - cmo_end "
+     "(epochs=3, counted from 0) leaves no augmented epoch"),
+    (["--warmup", "9", "--epochs", "5"],
+     "learning-rate schedule: --warmup must be in [0, --epochs=5); got 9"),
+    (["--amp", "--device", "cpu"], "--amp and --channels-last need --device cuda"),
+    (["--q-r", "-1"], "--q-r must be a finite number >= 0, got -1.0"),
+    (["--q-beta", "0.5"], "--q-beta applies only to --q-scheme='effective_number', not 'reference'"),
 ])
-def test_nonsense_arguments_name_the_argument(argv, flag, capsys):
+def test_nonsense_arguments_name_the_argument(argv, message, capsys, tmp_path):
+    assert train.main(argv + ["--output", str(tmp_path / "run")]) == 2
+    assert last_error_line(capsys) == f"train.py: error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "nonsense"], "argument --preset: invalid choice: 'nonsense'"),
+    (["--variant", "mixup"], "argument --variant: invalid choice: 'mixup'"),
+    (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+])
+def test_argument_syntax_errors_show_the_usage(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.resolve_args(train.get_args_parser(), argv)
-    assert exit_info.value.code != 0
-    assert flag in capsys.readouterr().err
+        train.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: train.py")
+    assert err.strip().splitlines()[-1].startswith(f"train.py: error: {message}")
+
+
+def test_help_shows_each_default_once():
+    from dali_cmo.training.arguments import HelpFormatter, get_args_parser
+    formatter = HelpFormatter("train.py")
+    for action in get_args_parser()._actions:
+        text = formatter._get_help_string(action) or ""
+        assert text.count("(default:") <= 1 and "(default: None)" not in text, text
+    text = HelpFormatter("train.py")._get_help_string(
+        next(a for a in get_args_parser()._actions if a.dest == "batch_size"))
+    assert text == "images per step per rank (default: from --preset)"
+
+
+def test_refused_run_leaves_no_folder_and_no_usage(tmp_path, demo_data, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--batch-size", "100000", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("train.py: error: --batch-size (100000) is larger than the dataset "
+                   "(740 images)\n")
+    assert not out.exists()
+
+
+def test_data_error_is_one_line_with_status_1(tmp_path, capsys):
+    missing = tmp_path / "missing.txt"
+    status = train.main(["--data", str(missing), "--val-data", str(missing),
+                         "--output", str(tmp_path / "run")])
+    assert status == 1
+    assert capsys.readouterr().err == f"train.py: error: {missing}: not found\n"
+    assert not (tmp_path / "run").exists()
 
 
 def test_nonsense_argument_exits_nonzero_from_the_command_line():
     result = run_train("--batch-size", "-3", timeout=120)
     assert result.returncode == 2
-    assert "--batch-size" in result.stderr
+    assert result.stderr == "train.py: error: --batch-size must be >= 1; got -3\n"
 
 
 def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, demo_data, capsys):
     (tmp_path / "checkpoint.pt").write_bytes(b"an earlier run")
     argv = ["--data", str(demo_data), "--output", str(tmp_path)]
-    with pytest.raises(SystemExit) as exit_info:
-        train.resolve_args(train.get_args_parser(), argv)
-    assert exit_info.value.code != 0 and "--resume auto" in capsys.readouterr().err
-    assert train.resolve_args(train.get_args_parser(), argv + ["--overwrite"]).overwrite
+    assert train.main(argv) == 2
+    assert last_error_line(capsys) == (
+        f"train.py: error: --output {tmp_path} already holds a checkpoint: continue it with "
+        f"--resume auto, start afresh with --overwrite, or choose another --output")
+    assert parse_args(argv + ["--overwrite"]).overwrite

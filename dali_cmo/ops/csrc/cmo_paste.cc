@@ -39,9 +39,8 @@ CmoPaste<Backend>::CmoPaste(const dali::OpSpec &spec)
   DALI_ENFORCE(layout == "HWC" || layout == "CHW", make_string(
       "cmo_paste: argument `output_layout` must be \"HWC\" or \"CHW\"; got \"", layout, "\""));
   chw_ = layout == "CHW";
-  DALI_ENFORCE(dtype_ == DALI_UINT8 || dtype_ == DALI_FLOAT ||
-               dtype_ == DALI_FLOAT16, make_string(
-      "cmo_paste: argument `dtype` must be UINT8, FLOAT or FLOAT16; got ", dtype_));
+  DALI_ENFORCE(VisitType(dtype_, OutputTypes{}, [](auto) {}), make_string(
+      "cmo_paste: argument `dtype` must be one of ", TypeNames(OutputTypes{}), "; got ", dtype_));
   for (float s : std_)
     DALI_ENFORCE(s != 0, "cmo_paste: argument `std` must not contain zeros");
 }
@@ -225,14 +224,15 @@ template <>
 void CmoPaste<CPUBackend>::RunImpl(dali::Workspace &ws) {
   PrepareDescs(ws);
   auto &pool = ws.GetThreadPool();
-  TYPE_SWITCH(dtype_, dali::type2id, Out, (uint8_t, float, dali::float16), (
+  VisitType(dtype_, OutputTypes{}, [&](auto type) {
+    using Out = typename decltype(type)::type;
     BOOL_SWITCH(chw_, kCHW, (
       for (const auto &d : descs_) {
         auto paste = d.C == 3 ? PasteSampleCpu<Out, kCHW, 3> : PasteSampleCpu<Out, kCHW, 1>;
         pool.AddWork([&d, paste](int) { paste(d); }, static_cast<int64_t>(d.H) * d.W);
       }
     ));  // NOLINT
-  ), DALI_FAIL(make_string("cmo_paste: unsupported dtype ", dtype_)));  // NOLINT
+  });
   pool.RunAll();
 }
 
@@ -283,7 +283,8 @@ instead of drawing them; ``alpha``, ``probability`` and ``per_sample`` are then 
                     std::vector<float>{})
     .AddOptionalArg("std", "Per-channel standard deviation dividing the output (1 or C values).",
                     std::vector<float>{})
-    .AddOptionalTypeArg("dtype", "Output type: UINT8, FLOAT or FLOAT16.", DALI_UINT8)
+    .AddOptionalTypeArg("dtype", "Output type, one of: " + ::dali_cmo::TypeNames(
+                        ::dali_cmo::OutputTypes{}) + ".", DALI_UINT8)
     .AddOptionalArg("output_layout", "Output layout: \"HWC\" or \"CHW\".", std::string("HWC"))
     .AddOptionalArg("output_box", "Add a third output with the pasted boxes.", false)
     .AddParent("CmoBoxSampling")

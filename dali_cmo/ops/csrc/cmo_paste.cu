@@ -52,11 +52,12 @@ void CmoPaste<dali::GPUBackend>::RunImpl(dali::Workspace &ws) {
   int blocks = static_cast<int>(std::min<int64_t>(
       (max_pixels + kBlockSize * kPixelsPerThread - 1) / (kBlockSize * kPixelsPerThread), 1024));
   dim3 grid(blocks, n);
-  TYPE_SWITCH(dtype_, dali::type2id, Out, (uint8_t, float, dali::float16), (
+  VisitType(dtype_, OutputTypes{}, [&](auto type) {
+    using Out = typename decltype(type)::type;
     BOOL_SWITCH(chw_, kCHW, (
       PasteKernel<Out, kCHW><<<grid, kBlockSize, 0, stream>>>(gpu_descs);
     ));  // NOLINT
-  ), DALI_FAIL(dali::make_string("cmo_paste: unsupported dtype ", dtype_)));  // NOLINT
+  });
   CUDA_CALL(cudaGetLastError());
 }
 

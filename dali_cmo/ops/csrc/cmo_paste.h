@@ -6,17 +6,43 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
-#include "cmo_box.h"
+#include "box_sampling.h"
 #include "dali/core/convert.h"
 #include "dali/core/float16.h"
 #include "dali/core/host_dev.h"
+#include "dali/operators/random/rng_base.h"
 #include "dali/pipeline/operator/operator.h"
 
 namespace dali_cmo {
 
 constexpr int kMaxChannels = 3;
+
+template <typename... T>
+struct TypeList {};
+
+/** The output types of cmo_paste, named once: the `dtype` check and both backends use it. */
+using OutputTypes = TypeList<uint8_t, float, dali::float16>;
+
+/**
+ * Calls `visit(std::type_identity<Out>{})` for the type Out of `types` whose id is `dtype`;
+ * returns false (calling nothing) when `dtype` is not in the list.
+ */
+template <typename Visit, typename... T>
+bool VisitType(dali::DALIDataType dtype, TypeList<T...>, Visit &&visit) {
+  return ((dtype == dali::type2id<T>::value && (visit(std::type_identity<T>{}), true)) || ...);
+}
+
+/** The names of `types`, e.g. "uint8, float, float16" (for error messages). */
+template <typename... T>
+std::string TypeNames(TypeList<T...>) {
+  std::string names;
+  ((names += std::string(names.empty() ? "" : ", ") +
+             dali::GetBuiltinTypeName(dali::type2id<T>::value)), ...);
+  return names;
+}
 
 /** Everything needed to produce one output sample; plain data, copied to the GPU as is. */
 struct PasteSampleDesc {

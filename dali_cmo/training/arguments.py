@@ -1,0 +1,291 @@
+"""The trainer's command line: flags, preset defaults, and checks that name the flag.
+
+``train.py`` calls :func:`parse_args`; everything it returns is resolved (the preset has filled
+every value left unset) and checked. Mistakes raise :class:`UsageError`, one line naming the
+flag; only argument-syntax errors (an unknown flag, a bad choice, a value of the wrong type) get
+argparse's usage text.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from dali_cmo.data.sampling import SCHEMES
+from dali_cmo.data.sources import VARIANTS
+from dali_cmo.training.losses import LOSS_NAMES
+from dali_cmo.training.models import MODEL_NAMES
+from dali_cmo.training.recipes import DECAYS, PRESETS, LRSchedule
+
+PROG = "train.py"
+DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
+# argparse dest -> PRESETS key, for the values a preset provides
+PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="lr",
+                   wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
+                   decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
+                   cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
+                   drw_epoch="drw_epoch", image_size="image_size")
+# pipeline / sampler field -> flag, for their messages
+FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
+               "image_size": "--image-size", "cmo_start": "--cmo-start",
+               "cmo_end": "--cmo-end", "q_beta": "--q-beta", "beta": "--q-beta",
+               "scheme": "--q-scheme", "r": "--q-r"}
+# LRSchedule argument -> flag
+SCHEDULE_FLAGS = {"base_lr": "--lr", "epochs": "--epochs", "warmup_epochs": "--warmup",
+                  "decay": "--decay", "decay_epochs": "--decay-epochs",
+                  "decay_factor": "--decay-factor"}
+
+
+class UsageError(Exception):
+    """A user mistake or unusable input: ``train.py`` prints ``train.py: error: <message>`` (no
+    traceback, no usage text) and exits with ``status`` (2: arguments, 1: data).
+
+    Args:
+        message: one line naming the flag or file and what to do.
+        status: the exit status.
+    """
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only where X says something: not for unset values (the preset's
+    ``(default: from --preset)`` is shown instead) nor where the help already names the
+    default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            if action.dest in PRESET_KEYS and "default" not in text:
+                return f"{text} (default: from --preset)".strip()
+            return text
+        return super()._get_help_string(action)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=HelpFormatter,
+        description="Long-tailed classification with CMO (context-rich minority oversampling) "
+                    "on DALI. Without arguments: the built-in demo.")
+    group = parser.add_argument_group("recipe")
+    group.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="reference recipe whose values are the defaults below (default: "
+                            "'demo' for the demo, 'cifar10-lt' for --dataset cifar10-lt, "
+                            "'imagenet-lt' otherwise)")
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=DATASETS, default=None,
+                       help="demo: built-in synthetic data; cifar10-lt: CIFAR-10-LT from a "
+                            "CIFAR-10 JPEG tree; folder / split / inat: image folder, split "
+                            "file, iNat JSON (default: guessed from --data, demo without it)")
+    group.add_argument("--data", default=None,
+                       help="training split file, image folder or iNat JSON (cifar10-lt: the "
+                            "folder holding train/ and test/; default: the shared CIFAR-10)")
+    group.add_argument("--root", default=None, help="image root for split files / JSON")
+    group.add_argument("--val-data", default=None,
+                       help="evaluation split file / folder / JSON (a folder --data may "
+                            "instead hold train/ and val/ or test/)")
+    group.add_argument("--val-root", default=None, help="image root for --val-data "
+                                                        "(default: --root)")
+    group.add_argument("--imbalance-ratio", type=float, default=100.0,
+                       help="cifar10-lt: n_max / n_min of the long-tailed subset")
+    group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
+                       help="augmentation style (default: cifar for image size <= 64)")
+    group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
+    group = parser.add_argument_group("model and loss")
+    group.add_argument("--model", choices=MODEL_NAMES, default=None, help="network")
+    group.add_argument("--loss", choices=LOSS_NAMES, default=None,
+                       help="ce, bs (Balanced Softmax) or ldam (adds a cosine classifier)")
+    group.add_argument("--drw-epoch", type=int, default=None,
+                       help="deferred re-weighting from this epoch on (none: never)")
+    group = parser.add_argument_group("CMO")
+    group.add_argument("--variant", choices=tuple(VARIANTS), default="cmo",
+                       help="cmo (bg~P, fg~Q), cmo_back, cmo_minor, cutmix, ros, none")
+    group.add_argument("--cmo-start", type=int, default=None,
+                       help="CMO is active in epochs cmo_start < e < epochs - cmo_end, "
+                            "counted from 0 (-1: from the first epoch)")
+    group.add_argument("--cmo-end", type=int, default=None, help="see --cmo-start")
+    group.add_argument("--cmo-prob", type=float, default=0.5, help="chance of a paste per batch")
+    group.add_argument("--alpha", type=float, default=1.0, help="lam ~ Beta(alpha, alpha)")
+    group.add_argument("--per-sample", action="store_true",
+                       help="one coin, lam and box per sample instead of per batch")
+    group.add_argument("--q-scheme", choices=SCHEMES, default="reference",
+                       help="foreground weights (reference: w_i = n_{y_i}^-r)")
+    group.add_argument("--q-r", type=float, default=1.0, help="exponent r of the Q weights")
+    group.add_argument("--q-beta", default=None,
+                       help="effective_number beta (a number, or 'paper' = (N-1)/N)")
+    group.add_argument("--foreground-decode", choices=("region", "full", "naive"),
+                       default="region", help="decode only the pasted box of a foreground")
+    group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                       help="an unreadable or undecodable image: stop, naming it, or "
+                            "replace it by another image of its class and report it once")
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--epochs", type=int, default=None, help="training epochs")
+    group.add_argument("--batch-size", type=int, default=None, help="images per step per rank")
+    group.add_argument("--lr", type=float, default=None, help="base learning rate (SGD)")
+    group.add_argument("--momentum", type=float, default=None, help="SGD momentum")
+    group.add_argument("--wd", type=float, default=None, help="weight decay")
+    group.add_argument("--warmup", type=int, default=None, help="warm-up epochs")
+    group.add_argument("--decay", choices=DECAYS, default=None, help="learning-rate decay")
+    group.add_argument("--decay-epochs", type=int, nargs="*", default=None,
+                       help="step decay: epochs (from 0) where the lr is multiplied")
+    group.add_argument("--decay-factor", type=float, default=None,
+                       help="step decay: the factor")
+    group = parser.add_argument_group("run")
+    group.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                       help="default: cuda when available")
+    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
+    group.add_argument("--workers", type=int, default=2, help="DALI threads per rank")
+    group.add_argument("--torch-threads", type=int, default=0,
+                       help="torch CPU threads (0: torch's default)")
+    group.add_argument("--seed", type=int, default=0, help="random seed")
+    group.add_argument("--output", default=None, help="run folder (default: runs/<name>)")
+    group.add_argument("--resume", default=None,
+                       help="checkpoint file or run folder to continue, or 'auto' (the "
+                            "--output folder's checkpoint, if any)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an --output folder that already holds a "
+                            "checkpoint (otherwise refused: use --resume auto to continue)")
+    group.add_argument("--eval-every", type=int, default=None,
+                       help="evaluate every N epochs (0: only after the last; the last epoch "
+                            "is always evaluated; default 1, the demo 0)")
+    group.add_argument("--max-steps-per-epoch", type=int, default=0,
+                       help="train on at most this many batches per epoch (0: all; the rest "
+                            "of the epoch is read and skipped, for short tests)")
+    group.add_argument("--print-every", type=float, default=30.0,
+                       help="seconds between progress lines when stderr is not a terminal")
+    # Hidden test hooks.
+    parser.add_argument("--stop-after-steps", type=int, default=0,
+                        help=argparse.SUPPRESS)  # simulate SIGTERM
+    parser.add_argument("--debug-shards", action="store_true",
+                        help=argparse.SUPPRESS)  # write rank indices
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``, fill unset values from the preset and check them.
+
+    Raises:
+        SystemExit: argument-syntax errors (argparse prints the usage).
+        UsageError: a value or combination that cannot work, naming the flag.
+    """
+    args = get_args_parser().parse_args(argv)
+    _fill_defaults(args)
+    check_args(args)
+    return args
+
+
+def _guess_dataset(args) -> str:
+    if args.data is None:
+        return "cifar10-lt" if args.preset == "cifar10-lt" else "demo"
+    if Path(args.data).is_dir():
+        return "folder"
+    return "inat" if args.data.lower().endswith(".json") else "split"
+
+
+def _fill_defaults(args) -> None:
+    if args.dataset is None:
+        args.dataset = _guess_dataset(args)
+    if args.preset is None:
+        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt"}.get(args.dataset,
+                                                                      "imagenet-lt")
+    preset = PRESETS[args.preset]
+    for dest, key in PRESET_KEYS.items():
+        if getattr(args, dest) is None:
+            value = preset[key]
+            setattr(args, dest, list(value) if isinstance(value, tuple) else value)
+    if args.eval_every is None:
+        args.eval_every = 0 if args.dataset == "demo" else 1
+    if args.style is None:
+        args.style = "cifar" if args.image_size <= 64 else "imagenet"
+    if args.device is None:
+        import torch
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.output is None:
+        args.output = str(Path("runs") / (f"{args.dataset}-{args.model}-{args.loss}-"
+                                          f"{args.variant}"))
+    if args.q_beta is not None and args.q_beta != "paper":
+        try:
+            args.q_beta = float(args.q_beta)
+        except ValueError:
+            raise UsageError(f"--q-beta must be a number or 'paper'; got {args.q_beta!r}") \
+                from None
+
+
+def check_args(args) -> None:
+    """Raise :class:`UsageError` for the first value or combination that cannot work."""
+    checks = [
+        (args.batch_size >= 1, f"--batch-size must be >= 1; got {args.batch_size}"),
+        (args.epochs >= 1, f"--epochs must be >= 1; got {args.epochs}"),
+        (args.lr > 0, f"--lr must be > 0; got {args.lr}"),
+        (args.momentum >= 0, f"--momentum must be >= 0; got {args.momentum}"),
+        (args.wd >= 0, f"--wd must be >= 0; got {args.wd}"),
+        (0.0 <= args.cmo_prob <= 1.0, f"--cmo-prob must lie in [0, 1]; got {args.cmo_prob}"),
+        (args.alpha > 0, f"--alpha must be > 0; got {args.alpha}"),
+        (args.image_size >= 1, f"--image-size must be >= 1; got {args.image_size}"),
+        (args.imbalance_ratio >= 1, f"--imbalance-ratio must be >= 1; got "
+                                    f"{args.imbalance_ratio}"),
+        (args.workers >= 1, f"--workers must be >= 1; got {args.workers}"),
+        (args.torch_threads >= 0, f"--torch-threads must be >= 0; got {args.torch_threads}"),
+        (args.eval_every >= 0, f"--eval-every must be >= 0; got {args.eval_every}"),
+        (args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch must be >= 0; got "
+                                        f"{args.max_steps_per_epoch}"),
+        (args.drw_epoch is None or args.drw_epoch >= 0,
+         f"--drw-epoch must be >= 0; got {args.drw_epoch}"),
+        (args.cmo_start >= -1, f"--cmo-start must be >= -1; got {args.cmo_start}"),
+        (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
+        (not (args.amp or args.channels_last) or args.device == "cuda",
+         "--amp and --channels-last need --device cuda"),
+        (args.dataset != "demo" or args.data is None,
+         "--data does not apply to --dataset demo"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    pastes = VARIANTS[args.variant][1] is not None
+    if pastes and args.cmo_prob > 0 and not any(
+            args.cmo_start < e < args.epochs - args.cmo_end for e in range(args.epochs)):
+        raise UsageError(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO "
+                         f"window cmo_start < epoch < epochs - cmo_end (epochs={args.epochs}, "
+                         f"counted from 0) leaves no augmented epoch")
+    try:
+        make_schedule(args)
+    except ValueError as error:
+        raise UsageError(f"learning-rate schedule: {flag_names(str(error), SCHEDULE_FLAGS)}") \
+            from None
+    try:
+        make_train_config(args)
+    except ValueError as error:
+        raise UsageError(f"training pipeline: {flag_names(str(error))}") from None
+    # Never overwrite a run's checkpoint by accident (the demo always starts afresh).
+    if (not args.resume and not args.overwrite and args.dataset != "demo"
+            and (Path(args.output) / "checkpoint.pt").exists()):
+        raise UsageError(f"--output {args.output} already holds a checkpoint: continue it with "
+                         f"--resume auto, start afresh with --overwrite, or choose another "
+                         f"--output")
+
+
+def flag_names(message: str, flags: dict[str, str] = FIELD_FLAGS) -> str:
+    """``message`` (from TrainConfig, a sampler or LRSchedule) with the field names of
+    ``flags`` spelled as flags, whole words only."""
+    words = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({words})(?![\w-])", lambda m: flags[m.group(1)], message)
+
+
+def make_schedule(args) -> LRSchedule:
+    """The learning-rate schedule the flags describe."""
+    return LRSchedule(args.lr, args.epochs, warmup_epochs=args.warmup, decay=args.decay,
+                      decay_epochs=args.decay_epochs, decay_factor=args.decay_factor)
+
+
+def make_train_config(args):
+    """The ``pipelines.training.TrainConfig`` the flags describe."""
+    from pipelines.training import TrainConfig
+    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.batch_size,
+                       epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
+                       probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
+                       image_size=args.image_size, foreground_decode=args.foreground_decode,
+                       q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
+                       seed=args.seed, num_threads=args.workers, on_bad_image=args.on_bad_image)
