@@ -11,6 +11,7 @@ import argparse
 import re
 from pathlib import Path
 
+from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.data.sampling import SCHEMES
 from dali_cmo.data.sources import VARIANTS
 from dali_cmo.training.losses import LOSS_NAMES
@@ -24,12 +25,13 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
                    decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
                    cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
-                   drw_epoch="drw_epoch", image_size="image_size")
+                   drw_epoch="drw_epoch", image_size="image_size", augment="augment")
 # pipeline / sampler field -> flag, for their messages
 FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
                "image_size": "--image-size", "cmo_start": "--cmo-start",
                "cmo_end": "--cmo-end", "q_beta": "--q-beta", "beta": "--q-beta",
-               "scheme": "--q-scheme", "r": "--q-r"}
+               "scheme": "--q-scheme", "r": "--q-r", "augment": "--augment",
+               "randaugment": "--randaugment", "style": "--style"}
 # LRSchedule argument -> flag
 SCHEDULE_FLAGS = {"base_lr": "--lr", "epochs": "--epochs", "warmup_epochs": "--warmup",
                   "decay": "--decay", "decay_epochs": "--decay-epochs",
@@ -93,6 +95,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
                        help="augmentation style (default: cifar for image size <= 64)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
+    group.add_argument("--augment", choices=tuple(RECIPES), default=None,
+                       help="training augmentation of both streams: standard (crop, flip), "
+                            "jitter (+ ColorJitter 0.4), randaugment (ImageNet/iNat 400-epoch "
+                            "branches), autoaugment (CIFAR 400-epoch branches)")
+    group.add_argument("--randaugment", default=DEFAULT_RANDAUGMENT,
+                       help="timm RandAugment config of --augment randaugment")
     group = parser.add_argument_group("model and loss")
     group.add_argument("--model", choices=MODEL_NAMES, default=None, help="network")
     group.add_argument("--loss", choices=LOSS_NAMES, default=None,
@@ -287,5 +295,6 @@ def make_train_config(args):
                        epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
+                       augment=args.augment, randaugment=args.randaugment,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
                        seed=args.seed, num_threads=args.workers, on_bad_image=args.on_bad_image)
