@@ -31,6 +31,13 @@ the process and its DataLoader workers per delivered image. On a machine shared 
 work, wall-clock figures swing with the others' load; the CPU cost, and its ratio to the
 baseline's (``cpu_ratios``, the throughput ratio when CPU is the bottleneck), stay steady.
 
+``--augment jitter,randaugment`` adds, per recipe R (``dali_cmo.augment.recipes``), the rows
+``baseline+R`` (DALI baseline with R on its stream), ``cmo+R`` (DALI CMO p=0.5 with R on both
+streams, pasted foregrounds decoded whole: R is not pointwise) and ``torch_reference+R`` (the
+torchvision re-creation of R, ``benchmarks/reference_transforms.py``, in the reference's two
+DataLoaders); their ratios are to ``baseline+R``. ``--style cifar --augment autoaugment`` does
+the same for the CIFAR recipe (32 px images: ``--split`` a CIFAR JPEG folder).
+
 ``--end-to-end`` adds training steps/s of a model fed by each loader (ResNet-50, AMP float16,
 channels-last on the GPU; ``--model`` on the CPU, default mobilenet_v3_small channels-last):
 the ratio to the baseline there is what a user feels.
@@ -58,6 +65,8 @@ import common  # noqa: E402  (puts the repository root on sys.path)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from dali_cmo.augment.recipes import RECIPES  # noqa: E402
+
 PIPELINES = {
     "baseline": dict(kind="dali", variant="none",
                      description="DALI baseline (decode+RRC, crop_mirror_normalize)"),
@@ -80,6 +89,18 @@ EPOCHS = 1000  # with cmo_start=-1, cmo_end=0: pasting active from the first bat
 
 
 # --------------------------------------------------------------------------- loaders
+
+def spec_of(key: str) -> dict:
+    """A pipeline key's settings: ``PIPELINES[base]`` plus the recipe after ``+`` (if any)."""
+    base, _, augment = key.partition("+")
+    return dict(PIPELINES[base], augment=augment or "standard")
+
+
+def baseline_of(key: str) -> str:
+    """The key a pipeline's ratios are to: the baseline with the same augmentation."""
+    _, plus, augment = key.partition("+")
+    return f"baseline{plus}{augment}"
+
 
 def dali_to_torch(batch) -> torch.Tensor:
     """A DALI TensorList (uniform shape) as a torch tensor on the device it lives on."""
@@ -139,7 +160,8 @@ class TorchLoader:
         self.loader = ReferenceLoader(dataset, variant=spec["variant"], batch_size=args.batch_size,
                                       workers=args.threads, image_size=args.image_size,
                                       probability=spec.get("probability", 0.5), alpha=args.alpha,
-                                      device=args.device, seed=seed, coin=coin)
+                                      device=args.device, seed=seed, coin=coin,
+                                      augment=spec["augment"], style=args.style)
         self.batches = 0
 
     @property
@@ -181,17 +203,17 @@ def balanced_seed(seed: int, probability: float, first: int, count: int,
 
 def train_config(spec: dict, args, seed: int):
     from pipelines.training import TrainConfig
-    return TrainConfig(style="imagenet", variant=spec["variant"], batch_size=args.batch_size,
+    return TrainConfig(style=args.style, variant=spec["variant"], batch_size=args.batch_size,
                        epochs=EPOCHS, cmo_start=-1, cmo_end=0,
                        probability=spec.get("probability", 0.5), alpha=args.alpha,
                        per_sample=args.per_sample, image_size=args.image_size,
                        foreground_decode=spec.get("foreground_decode", "region"),
                        dtype="float32", seed=seed, num_threads=args.threads,
-                       prefetch=args.prefetch)
+                       prefetch=args.prefetch, augment=spec["augment"])
 
 
 def make_loader(key: str, dataset, args, seed: int):
-    spec = PIPELINES[key]
+    spec = spec_of(key)
     if spec["kind"] == "dali":
         return DaliLoader(dataset, train_config(spec, args, seed), args.device)
     schedule = (paste_schedule(spec.get("probability", 0.5), seed, args.per_sample)
@@ -285,9 +307,10 @@ def run_reps(keys, dataset, args, warmup, batches, label, trainer=None) -> dict:
     return per_key
 
 
-def summarize_runs(runs: dict, baseline: str = "baseline") -> dict:
+def summarize_runs(runs: dict) -> dict:
     out = {}
     for key, reps in runs.items():
+        baseline = baseline_of(key)
         rates = [r["images_per_s"] for r in reps]
         entry = {"images_per_s": common.summarize(rates),
                  "steps_per_s": common.summarize([r["steps_per_s"] for r in reps]),
@@ -343,6 +366,11 @@ def parse_args(argv=None):
                         "or resnet32 (default resnet50 on gpu, mobilenet_v3_small on cpu)")
     parser.add_argument("--e2e-batches", type=int, help="timed steps (default 6 cpu / 50 gpu)")
     parser.add_argument("--e2e-warmup", type=int, help="untimed steps (default 2 cpu / 15 gpu)")
+    parser.add_argument("--augment", default="",
+                        help="comma-separated recipes (jitter, randaugment; autoaugment with "
+                        "--style cifar): adds baseline+R, cmo+R, torch_reference+R")
+    parser.add_argument("--style", choices=("imagenet", "cifar"), default="imagenet",
+                        help="crop style of every pipeline (cifar: pad-4 crop of 32 px images)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 3 batches, 1 warm-up, 1 repetition")
     parser.add_argument("--json", help="write every figure, settings and the machine here")
@@ -363,6 +391,11 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown pipeline(s) {', '.join(unknown)}; choose from {', '.join(PIPELINES)}")
     args.keys = ["baseline"] + [k for k in dict.fromkeys(keys) if k != "baseline"]
+    for recipe in filter(None, (r.strip() for r in args.augment.split(","))):
+        if recipe not in RECIPES or recipe == "standard":
+            parser.error(f"--augment: unknown recipe {recipe!r}; choose from "
+                         f"{', '.join(r for r in RECIPES if r != 'standard')}")
+        args.keys += [f"{base}+{recipe}" for base in ("baseline", "cmo", "torch_reference")]
     if gpu and not torch.cuda.is_available():
         parser.error("--device gpu needs a CUDA GPU (torch.cuda.is_available() is False)")
     if args.threads < 1 or args.batch_size < 1 or args.batches < 1 or args.reps < 1:
@@ -391,7 +424,7 @@ def main(argv=None) -> dict:
                                       args.e2e_batches, "end-to-end", trainer))
 
     for key in args.keys:
-        spec = PIPELINES[key]
+        spec = spec_of(key)
         results[key]["description"] = spec["description"]
         results[key]["kind"] = spec["kind"]
         if spec["kind"] == "dali":
@@ -403,7 +436,7 @@ def main(argv=None) -> dict:
         "benchmark": "throughput",
         "settings": {
             "device": args.device, "dataset": described, "pipelines": args.keys,
-            "batch_size": args.batch_size, "threads": args.threads,
+            "batch_size": args.batch_size, "threads": args.threads, "style": args.style,
             "dataloader_workers_per_loader": args.threads, "image_size": args.image_size,
             "alpha": args.alpha, "per_sample": args.per_sample, "prefetch": args.prefetch,
             "warmup_batches": args.warmup, "timed_batches": args.batches, "reps": args.reps,
@@ -475,6 +508,8 @@ def render(report: dict) -> str:
              f"batch {s['batch_size']}, {s['threads']} threads/workers, {s['image_size']}px, "
              f"{s['reps']} reps x {s['timed_batches']} batches (+{s['warmup_batches']} warm-up)",
              f"data: {s['dataset']}", "", common.format_table(headers, rows), ""]
+    if any("+" in key for key in results):
+        lines.insert(2, "x baseline: to the baseline with the same augmentation (baseline+R)")
     for name, t in report["targets"].items():
         lines.append(f"target {name}: {t['ratio']:.3f} -> {'met' if t['met'] else 'MISSED'}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from dali_cmo.augment.recipes import RECIPES
+from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
@@ -44,11 +44,14 @@ CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "-
               "--val-data", "--device", "--amp", "--channels-last")
 # values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
 EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
+    group.add_argument("--randaugment", default=DEFAULT_RANDAUGMENT,
+                       help="timm RandAugment config of --augment randaugment")
 # pipeline / sampler field -> flag, for their messages
 FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
                "image_size": "--image-size", "cmo_start": "--cmo-start",
                "cmo_end": "--cmo-end", "q_beta": "--q-beta", "beta": "--q-beta",
-               "scheme": "--q-scheme", "r": "--q-r"}
+               "scheme": "--q-scheme", "r": "--q-r", "augment": "--augment",
+               "randaugment": "--randaugment", "style": "--style"}
 # LRSchedule argument -> flag
 SCHEDULE_FLAGS = {"base_lr": "--lr", "epochs": "--epochs", "warmup_epochs": "--warmup",
                   "decay": "--decay", "decay_epochs": "--decay-epochs",
@@ -128,11 +131,21 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "--image-size, pad 4 and crop) (default: cifar for the demo and "
                             "the CIFAR data and presets, imagenet otherwise)")
     group.add_argument("--augment", choices=tuple(RECIPES), default=None,
-                       help="the reference's augmentation of both streams "
-                            "(dali_cmo.augment.recipes)")
+                       help="training augmentation of both streams: standard (crop, flip), "
+                            "jitter (+ ColorJitter 0.4), randaugment (ImageNet/iNat 400-epoch "
+                            "branches), autoaugment (CIFAR 400-epoch branches)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
+<<<<<<< HEAD
     group.add_argument("--normalisation", choices=tuple(NORMALISATIONS), default=None,
                        help="mean/std of training and evaluation (iNat's own for inat2018)")
+=======
+    group.add_argument("--augment", choices=tuple(RECIPES), default=None,
+                       help="training augmentation of both streams: standard (crop, flip), "
+                            "jitter (+ ColorJitter 0.4), randaugment (ImageNet/iNat 400-epoch "
+                            "branches), autoaugment (CIFAR 400-epoch branches)")
+    group.add_argument("--randaugment", default=DEFAULT_RANDAUGMENT,
+                       help="timm RandAugment config of --augment randaugment")
+>>>>>>> aug
     group = parser.add_argument_group("model and loss")
     group.add_argument("--model", choices=MODEL_NAMES, default=None, help="network")
     group.add_argument("--loss", choices=LOSS_NAMES, default=None,
@@ -438,6 +451,7 @@ def make_train_config(args):
                        epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
+                       randaugment=args.randaugment,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
                        augment=args.augment, normalisation=args.normalisation,
                        seed=args.seed, num_threads=args.workers,
