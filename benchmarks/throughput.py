@@ -102,18 +102,6 @@ def baseline_of(key: str) -> str:
     return f"baseline{plus}{augment}"
 
 
-def dali_to_torch(batch) -> torch.Tensor:
-    """A DALI TensorList (uniform shape) as a torch tensor on the device it lives on."""
-    from nvidia.dali.tensors import TensorListGPU
-    tensor = batch.as_tensor()
-    if isinstance(batch, TensorListGPU):
-        from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
-        out = torch.empty(tensor.shape(), dtype=to_torch_type[tensor.dtype], device="cuda")
-        feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream())
-        return out
-    return torch.from_numpy(np.array(tensor))
-
-
 class DaliLoader:
     """One of the repository's training pipelines, yielding ``(images, y_b, y_f, lam)``."""
 
@@ -122,26 +110,27 @@ class DaliLoader:
         self.training = TrainingPipeline(dataset, config, device=device,
                                          device_id=0 if device == "gpu" else None)
         self.pipe = self.training.build()
+        self.device = device
         self.batches = self.pasted = 0
 
     def __next__(self):
+        from dali_cmo.data.iterator import run_naming_bad_files, to_torch
         try:
-            outputs = self.pipe.run()
+            outputs = run_naming_bad_files(self.pipe, (), 0, 0, self.device)
         except StopIteration:  # end of an epoch (small datasets)
             self.pipe.reset()
-            outputs = self.pipe.run()
-        images = dali_to_torch(outputs[0])
-        device = images.device  # labels and lam are CPU outputs even in a GPU pipeline
+            outputs = run_naming_bad_files(self.pipe, (), 0, 0, self.device)
+        images = to_torch(outputs[0], self.device)
 
         def small(batch):
-            return dali_to_torch(batch).to(device, non_blocking=True).reshape(-1)
+            return to_torch(batch, self.device).reshape(-1)
         target_b = small(outputs[1]).long()
         self.batches += 1
         if len(outputs) == 2:
             return images, target_b, target_b, None
-        lam = dali_to_torch(outputs[3]).reshape(-1)
+        lam = small(outputs[3])
         self.pasted += bool((lam.cpu() < 1.0).any())
-        return images, target_b, small(outputs[2]).long(), lam.to(device, non_blocking=True)
+        return images, target_b, small(outputs[2]).long(), lam
 
     def pids(self) -> list[int]:
         return []

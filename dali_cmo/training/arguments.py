@@ -44,8 +44,6 @@ CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "-
               "--val-data", "--device", "--amp", "--channels-last")
 # values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
 EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
-    group.add_argument("--randaugment", default=DEFAULT_RANDAUGMENT,
-                       help="timm RandAugment config of --augment randaugment")
 # pipeline / sampler field -> flag, for their messages
 FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
                "image_size": "--image-size", "cmo_start": "--cmo-start",
@@ -135,17 +133,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "jitter (+ ColorJitter 0.4), randaugment (ImageNet/iNat 400-epoch "
                             "branches), autoaugment (CIFAR 400-epoch branches)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
-<<<<<<< HEAD
     group.add_argument("--normalisation", choices=tuple(NORMALISATIONS), default=None,
                        help="mean/std of training and evaluation (iNat's own for inat2018)")
-=======
-    group.add_argument("--augment", choices=tuple(RECIPES), default=None,
-                       help="training augmentation of both streams: standard (crop, flip), "
-                            "jitter (+ ColorJitter 0.4), randaugment (ImageNet/iNat 400-epoch "
-                            "branches), autoaugment (CIFAR 400-epoch branches)")
     group.add_argument("--randaugment", default=DEFAULT_RANDAUGMENT,
                        help="timm RandAugment config of --augment randaugment")
->>>>>>> aug
     group = parser.add_argument_group("model and loss")
     group.add_argument("--model", choices=MODEL_NAMES, default=None, help="network")
     group.add_argument("--loss", choices=LOSS_NAMES, default=None,
