@@ -12,6 +12,11 @@ decoded; with ``foreground_decode="region"`` only the pasted box of a foreground
 (``decoders.image_slice`` of the matching window of its random-resized-crop, resized to the box).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
 step, as the reference code does (for benchmarks).
+
+With one coin per batch (the reference), a batch is pasted whole or not at all, so
+:meth:`TrainingPipeline.build` runs two graphs (:mod:`dali_cmo.data.split`): the baseline graph
+for unpasted batches and the CMO graph without its conditional for pasted ones. Outside the CMO
+window and on lost coins, CMO then costs exactly what the baseline costs.
 """
 from __future__ import annotations
 
