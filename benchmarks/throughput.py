@@ -10,6 +10,18 @@ Pipelines (``--pipelines``, comma-separated; the baseline always runs, ratios ar
                    does (foreground_decode="naive"), probability 0.5
   full             DALI CMO decoding pasted foregrounds whole (foreground_decode="full"),
                    probability 0.5: what region decoding buys
+  cmo_single       (not run by default) "cmo" as one DALI graph with a conditional instead of
+                   the per-batch split into a baseline and a pasted pipeline
+                   (dali_cmo.data.split): what the split buys; likewise cmo_p1_single
+  cmo_p0_single    (not run by default) the one-graph CMO pipeline at probability 0: its fixed
+                   cost over the baseline (the split pipeline at probability 0 is the baseline)
+
+Cost terms (not run by default; DALI work only, nothing converted to torch; images/s counts
+samples): ``read`` reads P-stream bytes through ``external_source`` without decoding;
+``fg_decode`` decodes the box window of pasted foregrounds (every sample pasted, its own box)
+and nothing else: the least an exact region-decoding pipeline does per pasted foreground;
+``fg_prepared`` prepares them as the CMO pipeline does for ``cmo_paste``
+(``pipelines.training.pasted_foreground``).
   torch_reference  the reference approach in torchvision: PIL decode, RandomResizedCrop, flip,
                    ToTensor, Normalize in DataLoader workers; a second DataLoader over a
                    WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
@@ -78,6 +90,19 @@ PIPELINES = {
                   description="DALI CMO p=0.5, both streams fully decoded every step"),
     "full": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="full",
                  description="DALI CMO p=0.5, pasted foregrounds decoded whole"),
+    "cmo_single": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="region",
+                       split=False, description="DALI CMO p=0.5, one graph with a conditional"),
+    "cmo_p1_single": dict(kind="dali", variant="cmo", probability=1.0,
+                          foreground_decode="region", split=False,
+                          description="DALI CMO p=1.0, one graph with a conditional"),
+    "cmo_p0_single": dict(kind="dali", variant="cmo", probability=0.0,
+                          foreground_decode="region", split=False,
+                          description="DALI CMO p=0, one graph: its fixed cost"),
+    "read": dict(kind="term", graph="read", description="reading P-stream bytes, no decode"),
+    "fg_decode": dict(kind="term", graph="fg_decode",
+                      description="pasted foregrounds: region decode of the box window alone"),
+    "fg_prepared": dict(kind="term", graph="fg_prepared",
+                        description="pasted foregrounds as prepared for cmo_paste"),
     "torch_reference": dict(kind="torch", variant="cmo", probability=0.5,
                             description="torchvision reference CMO (PIL, 2 DataLoaders) p=0.5"),
     "torch_baseline": dict(kind="torch", variant="none",
@@ -105,11 +130,11 @@ def baseline_of(key: str) -> str:
 class DaliLoader:
     """One of the repository's training pipelines, yielding ``(images, y_b, y_f, lam)``."""
 
-    def __init__(self, dataset, config, device: str):
+    def __init__(self, dataset, config, device: str, split: bool | None = None):
         from pipelines.training import TrainingPipeline
         self.training = TrainingPipeline(dataset, config, device=device,
                                          device_id=0 if device == "gpu" else None)
-        self.pipe = self.training.build()
+        self.pipe = self.training.build(split=split)
         self.device = device
         self.batches = self.pasted = 0
 
@@ -131,6 +156,59 @@ class DaliLoader:
         lam = small(outputs[3])
         self.pasted += bool((lam.cpu() < 1.0).any())
         return images, target_b, small(outputs[2]).long(), lam
+
+    def pids(self) -> list[int]:
+        return []
+
+    def close(self):
+        del self.pipe
+        self.pipe = None
+
+
+class TermLoader:
+    """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``); yields nothing useful."""
+
+    def __init__(self, dataset, config, graph: str):
+        from nvidia.dali import fn, pipeline_def, types
+        from dali_cmo.data.sources import TrainingStreams
+        from pipelines.training import RRC_AREA, RRC_ASPECT, pasted_foreground
+        streams = TrainingStreams.for_variant(dataset, "cmo", batch_size=config.batch_size,
+                                              seed=config.seed, schedule=config.paste_schedule())
+        size = config.image_size
+
+        @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads, device_id=None,
+                      seed=config.seed, prefetch_queue_depth=config.prefetch)
+        def term():
+            if graph == "read":
+                encoded, _ = fn.external_source(streams.background, num_outputs=2, batch=True,
+                                                batch_info=True)
+                return fn.peek_image_shape(encoded)
+            encoded, _, _ = fn.external_source(streams.foreground, num_outputs=3, batch=True,
+                                               batch_info=True)
+            mirror = fn.random.coin_flip(probability=0.5)
+            box, _ = fn.cmo_box(size=[size, size], alpha=config.alpha, per_sample=True)
+            if graph == "fg_prepared":
+                return pasted_foreground(encoded, box, mirror, config, "cpu")
+            anchor, window = fn.random_crop_generator(
+                fn.peek_image_shape(encoded), random_area=RRC_AREA,
+                random_aspect_ratio=RRC_ASPECT, num_attempts=10)
+            start, extent, _ = fn.cmo_region(anchor, window, box, size=size,
+                                             foreground_mirror=mirror)
+            return fn.decoders.image_slice(encoded, start, extent, axes=[0, 1],
+                                           normalized_anchor=False, normalized_shape=False,
+                                           output_type=types.RGB)
+
+        self.pipe = term()
+        self.pipe.build()
+        self.batches = self.pasted = 0
+
+    def __next__(self):
+        try:
+            self.pipe.run()
+        except StopIteration:
+            self.pipe.reset()
+            self.pipe.run()
+        self.batches += 1
 
     def pids(self) -> list[int]:
         return []
@@ -179,13 +257,17 @@ def paste_schedule(probability: float, seed: int, per_sample: bool = False):
 def balanced_seed(seed: int, probability: float, first: int, count: int,
                   per_sample: bool = False) -> int:
     """The first seed >= ``seed`` whose per-batch coins paste exactly
-    ``round(probability * count)`` of batches ``first .. first + count - 1``."""
+    ``round(probability * count)`` of batches ``first .. first + count - 1`` and, with two or
+    more warm-up batches ``0 .. first - 1``, paste some but not all of those: both pipelines of
+    a split schedule (dali_cmo.data.split) are then running, with their prefetch queues full,
+    when the clock starts."""
     if per_sample or not 0 < probability < 1:
         return seed
     want = round(probability * count)
     for candidate in range(seed, seed + 100_000):
         schedule = paste_schedule(probability, candidate)
-        if sum(bool(schedule.flags(0, it, 1)[0]) for it in range(first, first + count)) == want:
+        coins = [bool(schedule.flags(0, it, 1)[0]) for it in range(first + count)]
+        if sum(coins[first:]) == want and (first < 2 or 0 < sum(coins[:first]) < first):
             return candidate
     return seed
 
@@ -198,13 +280,16 @@ def train_config(spec: dict, args, seed: int):
                        per_sample=args.per_sample, image_size=args.image_size,
                        foreground_decode=spec.get("foreground_decode", "region"),
                        dtype="float32", seed=seed, num_threads=args.threads,
-                       prefetch=args.prefetch, augment=spec["augment"])
+                       prefetch=args.prefetch, augment=spec.get("augment", "standard"))
 
 
 def make_loader(key: str, dataset, args, seed: int):
     spec = spec_of(key)
     if spec["kind"] == "dali":
-        return DaliLoader(dataset, train_config(spec, args, seed), args.device)
+        return DaliLoader(dataset, train_config(spec, args, seed), args.device, spec.get("split"))
+    if spec["kind"] == "term":
+        config = train_config(dict(variant="cmo", probability=1.0), args, seed)
+        return TermLoader(dataset, config, spec["graph"])
     schedule = (paste_schedule(spec.get("probability", 0.5), seed, args.per_sample)
                 if spec["variant"] == "cmo" else None)
     return TorchLoader(dataset, spec, args, seed, schedule)
