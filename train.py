@@ -18,11 +18,9 @@ laptop CPU. Real runs::
 
 ``--preset`` picks one of the reference recipes (``dali_cmo.training.recipes.PRESETS``); every value
 it sets can be overridden on the command line. A run writes into ``--output`` (default
-``runs/<name>``): ``checkpoint.pt`` (after each epoch's training, before its evaluation, and on
+``runs/<name>``): ``checkpoint.pt`` (after every epoch's training, before its evaluation, and on
 SIGTERM/SIGINT; the one before is kept as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
-``many``, ``medium``, ``few``, ``per_class`` of the last evaluation, the best one under
-``best``, the group convention, global and per-rank batch, throughput, arguments),
-``per_class_accuracy.png``
+``many``, ``medium``, ``few``, ``per_class``, throughput, arguments), ``per_class_accuracy.png``
 and ``cmo_samples.png`` (the first pasted training batch). ``--resume auto`` continues the run
 in ``--output`` exactly where it stopped; a resumed run must keep what defines it (data, batch,
 model, seed, ...), and may change what ``--allow-change`` names (e.g. ``--epochs``).
@@ -53,8 +51,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dali_cmo.data.datasets import (ArrayDataset, DatasetError, load_dataset, long_tailed_subset,
-                                    read_image_folder)
+from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
+from dali_cmo.data.datasets import ArrayDataset, DatasetError, load_dataset, read_image_folder
 from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
                                      full_check)
 from dali_cmo.data.sources import VARIANTS
@@ -66,9 +64,8 @@ from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identit
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
 from dali_cmo.training.evaluation import Evaluation
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.training.metrics import best_report
+from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
-from dali_cmo.training.recipes import PRESETS
 from dali_cmo.training.reports import FirstPastePicture, FirstStepRecord, write_run_report
 
 
@@ -81,6 +78,7 @@ class Run:
     device: torch.device
     output: Path
     stop: StopRequest
+    channels_last: bool = False  # NHWC inputs (--channels-last)
     global_step: int = 0  # training steps this process has taken
 
     @property
@@ -108,18 +106,20 @@ def load_datasets(args) -> Data:
         folder = demo_dir()
         return Data(read_image_folder(folder / "train"), read_image_folder(folder / "test"),
                     str(folder / "train"), str(folder / "test"))
-    if args.dataset == "cifar10-lt":
-        if args.data is None:
+    if args.dataset in CIFAR_LT_CLASSES:
+        if args.data is None and args.dataset == "cifar10-lt":
             from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
             try:
                 args.data = str(cifar10_dir())
             except SharedDataMissing as error:
                 raise UsageError(f"--dataset cifar10-lt needs --data: {error}") from None
-        full = read_image_folder(Path(args.data) / "train")
-        # fixed subset seed, as the LDAM/CMO reference code (np.random.seed(0)) does
-        train = long_tailed_subset(full, args.imbalance_ratio, seed=0)
-        test = Path(args.data) / "test"
-        return Data(train, read_image_folder(test), str(Path(args.data) / "train"), str(test))
+        if args.data is None:
+            raise UsageError(f"--data is required for --dataset {args.dataset} (the "
+                             f"cifar-100-python pickle folder or a JPEG tree)")
+        # the reference's subset: np.random.seed(0), a shuffle per class
+        train, test = load_cifar_lt(args.data, CIFAR_LT_CLASSES[args.dataset],
+                                    args.imbalance_ratio, raw=args.pixels == "raw")
+        return Data(train, test, args.data, args.data)
     if args.data is None:
         raise UsageError(f"--data is required for --dataset {args.dataset}")
     data, val_data = Path(args.data), args.val_data
@@ -142,7 +142,7 @@ def check_crop_style(args, dataset) -> None:
     """``--style cifar`` pads and crops images of exactly ``--image-size`` (evaluation crops
     their centre); refuse other sizes rather than train on a corner (the first image tells)."""
     if args.style != "cifar" or not len(dataset) or isinstance(dataset, ArrayDataset):
-        return
+        return  # in-memory CIFAR pixels are 32 x 32
     report = full_check(dataset.path(0), decode=False)
     size = (report.width, report.height)
     if report.width and size != (args.image_size, args.image_size):
@@ -201,7 +201,7 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
         inputs = batch.images
         if args.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=args.amp):
+        with autocast(args.device, args.amp):
             logits = model(inputs)
             # weight sums over the global batch: the loss of the reference's one-process step
             loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f,
@@ -250,7 +250,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     which files the pipelines read last."""
     rank, world, local_rank = init_distributed(args)
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
-    run = Run(rank, world, device, Path(args.output), StopRequest())
+    run = Run(rank, world, device, Path(args.output), StopRequest(), args.channels_last)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     if args.device == "cpu":
@@ -294,8 +294,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
             f"{counts.max() / counts.min():.0f}), {len(evaluation.dataset)} evaluation images; "
             f"global batch {args.batch_size} = {world} rank(s) x {args.rank_batch_size}; "
-            f"variant {args.variant}, {cmo_epochs(args)}")
-    run.log(f"recipe: --preset {args.preset}, {PRESETS[args.preset]['source']}")
+            f"variant {args.variant}, "
+            f"{cmo_epochs(args)}")
 
     # Model, loss, optimiser, schedule.
     from dali_cmo.training.models import build_model
@@ -315,7 +315,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     drw = DeferredReweighting(counts, args.drw_epoch) if args.drw_epoch is not None else None
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.wd)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
     schedule = make_schedule(args)
     ddp_model = model
     if world > 1:
@@ -325,7 +325,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
     # exact stream position and the sums of the epoch in progress.
     identity = run_identity(vars(args), world, train_set, data.val)
-    iterator_state, history, best, totals = None, [], None, EpochTotals()
+    iterator_state, history, totals = None, [], EpochTotals()
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
@@ -337,7 +337,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             scaler.load_state_dict(state["scaler"])
             set_rng_states(state["rng"][rank])
             iterator_state = state["iterators"][rank]
-            history, best = state.get("history", []), state.get("best")
+            history = state.get("history", [])
             totals = EpochTotals(**state.get("epoch_totals", [{}] * world)[rank])
     iterator = CMOIterator(train_pipe, state=iterator_state)
     start_epoch = iterator.epoch
@@ -355,7 +355,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                                  config.mean_std, train_set.class_names)
 
     def save(tag: str) -> None:
-        save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history, best,
+        save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history,
                  vars(args), identity)
 
     # The loops.
@@ -368,7 +368,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             loss_fn.set_class_weights(drw.weights(epoch))
         try:
             finished = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                       iterator, epoch, args, run, pictures, totals, debug_step)
+                                       iterator, epoch, args, run, pictures, totals,
+                                       debug_step)
         except BadImageError as error:
             raise bad_image(error, train_set, data.train_source, args) from None
         if not finished:
@@ -392,8 +393,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                         f"resume with: --resume {run.output / CHECKPOINT}")
                 finish(world)
                 return run.stop.exit_status
-            evaluated_epoch = report["epoch"] = epoch + 1
-            best = best_report(best, report)
+            evaluated_epoch = epoch + 1
             entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
         if run.is_main:
             with open(run.output / "log.jsonl", "a") as handle:
@@ -407,12 +407,11 @@ def train(args, tracer: DecoderWarningTracer) -> int:
 
     if report is None:  # resumed after the last epoch had finished: evaluate once more
         report = evaluation(ddp_model)
+        evaluated_epoch = args.epochs
         if report is None:
             return run.stop.exit_status
-        evaluated_epoch = report["epoch"] = args.epochs
-        best = best_report(best, report)
     if run.is_main:
-        write_run_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
+        write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
                      train_pipe.streams.reader.bad_files, evaluation.left_out)
     finish(world)
     return 0

@@ -1,11 +1,15 @@
-"""Turn the step records of ``benchmarks/gpu_check.sh`` into ``summary.json`` and a short report.
+"""Turn the step records of ``benchmarks/gpu_check.sh`` into ``summary.json`` and a short report;
+print the device-time plan of a GPU session.
 
-    python benchmarks/gpu_check_summary.py OUT_DIR [--mode gpu|dry-run] [--elapsed S] ...
+    python benchmarks/gpu_check_summary.py OUT_DIR [--mode gpu|dry-run|kernel-only] [--elapsed S]
+                                           [--budget S] [--spent-before S] ...
+    python benchmarks/gpu_check_summary.py --plan [--budget S]
 
 Reads ``OUT_DIR/steps.tsv`` (name, status, seconds, detail, log, artifact per row) and the
-artifacts it names: junit xml (test counts), benchmark / smoke JSON (numeric figures),
-``versions.json`` and ``nvidia-smi.txt``. Standard library only: the GPU host has no extras.
-Exit status 0 when no step failed, else 1.
+artifacts it names: junit xml (test counts), benchmark / smoke / kernel-check JSON (numeric
+figures), ``versions.json`` and ``nvidia-smi.txt``. Prints one line per step with the device
+minutes it used, and whether the session has time left to rerun this call once. Standard
+library only: the GPU host has no extras. Exit status 0 when no step failed, else 1.
 """
 from __future__ import annotations
 
@@ -16,6 +20,24 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+# A GPU session: 15 device minutes in all, the machine's start and idle waits included. The
+# calls, in order, with the seconds each is expected to take (the last one is this script's
+# budget); what remains must cover one rerun of the last call on the warm host, which skips the
+# DALI unpack and the build (the library is kept when built from the same sources).
+SESSION_S = 900
+PLAN = [
+    ("machine start", "", 120),
+    ("call 1", "carry .dali-parts/dali.tar.xz.part00; mkdir -p /tmp/dali-parts && mv "
+     ".dali-parts/dali.tar.xz.part00 /tmp/dali-parts/ && bash benchmarks/gpu_check.sh "
+     "--kernel-only", 90),
+    ("calls 2-4", "carry part01, part02, part03 (one per call), each moved into "
+     "/tmp/dali-parts", 90),
+    ("call 5", "carry part04, SHA256SUMS, .gpu-carry; move part04 and SHA256SUMS into "
+     "/tmp/dali-parts, then bash benchmarks/gpu_check.sh", None),
+]
+REUSED_ON_RETRY = ("dali", "build")  # steps a rerun on the warm host does not repeat
+UNPACK_AND_BUILD_S = 35 + 100        # their expected share of the last call
 
 # pipelines whose ratio to the baseline goes on the summary line first
 PREFERRED = ["cmo", "torch_reference", "cmo_p1"]
@@ -195,15 +217,56 @@ def summary_line(step: dict) -> str:
     return f"  {step['name']:<20} {step['status']:<8} {seconds:>7}  {detail}"
 
 
+def plan(budget_s: float) -> tuple[list[tuple[str, str, float]], float, float]:
+    """The session plan with the last call's budget; (calls, seconds planned, retry seconds)."""
+    calls = [(name, what, budget_s if seconds is None else seconds)
+             for name, what, seconds in PLAN]
+    return calls, sum(s for _, _, s in calls), budget_s - UNPACK_AND_BUILD_S
+
+
+def print_plan(budget_s: float) -> int:
+    calls, total, retry = plan(budget_s)
+    print(f"GPU session plan ({SESSION_S / 60:.0f} device minutes in all):")
+    for name, what, seconds in calls:
+        print(f"  {name:<14} {seconds / 60:4.1f} min  {what}")
+    spare = SESSION_S - total
+    print(f"  planned {total / 60:.1f} min; left {spare / 60:.1f} min; one rerun of call 5 on the "
+          f"warm host (no unpack, no rebuild) needs about {retry / 60:.1f} min: "
+          + ("fits" if spare >= retry else "DOES NOT FIT: lower GPU_CHECK_BUDGET_S"))
+    return 0 if spare >= retry else 1
+
+
+def device_time(steps: list[dict], elapsed: float | None, spent_before: float | None) -> dict:
+    """Device minutes per step and for the run, and whether a rerun of it still fits."""
+    seconds = {s["name"]: s["seconds"] or 0.0 for s in steps}
+    run_s = elapsed if elapsed is not None else sum(seconds.values())
+    retry_s = run_s - sum(seconds.get(name, 0.0) for name in REUSED_ON_RETRY)
+    before = spent_before if spent_before is not None else sum(s for _, _, s in plan(0)[0][:3])
+    left = SESSION_S - before - run_s
+    return {"minutes_per_step": {k: round(v / 60, 2) for k, v in seconds.items()},
+            "run_minutes": round(run_s / 60, 2),
+            "session_minutes_before": round(before / 60, 2),
+            "session_minutes_before_is_estimate": spent_before is None,
+            "session_minutes_left": round(left / 60, 2),
+            "retry_minutes": round(retry_s / 60, 2), "retry_fits": left >= retry_s}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("out_dir", type=Path, nargs="?")
     parser.add_argument("--mode", default="gpu")
     parser.add_argument("--elapsed", type=float)
     parser.add_argument("--budget", type=float)
+    parser.add_argument("--spent-before", type=lambda v: float(v) if v else None,
+                        help="device seconds the session used before this run")
     parser.add_argument("--images", default="")
+    parser.add_argument("--plan", action="store_true", help="print the session plan and exit")
     args = parser.parse_args(argv)
+    if args.plan:
+        return print_plan(args.budget if args.budget is not None else 330)
+    if args.out_dir is None:
+        parser.error("OUT_DIR is required (or --plan)")
     out_dir = args.out_dir.resolve()
 
     steps = read_steps(out_dir / "steps.tsv")
@@ -233,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "ok": not failed and bool(steps),
         "failed_steps": failed,
         "steps": steps,
+        "device_time": device_time(steps, args.elapsed, args.spent_before),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -241,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{out_dir / 'summary.json'}")
     for step in steps:
         print(summary_line(step))
+    t = summary["device_time"]
+    print(f"device time: {t['run_minutes']:.1f} min this run ("
+          + ", ".join(f"{k} {v:.1f}" for k, v in t["minutes_per_step"].items() if v >= 0.05)
+          + f"); session {t['session_minutes_before']:.1f} min before"
+          + (" (planned, not measured: pass GPU_CHECK_SPENT_S)"
+             if t["session_minutes_before_is_estimate"] else "")
+          + f", {t['session_minutes_left']:.1f} min left; a rerun without unpack and build needs "
+          f"{t['retry_minutes']:.1f} min: " + ("fits" if t["retry_fits"] else "does NOT fit"))
     print("result: " + ("all steps ok or skipped" if summary["ok"] else
                         f"FAILED: {', '.join(failed) or 'no steps recorded'}"))
     return 0 if summary["ok"] else 1

@@ -10,6 +10,18 @@ Pipelines (``--pipelines``, comma-separated; the baseline always runs, ratios ar
                    does (foreground_decode="naive"), probability 0.5
   full             DALI CMO decoding pasted foregrounds whole (foreground_decode="full"),
                    probability 0.5: what region decoding buys
+  cmo_single       (not run by default) "cmo" as one DALI graph with a conditional instead of
+                   the per-batch split into a baseline and a pasted pipeline
+                   (dali_cmo.data.split): what the split buys; likewise cmo_p1_single
+  cmo_p0_single    (not run by default) the one-graph CMO pipeline at probability 0: its fixed
+                   cost over the baseline (the split pipeline at probability 0 is the baseline)
+
+Cost terms (not run by default; DALI work only, nothing converted to torch; images/s counts
+samples): ``read`` reads P-stream bytes through ``external_source`` without decoding;
+``fg_decode`` decodes the box window of pasted foregrounds (every sample pasted, its own box)
+and nothing else: the least an exact region-decoding pipeline does per pasted foreground;
+``fg_prepared`` prepares them as the CMO pipeline does for ``cmo_paste``
+(``pipelines.training.pasted_foreground``).
   torch_reference  the reference approach in torchvision: PIL decode, RandomResizedCrop, flip,
                    ToTensor, Normalize in DataLoader workers; a second DataLoader over a
                    WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
@@ -30,6 +42,13 @@ Besides wall-clock images/s, every measurement records the CPU time (user + syst
 the process and its DataLoader workers per delivered image. On a machine shared with other
 work, wall-clock figures swing with the others' load; the CPU cost, and its ratio to the
 baseline's (``cpu_ratios``, the throughput ratio when CPU is the bottleneck), stay steady.
+
+``--augment jitter,randaugment`` adds, per recipe R (``dali_cmo.augment.recipes``), the rows
+``baseline+R`` (DALI baseline with R on its stream), ``cmo+R`` (DALI CMO p=0.5 with R on both
+streams, pasted foregrounds decoded whole: R is not pointwise) and ``torch_reference+R`` (the
+torchvision re-creation of R, ``benchmarks/reference_transforms.py``, in the reference's two
+DataLoaders); their ratios are to ``baseline+R``. ``--style cifar --augment autoaugment`` does
+the same for the CIFAR recipe (32 px images: ``--split`` a CIFAR JPEG folder).
 
 ``--end-to-end`` adds training steps/s of a model fed by each loader (ResNet-50, AMP float16,
 channels-last on the GPU; ``--model`` on the CPU, default mobilenet_v3_small channels-last):
@@ -58,6 +77,8 @@ import common  # noqa: E402  (puts the repository root on sys.path)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from dali_cmo.augment.recipes import RECIPES  # noqa: E402
+
 PIPELINES = {
     "baseline": dict(kind="dali", variant="none",
                      description="DALI baseline (decode+RRC, crop_mirror_normalize)"),
@@ -69,6 +90,19 @@ PIPELINES = {
                   description="DALI CMO p=0.5, both streams fully decoded every step"),
     "full": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="full",
                  description="DALI CMO p=0.5, pasted foregrounds decoded whole"),
+    "cmo_single": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="region",
+                       split=False, description="DALI CMO p=0.5, one graph with a conditional"),
+    "cmo_p1_single": dict(kind="dali", variant="cmo", probability=1.0,
+                          foreground_decode="region", split=False,
+                          description="DALI CMO p=1.0, one graph with a conditional"),
+    "cmo_p0_single": dict(kind="dali", variant="cmo", probability=0.0,
+                          foreground_decode="region", split=False,
+                          description="DALI CMO p=0, one graph: its fixed cost"),
+    "read": dict(kind="term", graph="read", description="reading P-stream bytes, no decode"),
+    "fg_decode": dict(kind="term", graph="fg_decode",
+                      description="pasted foregrounds: region decode of the box window alone"),
+    "fg_prepared": dict(kind="term", graph="fg_prepared",
+                        description="pasted foregrounds as prepared for cmo_paste"),
     "torch_reference": dict(kind="torch", variant="cmo", probability=0.5,
                             description="torchvision reference CMO (PIL, 2 DataLoaders) p=0.5"),
     "torch_baseline": dict(kind="torch", variant="none",
@@ -81,46 +115,100 @@ EPOCHS = 1000  # with cmo_start=-1, cmo_end=0: pasting active from the first bat
 
 # --------------------------------------------------------------------------- loaders
 
-def dali_to_torch(batch) -> torch.Tensor:
-    """A DALI TensorList (uniform shape) as a torch tensor on the device it lives on."""
-    from nvidia.dali.tensors import TensorListGPU
-    tensor = batch.as_tensor()
-    if isinstance(batch, TensorListGPU):
-        from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
-        out = torch.empty(tensor.shape(), dtype=to_torch_type[tensor.dtype], device="cuda")
-        feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream())
-        return out
-    return torch.from_numpy(np.array(tensor))
+def spec_of(key: str) -> dict:
+    """A pipeline key's settings: ``PIPELINES[base]`` plus the recipe after ``+`` (if any)."""
+    base, _, augment = key.partition("+")
+    return dict(PIPELINES[base], augment=augment or "standard")
+
+
+def baseline_of(key: str) -> str:
+    """The key a pipeline's ratios are to: the baseline with the same augmentation."""
+    _, plus, augment = key.partition("+")
+    return f"baseline{plus}{augment}"
 
 
 class DaliLoader:
     """One of the repository's training pipelines, yielding ``(images, y_b, y_f, lam)``."""
 
-    def __init__(self, dataset, config, device: str):
+    def __init__(self, dataset, config, device: str, split: bool | None = None):
         from pipelines.training import TrainingPipeline
         self.training = TrainingPipeline(dataset, config, device=device,
                                          device_id=0 if device == "gpu" else None)
-        self.pipe = self.training.build()
+        self.pipe = self.training.build(split=split)
+        self.device = device
         self.batches = self.pasted = 0
 
     def __next__(self):
+        from dali_cmo.data.iterator import run_naming_bad_files, to_torch
         try:
-            outputs = self.pipe.run()
+            outputs = run_naming_bad_files(self.pipe, (), 0, 0, self.device)
         except StopIteration:  # end of an epoch (small datasets)
             self.pipe.reset()
-            outputs = self.pipe.run()
-        images = dali_to_torch(outputs[0])
-        device = images.device  # labels and lam are CPU outputs even in a GPU pipeline
+            outputs = run_naming_bad_files(self.pipe, (), 0, 0, self.device)
+        images = to_torch(outputs[0], self.device)
 
         def small(batch):
-            return dali_to_torch(batch).to(device, non_blocking=True).reshape(-1)
+            return to_torch(batch, self.device).reshape(-1)
         target_b = small(outputs[1]).long()
         self.batches += 1
         if len(outputs) == 2:
             return images, target_b, target_b, None
-        lam = dali_to_torch(outputs[3]).reshape(-1)
+        lam = small(outputs[3])
         self.pasted += bool((lam.cpu() < 1.0).any())
-        return images, target_b, small(outputs[2]).long(), lam.to(device, non_blocking=True)
+        return images, target_b, small(outputs[2]).long(), lam
+
+    def pids(self) -> list[int]:
+        return []
+
+    def close(self):
+        del self.pipe
+        self.pipe = None
+
+
+class TermLoader:
+    """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``); yields nothing useful."""
+
+    def __init__(self, dataset, config, graph: str):
+        from nvidia.dali import fn, pipeline_def, types
+        from dali_cmo.data.sources import TrainingStreams
+        from pipelines.training import RRC_AREA, RRC_ASPECT, pasted_foreground
+        streams = TrainingStreams.for_variant(dataset, "cmo", batch_size=config.batch_size,
+                                              seed=config.seed, schedule=config.paste_schedule())
+        size = config.image_size
+
+        @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads, device_id=None,
+                      seed=config.seed, prefetch_queue_depth=config.prefetch)
+        def term():
+            if graph == "read":
+                encoded, _ = fn.external_source(streams.background, num_outputs=2, batch=True,
+                                                batch_info=True)
+                return fn.peek_image_shape(encoded)
+            encoded, _, _ = fn.external_source(streams.foreground, num_outputs=3, batch=True,
+                                               batch_info=True)
+            mirror = fn.random.coin_flip(probability=0.5)
+            box, _ = fn.cmo_box(size=[size, size], alpha=config.alpha, per_sample=True)
+            if graph == "fg_prepared":
+                return pasted_foreground(encoded, box, mirror, config, "cpu")
+            anchor, window = fn.random_crop_generator(
+                fn.peek_image_shape(encoded), random_area=RRC_AREA,
+                random_aspect_ratio=RRC_ASPECT, num_attempts=10)
+            start, extent, _ = fn.cmo_region(anchor, window, box, size=size,
+                                             foreground_mirror=mirror)
+            return fn.decoders.image_slice(encoded, start, extent, axes=[0, 1],
+                                           normalized_anchor=False, normalized_shape=False,
+                                           output_type=types.RGB)
+
+        self.pipe = term()
+        self.pipe.build()
+        self.batches = self.pasted = 0
+
+    def __next__(self):
+        try:
+            self.pipe.run()
+        except StopIteration:
+            self.pipe.reset()
+            self.pipe.run()
+        self.batches += 1
 
     def pids(self) -> list[int]:
         return []
@@ -139,7 +227,8 @@ class TorchLoader:
         self.loader = ReferenceLoader(dataset, variant=spec["variant"], batch_size=args.batch_size,
                                       workers=args.threads, image_size=args.image_size,
                                       probability=spec.get("probability", 0.5), alpha=args.alpha,
-                                      device=args.device, seed=seed, coin=coin)
+                                      device=args.device, seed=seed, coin=coin,
+                                      augment=spec["augment"], style=args.style)
         self.batches = 0
 
     @property
@@ -168,32 +257,39 @@ def paste_schedule(probability: float, seed: int, per_sample: bool = False):
 def balanced_seed(seed: int, probability: float, first: int, count: int,
                   per_sample: bool = False) -> int:
     """The first seed >= ``seed`` whose per-batch coins paste exactly
-    ``round(probability * count)`` of batches ``first .. first + count - 1``."""
+    ``round(probability * count)`` of batches ``first .. first + count - 1`` and, with two or
+    more warm-up batches ``0 .. first - 1``, paste some but not all of those: both pipelines of
+    a split schedule (dali_cmo.data.split) are then running, with their prefetch queues full,
+    when the clock starts."""
     if per_sample or not 0 < probability < 1:
         return seed
     want = round(probability * count)
     for candidate in range(seed, seed + 100_000):
         schedule = paste_schedule(probability, candidate)
-        if sum(bool(schedule.flags(0, it, 1)[0]) for it in range(first, first + count)) == want:
+        coins = [bool(schedule.flags(0, it, 1)[0]) for it in range(first + count)]
+        if sum(coins[first:]) == want and (first < 2 or 0 < sum(coins[:first]) < first):
             return candidate
     return seed
 
 
 def train_config(spec: dict, args, seed: int):
     from pipelines.training import TrainConfig
-    return TrainConfig(style="imagenet", variant=spec["variant"], batch_size=args.batch_size,
+    return TrainConfig(style=args.style, variant=spec["variant"], batch_size=args.batch_size,
                        epochs=EPOCHS, cmo_start=-1, cmo_end=0,
                        probability=spec.get("probability", 0.5), alpha=args.alpha,
                        per_sample=args.per_sample, image_size=args.image_size,
                        foreground_decode=spec.get("foreground_decode", "region"),
                        dtype="float32", seed=seed, num_threads=args.threads,
-                       prefetch=args.prefetch)
+                       prefetch=args.prefetch, augment=spec.get("augment", "standard"))
 
 
 def make_loader(key: str, dataset, args, seed: int):
-    spec = PIPELINES[key]
+    spec = spec_of(key)
     if spec["kind"] == "dali":
-        return DaliLoader(dataset, train_config(spec, args, seed), args.device)
+        return DaliLoader(dataset, train_config(spec, args, seed), args.device, spec.get("split"))
+    if spec["kind"] == "term":
+        config = train_config(dict(variant="cmo", probability=1.0), args, seed)
+        return TermLoader(dataset, config, spec["graph"])
     schedule = (paste_schedule(spec.get("probability", 0.5), seed, args.per_sample)
                 if spec["variant"] == "cmo" else None)
     return TorchLoader(dataset, spec, args, seed, schedule)
@@ -285,9 +381,10 @@ def run_reps(keys, dataset, args, warmup, batches, label, trainer=None) -> dict:
     return per_key
 
 
-def summarize_runs(runs: dict, baseline: str = "baseline") -> dict:
+def summarize_runs(runs: dict) -> dict:
     out = {}
     for key, reps in runs.items():
+        baseline = baseline_of(key)
         rates = [r["images_per_s"] for r in reps]
         entry = {"images_per_s": common.summarize(rates),
                  "steps_per_s": common.summarize([r["steps_per_s"] for r in reps]),
@@ -343,6 +440,11 @@ def parse_args(argv=None):
                         "or resnet32 (default resnet50 on gpu, mobilenet_v3_small on cpu)")
     parser.add_argument("--e2e-batches", type=int, help="timed steps (default 6 cpu / 50 gpu)")
     parser.add_argument("--e2e-warmup", type=int, help="untimed steps (default 2 cpu / 15 gpu)")
+    parser.add_argument("--augment", default="",
+                        help="comma-separated recipes (jitter, randaugment; autoaugment with "
+                        "--style cifar): adds baseline+R, cmo+R, torch_reference+R")
+    parser.add_argument("--style", choices=("imagenet", "cifar"), default="imagenet",
+                        help="crop style of every pipeline (cifar: pad-4 crop of 32 px images)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 3 batches, 1 warm-up, 1 repetition")
     parser.add_argument("--json", help="write every figure, settings and the machine here")
@@ -363,6 +465,11 @@ def parse_args(argv=None):
     if unknown:
         parser.error(f"unknown pipeline(s) {', '.join(unknown)}; choose from {', '.join(PIPELINES)}")
     args.keys = ["baseline"] + [k for k in dict.fromkeys(keys) if k != "baseline"]
+    for recipe in filter(None, (r.strip() for r in args.augment.split(","))):
+        if recipe not in RECIPES or recipe == "standard":
+            parser.error(f"--augment: unknown recipe {recipe!r}; choose from "
+                         f"{', '.join(r for r in RECIPES if r != 'standard')}")
+        args.keys += [f"{base}+{recipe}" for base in ("baseline", "cmo", "torch_reference")]
     if gpu and not torch.cuda.is_available():
         parser.error("--device gpu needs a CUDA GPU (torch.cuda.is_available() is False)")
     if args.threads < 1 or args.batch_size < 1 or args.batches < 1 or args.reps < 1:
@@ -391,7 +498,7 @@ def main(argv=None) -> dict:
                                       args.e2e_batches, "end-to-end", trainer))
 
     for key in args.keys:
-        spec = PIPELINES[key]
+        spec = spec_of(key)
         results[key]["description"] = spec["description"]
         results[key]["kind"] = spec["kind"]
         if spec["kind"] == "dali":
@@ -403,7 +510,7 @@ def main(argv=None) -> dict:
         "benchmark": "throughput",
         "settings": {
             "device": args.device, "dataset": described, "pipelines": args.keys,
-            "batch_size": args.batch_size, "threads": args.threads,
+            "batch_size": args.batch_size, "threads": args.threads, "style": args.style,
             "dataloader_workers_per_loader": args.threads, "image_size": args.image_size,
             "alpha": args.alpha, "per_sample": args.per_sample, "prefetch": args.prefetch,
             "warmup_batches": args.warmup, "timed_batches": args.batches, "reps": args.reps,
@@ -475,6 +582,8 @@ def render(report: dict) -> str:
              f"batch {s['batch_size']}, {s['threads']} threads/workers, {s['image_size']}px, "
              f"{s['reps']} reps x {s['timed_batches']} batches (+{s['warmup_batches']} warm-up)",
              f"data: {s['dataset']}", "", common.format_table(headers, rows), ""]
+    if any("+" in key for key in results):
+        lines.insert(2, "x baseline: to the baseline with the same augmentation (baseline+R)")
     for name, t in report["targets"].items():
         lines.append(f"target {name}: {t['ratio']:.3f} -> {'met' if t['met'] else 'MISSED'}")
     return "\n".join(lines)

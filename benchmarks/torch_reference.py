@@ -2,8 +2,9 @@
 
 As in the CMO reference code (``train.py`` of Park et al.): one ``DataLoader`` over the data
 (shuffled: P) and a second over ``WeightedRandomSampler`` with per-sample weights ``n_{y_i}^-1``,
-``num_samples = N``, with replacement (Q). Both decode with PIL and apply the same transforms
-(``RandomResizedCrop``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``). A foreground
+``num_samples = N``, with replacement (Q). Both decode with PIL and apply the same transforms:
+the recipe's (``reference_transforms.recipe_transform``; ``standard``: ``RandomResizedCrop``,
+``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``). A foreground
 batch is loaded every step, pasted or not; the CutMix box is pasted in the training loop with
 probability 0.5 per batch (DESIGN.md section 1 box rule), after the move to the GPU.
 """
@@ -11,20 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from dali_cmo.constants import IMAGENET_MEAN, IMAGENET_STD
+from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+from reference_transforms import recipe_transform
 
-MEAN = tuple(m / 255 for m in IMAGENET_MEAN)  # torchvision works in 0..1 units
-STD = tuple(s / 255 for s in IMAGENET_STD)
-
-
-def train_transform(image_size: int = 224) -> T.Compose:
-    """The reference ImageNet training transform."""
-    return T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(),
-                      T.Normalize(MEAN, STD)])
+NORMALISE = {style: (tuple(m / 255 for m in mean), tuple(s / 255 for s in std))  # 0..1 units
+             for style, (mean, std) in (("imagenet", (IMAGENET_MEAN, IMAGENET_STD)),
+                                        ("cifar", (CIFAR_MEAN, CIFAR_STD)))}
 
 
 class ImageList(Dataset):
@@ -65,13 +61,16 @@ class ReferenceLoader:
     them (``variant="cmo"``), or ``(images, target_b)`` of the plain loader (``"none"``).
 
     ``workers`` worker processes per ``DataLoader`` (the reference gives both loaders
-    ``args.workers``). ``coin(step)`` decides whether batch ``step`` is pasted (default: a
-    ``probability`` coin from ``seed``). Loaders restart when exhausted, as in the reference.
+    ``args.workers``); ``augment`` and ``style``: the recipe's transform
+    (``reference_transforms``).
+    ``coin(step)`` decides whether batch ``step`` is pasted (default: a ``probability`` coin
+    from ``seed``). Loaders restart when exhausted, as in the reference.
     """
 
     def __init__(self, dataset, *, variant: str = "cmo", batch_size: int = 64, workers: int = 2,
                  image_size: int = 224, probability: float = 0.5, alpha: float = 1.0,
-                 device: str = "cpu", seed: int = 0, coin=None):
+                 device: str = "cpu", seed: int = 0, coin=None, augment: str = "standard",
+                 style: str = "imagenet"):
         if variant not in ("cmo", "none"):
             raise ValueError(f"variant must be 'cmo' or 'none', got {variant!r}")
         self.variant, self.alpha, self.probability = variant, alpha, probability
@@ -79,7 +78,8 @@ class ReferenceLoader:
         self.rng = np.random.default_rng(seed)
         self.coin = coin or (lambda step: self.rng.random() < self.probability)
         self.step = 0
-        images = ImageList(dataset, train_transform(image_size))
+        mean, std = NORMALISE[style]
+        images = ImageList(dataset, recipe_transform(augment, image_size, mean, std, style))
         common = dict(batch_size=batch_size, num_workers=workers, drop_last=True,
                       pin_memory=device == "gpu", persistent_workers=workers > 0)
         generator = torch.Generator().manual_seed(seed)

@@ -17,6 +17,11 @@ step, as the reference code does (for benchmarks).
 each stream independently before the paste. Region decoding needs a pointwise augmentation
 (``standard``); with the others a foreground's pixels depend on pixels outside its box (the
 contrast's grayscale mean, warps, blur), so pasted foregrounds are decoded whole instead.
+
+With one coin per batch (the reference), a batch is pasted whole or not at all, so
+:meth:`TrainingPipeline.build` runs two graphs (:mod:`dali_cmo.data.split`): the baseline graph
+for unpasted batches and the CMO graph without its conditional for pasted ones. Outside the CMO
+window and on lost coins, CMO then costs exactly what the baseline costs.
 """
 from __future__ import annotations
 

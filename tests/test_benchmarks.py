@@ -68,6 +68,23 @@ def test_throughput_quick_writes_every_pipeline(jpeg_dir, tmp_path, plugin):
                                       "cmo faster than torch_reference"}
 
 
+def test_throughput_augmentation_rows_are_paired_with_their_baseline(jpeg_dir, tmp_path, plugin):
+    out = tmp_path / "augment.json"
+    run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
+               "--n-max", "16", "--batch-size", "8", "--image-size", "64", "--threads", "2",
+               "--pipelines", "baseline", "--augment", "jitter", "--json", str(out))
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert report["settings"]["pipelines"] == ["baseline", "baseline+jitter", "cmo+jitter",
+                                               "torch_reference+jitter"]
+    assert results["cmo+jitter"]["config"]["augment"] == "jitter"
+    base = results["baseline+jitter"]["images_per_s"]["median"]
+    assert report["ratios"]["baseline+jitter"] == pytest.approx(1.0)
+    for key in ("cmo+jitter", "torch_reference+jitter"):  # one repetition: the plain quotient
+        assert report["ratios"][key] == pytest.approx(results[key]["images_per_s"]["median"]
+                                                      / base)
+
+
 def test_paste_op_quick(tmp_path, plugin):
     import paste_op
     out = tmp_path / "paste_op.json"
@@ -123,6 +140,8 @@ def test_balanced_seed_pastes_exactly_half_of_the_timed_batches():
     seed = throughput.balanced_seed(7, 0.5, first=4, count=20)
     schedule = throughput.paste_schedule(0.5, seed)
     assert sum(bool(schedule.flags(0, it, 1)[0]) for it in range(4, 24)) == 10
+    warmup = sum(bool(schedule.flags(0, it, 1)[0]) for it in range(4))
+    assert 0 < warmup < 4  # both pipelines of a split schedule run before the clock starts
     assert throughput.balanced_seed(7, 1.0, first=4, count=20) == 7
 
 

@@ -4,8 +4,8 @@ al., 2019), run with DALI's own AutoAugment machinery (``nvidia.dali.auto_aug.co
 ``auto_augment.apply_auto_augment``: a uniformly drawn sub-policy per image, each stage applied
 with its probability).
 
-The sub-policies are the ones DALI ships as ``get_reduced_cifar10_policy`` (one stage with
-probability 0 dropped), but the magnitudes follow the reference, not DALI: 10 levels,
+The sub-policies are the ones DALI ships as ``get_reduced_cifar10_policy`` (like DALI, without
+the one stage of probability 0), but the magnitudes follow the reference, not DALI: 10 levels,
 ``np.linspace`` tables of ``SubPolicy``, and
 
 ========================= ============================== =======================================
@@ -26,8 +26,6 @@ fill 128 for every warp, as the reference's ``fillcolor=(128, 128, 128)``. The s
 linearly here (DALI's warp has no bicubic).
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 from nvidia.dali.auto_aug.auto_augment import apply_auto_augment
@@ -68,38 +66,13 @@ def rotate(images, degrees, size, fill=FILL):
     return geometry.rotate(images, degrees, size, fill, geometry.NEAREST)
 
 
-@augmentation(mag_range=np.linspace(0, 0.9, LEVELS), randomly_negate=True,
-              mag_to_param=_enhance)
-def color_(images, factor):
-    return color.adjust_saturation(images, factor)
-
-
-@augmentation(mag_range=np.linspace(0, 0.9, LEVELS), randomly_negate=True,
-              mag_to_param=_enhance)
-def contrast(images, factor):
-    return color.adjust_contrast(images, factor)
-
-
-@augmentation(mag_range=np.linspace(0, 0.9, LEVELS), randomly_negate=True,
-              mag_to_param=_enhance)
-def brightness(images, factor):
-    return color.adjust_brightness(images, factor)
-
-
-@augmentation(mag_range=np.linspace(0, 0.9, LEVELS), randomly_negate=True,
-              mag_to_param=_enhance)
-def sharpness(images, factor):
-    return filters.adjust_sharpness(images, factor)
-
-
-@augmentation(mag_range=np.round(np.linspace(8, 4, LEVELS)))
-def posterize(images, bits):
-    return tone.posterize(images, bits)
-
-
-@augmentation(mag_range=np.linspace(256, 0, LEVELS))
-def solarize(images, threshold):
-    return tone.solarize(images, threshold)
+ENHANCE = dict(mag_range=np.linspace(0, 0.9, LEVELS), randomly_negate=True, mag_to_param=_enhance)
+color_ = augmentation(color.adjust_saturation, name="color", **ENHANCE)
+contrast = augmentation(color.adjust_contrast, name="contrast", **ENHANCE)
+brightness = augmentation(color.adjust_brightness, name="brightness", **ENHANCE)
+sharpness = augmentation(filters.adjust_sharpness, name="sharpness", **ENHANCE)
+posterize = augmentation(tone.posterize, mag_range=np.round(np.linspace(8, 4, LEVELS)))
+solarize = augmentation(tone.solarize, mag_range=np.linspace(256, 0, LEVELS))
 
 
 @augmentation
@@ -118,37 +91,33 @@ def invert(images, _):
 
 
 # CIFAR10Policy's SubPolicy(p1, op1, level1, p2, op2, level2), in its order
-with warnings.catch_warnings():
-    # one sub-policy of the reference never inverts (probability 0), as in its source; DALI
-    # would warn about it on every import
-    warnings.filterwarnings("ignore", message="The augmentation `invert`", category=UserWarning)
-    CIFAR10_POLICY = Policy(name="CIFAR10Policy", num_magnitude_bins=LEVELS, sub_policies=[
-        [(invert, 0.1, None), (contrast, 0.2, 6)],
-        [(rotate, 0.7, 2), (translate_x, 0.3, 9)],
-        [(sharpness, 0.8, 1), (sharpness, 0.9, 3)],
-        [(shear_y, 0.5, 8), (translate_y, 0.7, 9)],
-        [(auto_contrast, 0.5, None), (equalize, 0.9, None)],
-        [(shear_y, 0.2, 7), (posterize, 0.3, 7)],
-        [(color_, 0.4, 3), (brightness, 0.6, 7)],
-        [(sharpness, 0.3, 9), (brightness, 0.7, 9)],
-        [(equalize, 0.6, None), (equalize, 0.5, None)],
-        [(contrast, 0.6, 7), (sharpness, 0.6, 5)],
-        [(color_, 0.7, 7), (translate_x, 0.5, 8)],
-        [(equalize, 0.3, None), (auto_contrast, 0.4, None)],
-        [(translate_y, 0.4, 3), (sharpness, 0.2, 6)],
-        [(brightness, 0.9, 6), (color_, 0.2, 8)],
-        [(solarize, 0.5, 2), (invert, 0.0, None)],
-        [(equalize, 0.2, None), (auto_contrast, 0.6, None)],
-        [(equalize, 0.2, None), (equalize, 0.6, None)],
-        [(color_, 0.9, 9), (equalize, 0.6, None)],
-        [(auto_contrast, 0.8, None), (solarize, 0.2, 8)],
-        [(brightness, 0.1, 3), (color_, 0.7, 0)],
-        [(solarize, 0.4, 5), (auto_contrast, 0.9, None)],
-        [(translate_y, 0.9, 9), (translate_y, 0.7, 9)],
-        [(auto_contrast, 0.9, None), (solarize, 0.8, 3)],
-        [(equalize, 0.8, None), (invert, 0.1, None)],
-        [(translate_y, 0.7, 9), (auto_contrast, 0.9, None)],
-    ])
+CIFAR10_POLICY = Policy(name="CIFAR10Policy", num_magnitude_bins=LEVELS, sub_policies=[
+    [(invert, 0.1, None), (contrast, 0.2, 6)],
+    [(rotate, 0.7, 2), (translate_x, 0.3, 9)],
+    [(sharpness, 0.8, 1), (sharpness, 0.9, 3)],
+    [(shear_y, 0.5, 8), (translate_y, 0.7, 9)],
+    [(auto_contrast, 0.5, None), (equalize, 0.9, None)],
+    [(shear_y, 0.2, 7), (posterize, 0.3, 7)],
+    [(color_, 0.4, 3), (brightness, 0.6, 7)],
+    [(sharpness, 0.3, 9), (brightness, 0.7, 9)],
+    [(equalize, 0.6, None), (equalize, 0.5, None)],
+    [(contrast, 0.6, 7), (sharpness, 0.6, 5)],
+    [(color_, 0.7, 7), (translate_x, 0.5, 8)],
+    [(equalize, 0.3, None), (auto_contrast, 0.4, None)],
+    [(translate_y, 0.4, 3), (sharpness, 0.2, 6)],
+    [(brightness, 0.9, 6), (color_, 0.2, 8)],
+    [(solarize, 0.5, 2)],  # the reference's second stage has probability 0.0
+    [(equalize, 0.2, None), (auto_contrast, 0.6, None)],
+    [(equalize, 0.2, None), (equalize, 0.6, None)],
+    [(color_, 0.9, 9), (equalize, 0.6, None)],
+    [(auto_contrast, 0.8, None), (solarize, 0.2, 8)],
+    [(brightness, 0.1, 3), (color_, 0.7, 0)],
+    [(solarize, 0.4, 5), (auto_contrast, 0.9, None)],
+    [(translate_y, 0.9, 9), (translate_y, 0.7, 9)],
+    [(auto_contrast, 0.9, None), (solarize, 0.8, 3)],
+    [(equalize, 0.8, None), (invert, 0.1, None)],
+    [(translate_y, 0.7, 9), (auto_contrast, 0.9, None)],
+])
 
 
 def cifar10_policy(images, size=(32, 32)):

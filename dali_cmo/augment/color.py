@@ -175,10 +175,27 @@ def _with_factor(op, factor, images):
 
 def apply_in_order(active: list, slots: list, images):
     """Applies the operations of ``active`` (``(op, factor)`` pairs) to every sample in the
-    order its ``slots`` say (slot ``k``: the index of the ``k``-th operation)."""
+    order its ``slots`` say (slot ``k``: the index of the ``k``-th operation).
+
+    Each slot routes every sample to its operation (``choose``), so a cheap operation is built
+    once per slot. The hue shift, when active (always last in ``active``), is built once: the
+    other operations run in two passes over the slots, those before the sample's hue position,
+    then the hue shift, then those after it."""
     transforms = [functools.partial(_with_factor, op, factor) for op, factor in active]
-    for slot in slots:
-        images = choose(transforms, slot, images)
+    if active[-1][0] is not adjust_hue:
+        for slot in slots:
+            images = choose(transforms, slot, images)
+        return images
+    hue_index = len(active) - 1
+    position = sum(k * (slot == hue_index) for k, slot in enumerate(slots))
+    others = [slots[j] * (j < position) + slots[j + 1] * (j >= position)
+              for j in range(hue_index)]  # the order of the other operations
+    for before_hue in (True, False):
+        for j, slot in enumerate(others):
+            if (j < position) == before_hue:
+                images = choose(transforms[:-1], slot, images)
+        if before_hue:
+            images = transforms[-1](images)
     return images
 
 

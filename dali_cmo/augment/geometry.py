@@ -44,7 +44,7 @@ def affine(images, coeffs, fill, interp=LINEAR):
     return (warped & inside) | (types.Constant(np.array(colour), device=images.device) & outside)
 
 
-def _matrix(*terms):
+def matrix(*terms):
     """``sum(value * unit)`` over ``(value, unit)`` pairs (units: six coefficients, values:
     per-sample scalars or numbers) as per-sample 2x3 float32 matrices."""
     total = None
@@ -59,22 +59,31 @@ IDENTITY = (1, 0, 0, 0, 1, 0)
 
 def shear_x(images, factor, fill, interp=LINEAR):
     """PIL ``(1, factor, 0, 0, 1, 0)``: rows shifted by ``factor * y`` (about the top edge)."""
-    return affine(images, _matrix((1.0, IDENTITY), (factor, (0, 1, 0, 0, 0, 0))), fill, interp)
+    return affine(images, matrix((1.0, IDENTITY), (factor, (0, 1, 0, 0, 0, 0))), fill, interp)
 
 
 def shear_y(images, factor, fill, interp=LINEAR):
     """PIL ``(1, 0, 0, factor, 1, 0)``: columns shifted by ``factor * x`` (about the left edge)."""
-    return affine(images, _matrix((1.0, IDENTITY), (factor, (0, 0, 0, 1, 0, 0))), fill, interp)
+    return affine(images, matrix((1.0, IDENTITY), (factor, (0, 0, 0, 1, 0, 0))), fill, interp)
 
 
 def translate_x(images, pixels, fill, interp=LINEAR):
     """PIL ``(1, 0, pixels, 0, 1, 0)``: the content moves ``pixels`` to the left."""
-    return affine(images, _matrix((1.0, IDENTITY), (pixels, (0, 0, 1, 0, 0, 0))), fill, interp)
+    return affine(images, matrix((1.0, IDENTITY), (pixels, (0, 0, 1, 0, 0, 0))), fill, interp)
 
 
 def translate_y(images, pixels, fill, interp=LINEAR):
     """PIL ``(1, 0, 0, 0, 1, pixels)``: the content moves ``pixels`` up."""
-    return affine(images, _matrix((1.0, IDENTITY), (pixels, (0, 0, 0, 0, 0, 1))), fill, interp)
+    return affine(images, matrix((1.0, IDENTITY), (pixels, (0, 0, 0, 0, 0, 1))), fill, interp)
+
+
+def rotation_matrix(degrees, size):
+    """PIL's ``rotate`` coefficients: counter-clockwise by ``degrees`` about the centre of
+    images of ``size`` (``(height, width)``), as per-sample 2x3 matrices."""
+    cy, cx = size[0] / 2.0, size[1] / 2.0
+    theta = degrees * (-np.pi / 180.0)
+    return matrix((dmath.cos(theta), (1, 0, -cx, 0, 1, -cy)),
+                  (dmath.sin(theta), (0, 1, -cy, -1, 0, cx)), (1.0, (0, 0, cx, 0, 0, cy)))
 
 
 def rotate(images, degrees, size, fill, interp=LINEAR):
@@ -88,11 +97,7 @@ def rotate(images, degrees, size, fill, interp=LINEAR):
         fill: a number, or one value per channel.
         interp: ``LINEAR`` or ``NEAREST``.
     """
-    cy, cx = size[0] / 2.0, size[1] / 2.0
-    theta = degrees * (-np.pi / 180.0)
-    coeffs = _matrix((dmath.cos(theta), (1, 0, -cx, 0, 1, -cy)),
-                     (dmath.sin(theta), (0, 1, -cy, -1, 0, cx)), (1.0, (0, 0, cx, 0, 0, cy)))
-    return affine(images, coeffs, fill, interp)
+    return affine(images, rotation_matrix(degrees, size), fill, interp)
 
 
 def flip(images, mirror):

@@ -6,23 +6,23 @@ Per image, ``n`` operations drawn uniformly *with replacement* from the 15 below
 with probability 0.5; each draws its level ``clip(N(m, mstd), 0, 10)`` and, where signed, a
 random sign; fill for the warps is ``img_mean``:
 
-================ ============================================ ========================
-operation        parameter at level ``v`` (of ``MAX_LEVEL``)  here
-================ ============================================ ========================
+================ ============================================ =====================
+operation        parameter at level ``v`` (of ``MAX_LEVEL``)  here (group)
+================ ============================================ =====================
 AutoContrast     --                                           tone.autocontrast
 Equalize         --                                           tone.equalize
-Invert           --                                           tone.invert
-Rotate           ``+-30 v / 10`` degrees                      geometry.rotate
-PosterizeTpu     keep ``int(4 v / 10)`` bits                  tone.posterize
-Solarize         threshold ``int(256 v / 10)``                tone.solarize
-SolarizeAdd      add ``int(110 v / 10)`` below 128            tone.solarize_add
+Invert           --                                           tone curve
+Rotate           ``+-30 v / 10`` degrees                      affine warp
+PosterizeTpu     keep ``int(4 v / 10)`` bits                  tone curve
+Solarize         threshold ``int(256 v / 10)``                tone curve
+SolarizeAdd      add ``int(110 v / 10)`` below 128            tone curve
 Color            factor ``1.8 v / 10 + 0.1`` (no sign)        color.adjust_saturation
 Contrast         factor ``1.8 v / 10 + 0.1``                  color.adjust_contrast
 Brightness       factor ``1.8 v / 10 + 0.1``                  color.adjust_brightness
 Sharpness        factor ``1.8 v / 10 + 0.1``                  filters.adjust_sharpness
-ShearX, ShearY   ``+-0.3 v / 10``                             geometry.shear_x/_y
-TranslateXRel/Y  ``+-0.45 v / 10`` of the width / height      geometry.translate_x/_y
-================ ============================================ ========================
+ShearX, ShearY   ``+-0.3 v / 10``                             affine warp
+TranslateXRel/Y  ``+-0.45 v / 10`` of the width / height      affine warp
+================ ============================================ =====================
 
 (``translate_const`` is unused: the list holds the relative translations.) How this differs from
 DALI's ``nvidia.dali.auto_aug.rand_augment`` (torchvision's RandAugment): that one applies every
@@ -37,6 +37,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+import numpy as np
 from nvidia.dali import fn, types
 import nvidia.dali.math as dmath
 
@@ -46,85 +47,77 @@ from dali_cmo.augment.draws import choose, coin
 MAX_LEVEL = 10.0
 IMAGENET_FILL = (124, 116, 104)  # tuple(min(255, round(255 * x)) for x in (0.485, 0.456, 0.406))
 
-
-def _enhance_factor(level):
-    return level / MAX_LEVEL * 1.8 + 0.1
-
-
-def _signed(level, sign, scale):
-    return level / MAX_LEVEL * scale * sign
-
-
-def _auto_contrast(images, level, sign, spec):
-    return tone.autocontrast(images)
-
-
-def _equalize(images, level, sign, spec):
-    return tone.equalize(images)
-
-
-def _invert(images, level, sign, spec):
-    return tone.invert(images)
-
-
-def _rotate(images, level, sign, spec):
-    return geometry.rotate(images, _signed(level, sign, 30.0), spec.size, spec.fill)
-
-
-def _posterize(images, level, sign, spec):
-    return tone.posterize(images, dmath.floor(level / MAX_LEVEL * 4))
-
-
-def _solarize(images, level, sign, spec):
-    return tone.solarize(images, dmath.floor(level / MAX_LEVEL * 256))
-
-
-def _solarize_add(images, level, sign, spec):
-    return tone.solarize_add(images, dmath.floor(level / MAX_LEVEL * 110))
-
-
-def _color(images, level, sign, spec):
-    return color.adjust_saturation(images, _enhance_factor(level))
-
-
-def _contrast(images, level, sign, spec):
-    return color.adjust_contrast(images, _enhance_factor(level))
-
-
-def _brightness(images, level, sign, spec):
-    return color.adjust_brightness(images, _enhance_factor(level))
-
-
-def _sharpness(images, level, sign, spec):
-    return filters.adjust_sharpness(images, _enhance_factor(level))
-
-
-def _shear_x(images, level, sign, spec):
-    return geometry.shear_x(images, _signed(level, sign, 0.3), spec.fill)
-
-
-def _shear_y(images, level, sign, spec):
-    return geometry.shear_y(images, _signed(level, sign, 0.3), spec.fill)
-
-
-def _translate_x(images, level, sign, spec):
-    return geometry.translate_x(images, _signed(level, sign, spec.translate * spec.size[1]),
-                                spec.fill)
-
-
-def _translate_y(images, level, sign, spec):
-    return geometry.translate_y(images, _signed(level, sign, spec.translate * spec.size[0]),
-                                spec.fill)
-
-
 # the reference's _RAND_TRANSFORMS, in its order
-OPERATIONS = {
-    "AutoContrast": _auto_contrast, "Equalize": _equalize, "Invert": _invert, "Rotate": _rotate,
-    "PosterizeTpu": _posterize, "Solarize": _solarize, "SolarizeAdd": _solarize_add,
-    "Color": _color, "Contrast": _contrast, "Brightness": _brightness, "Sharpness": _sharpness,
-    "ShearX": _shear_x, "ShearY": _shear_y, "TranslateXRel": _translate_x,
-    "TranslateYRel": _translate_y,
-}
+NAMES = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeTpu", "Solarize",
+         "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
+         "TranslateXRel", "TranslateYRel")
+# Operations sharing an implementation run as one group, built once per layer, with per-sample
+# parameters (see parameters()): the warps as one affine warp, Invert, PosterizeTpu, Solarize
+# and SolarizeAdd as one tone curve.
+GROUPS = ("autocontrast", "equalize", "tone", "affine", "color", "contrast", "brightness",
+          "sharpness")
+GROUP_OF = {"AutoContrast": "autocontrast", "Equalize": "equalize", "Invert": "tone",
+            "Rotate": "affine", "PosterizeTpu": "tone", "Solarize": "tone",
+            "SolarizeAdd": "tone", "Color": "color", "Contrast": "contrast",
+            "Brightness": "brightness", "Sharpness": "sharpness", "ShearX": "affine",
+            "ShearY": "affine", "TranslateXRel": "affine", "TranslateYRel": "affine"}
+
+
+def _is(op, name):
+    """1.0 where the sample's operation is ``name``, else 0.0."""
+    return fn.cast(op == NAMES.index(name), dtype=types.FLOAT)
+
+
+def parameters(op, level, sign, spec) -> dict:
+    """Every group's per-sample parameters for operation ``op`` at ``level`` with ``sign``, by
+    the reference's level-to-argument rules; the other operations get identity values (no
+    rotation, shear or shift; solarize threshold 256, addition 0, 8 bits; solarize at 0 is
+    Invert)."""
+    fraction = level / MAX_LEVEL
+    signed = fraction * sign
+    height, width = spec.size
+    coeffs = geometry.rotation_matrix(_is(op, "Rotate") * signed * 30.0, spec.size)
+    for name, unit, scale in (("ShearX", (0, 1, 0, 0, 0, 0), 0.3),
+                              ("ShearY", (0, 0, 0, 1, 0, 0), 0.3),
+                              ("TranslateXRel", (0, 0, 1, 0, 0, 0), spec.translate * width),
+                              ("TranslateYRel", (0, 0, 0, 0, 0, 1), spec.translate * height)):
+        coeffs = coeffs + geometry.matrix((_is(op, name) * signed * scale, unit))
+    threshold = (256.0 - _is(op, "Invert") * 256.0
+                 - _is(op, "Solarize") * (256.0 - dmath.floor(fraction * 256)))
+    bits = 8.0 - _is(op, "PosterizeTpu") * (8.0 - dmath.floor(fraction * 4))
+    addition = _is(op, "SolarizeAdd") * dmath.floor(fraction * 110)
+    return dict(coeffs=coeffs, threshold=threshold, bits=bits, addition=addition,
+                factor=fraction * 1.8 + 0.1)
+
+
+def operation(images, name: str, level, sign, spec):
+    """timm's operation ``name`` at ``level`` (per-sample floats) and ``sign`` (+-1) for every
+    sample, through the group that runs it.
+
+    Args:
+        images: uint8 HWC batch of images of ``spec.size``.
+        name: one of :data:`NAMES`.
+        level, sign: per-sample float nodes.
+        spec: the :class:`RandAugment` settings (size, translate, fill).
+    """
+    op = fn.constant(idata=NAMES.index(name), shape=[])
+    return _run_group(GROUP_OF[name], parameters(op, level, sign, spec), spec, images)
+
+
+def _run_group(group, params, spec, images):
+    if group == "autocontrast":
+        return tone.autocontrast(images)
+    if group == "equalize":
+        return tone.equalize(images)
+    if group == "tone":
+        images = tone.solarize(images, params["threshold"])
+        images = tone.solarize_add(images, params["addition"])
+        return tone.posterize(images, params["bits"])
+    if group == "affine":
+        return geometry.affine(images, params["coeffs"], spec.fill)
+    enhance = {"color": color.adjust_saturation, "contrast": color.adjust_contrast,
+               "brightness": color.adjust_brightness, "sharpness": filters.adjust_sharpness}
+    return enhance[group](images, params["factor"])
 
 
 @dataclass(frozen=True)
@@ -177,12 +170,12 @@ class RandAugment:
         return self.apply(images, self.draw())
 
     def draw(self) -> list:
-        """Per layer, the per-sample draws: ``op`` (index into :data:`OPERATIONS`, uniform),
+        """Per layer, the per-sample draws: ``op`` (index into :data:`NAMES`, uniform),
         ``applied`` (coin of ``probability``), ``level`` and ``sign`` (+-1, for the signed
         operations)."""
         draws = []
         for _ in range(self.n):
-            op = fn.random.uniform(values=list(range(len(OPERATIONS))), dtype=types.INT32)
+            op = fn.random.uniform(values=list(range(len(NAMES))), dtype=types.INT32)
             applied = coin(self.probability)
             level = self.level()
             sign = 1.0 - 2.0 * fn.cast(coin(0.5), dtype=types.FLOAT)
@@ -190,13 +183,14 @@ class RandAugment:
         return draws
 
     def apply(self, images, draws: list):
-        """The layers of :meth:`draw` (or given draws) in turn."""
-        operations = list(OPERATIONS.values())
+        """The layers of :meth:`draw` (or given draws) in turn: each sample whose coin came up
+        runs its operation's group with its parameters."""
+        group_of = types.Constant(np.array([GROUPS.index(GROUP_OF[n]) for n in NAMES], np.int32))
         for layer in draws:
-            transforms = [functools.partial(_apply, operation, layer["level"], layer["sign"], self)
-                          for operation in operations]
+            params = parameters(layer["op"], layer["level"], layer["sign"], self)
+            transforms = [functools.partial(_run_group, group, params, self) for group in GROUPS]
             if layer["applied"]:
-                images = choose(transforms, layer["op"], images)
+                images = choose(transforms, group_of[layer["op"]], images)
         return images
 
     def level(self):
@@ -205,7 +199,3 @@ class RandAugment:
             return fn.constant(fdata=float(self.m), shape=[])
         noisy = fn.random.normal(mean=float(self.m), stddev=float(self.mstd))
         return dmath.clamp(noisy, 0.0, MAX_LEVEL)
-
-
-def _apply(operation, level, sign, spec, images):
-    return operation(images, level, sign, spec)

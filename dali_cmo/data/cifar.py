@@ -33,6 +33,9 @@ PICKLES = {
 }
 NUM_CLASSES = {"cifar-10-batches-py": 10, "cifar-100-python": 100}
 
+#: ``--dataset`` name -> number of classes.
+CIFAR_LT_CLASSES = {"cifar10-lt": 10, "cifar100-lt": 100}
+
 
 def reference_lt_indices(labels: np.ndarray, num_classes: int, imbalance_ratio: float,
                          seed: int = 0) -> np.ndarray:

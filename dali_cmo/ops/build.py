@@ -10,12 +10,14 @@ The CPU operators are always built. The CUDA operators are built when ``nvcc`` i
 an error. ``DALI_CMO_CUDA_ARCHS`` (default ``80;90``) lists the SM versions to compile for;
 PTX for the newest one is embedded too, so newer GPUs JIT-compile it.
 
-Run it by hand with ``python -m dali_cmo build`` (``--cuda``/``--no-cuda``, ``--archs``);
+Run it by hand with ``python -m dali_cmo build`` (``--cuda``/``--no-cuda``, ``--archs``,
+``--if-stale`` to keep a library built from the same sources and settings);
 ``pip install`` runs it through ``setup.py``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -94,17 +96,43 @@ def _resolve_cuda(cuda: bool | None) -> str | None:
     return nvcc if cuda is not False else None
 
 
+def sources_digest() -> str:
+    """SHA-256 over the names and contents of the C++/CUDA sources."""
+    digest = hashlib.sha256()
+    for path in sorted(SOURCE_DIR.iterdir()):
+        if path.suffix in (".h", ".cc", ".cu", ".cuh"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def reusable_build(out_dir: Path, wanted: dict) -> dict | None:
+    """The info of the library in ``out_dir`` (with ``"reused": true``) when it records every
+    item of ``wanted`` (DALI version, CUDA choice, archs, sources digest); else None."""
+    info_path = out_dir / BUILD_INFO_NAME
+    if not (out_dir / LIBRARY_NAME).is_file() or not info_path.is_file():
+        return None
+    info = json.loads(info_path.read_text())
+    return dict(info, reused=True) if all(info.get(k) == v for k, v in wanted.items()) else None
+
+
 def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LIB_DIR,
-          verbose: bool = False) -> dict:
+          verbose: bool = False, if_stale: bool = False) -> dict:
     """Compile the library into ``out_dir``; returns the recorded build info.
 
     ``cuda``: True/False forces the choice, None decides from ``DALI_CMO_CUDA`` and ``nvcc``.
+    ``if_stale``: keep the library in ``out_dir`` when it was built from the same sources for
+    the same DALI version, CUDA choice and archs (its info then has ``"reused": true``).
     """
     dali_version, compile_flags, link_flags = _dali_flags()
     nvcc = _resolve_cuda(cuda)
-    cuda_include = _cuda_include_dir(nvcc)
     archs = archs or os.environ.get("DALI_CMO_CUDA_ARCHS", DEFAULT_ARCHS)
     arch_list = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
+    wanted = {"dali_version": dali_version, "cuda": bool(nvcc),
+              "cuda_archs": arch_list if nvcc else [], "sources_sha256": sources_digest()}
+    info_path = out_dir / BUILD_INFO_NAME
+    if if_stale and (reusable := reusable_build(out_dir, wanted)) is not None:
+        return reusable
+    cuda_include = _cuda_include_dir(nvcc)
     # No fused multiply-adds in host code: the CPU operator must compute the same float bits as
     # the GPU kernel (paste_pixel.h uses round-to-nearest intrinsics on the device).
     common = ["-std=c++20", "-O3", "-fPIC", "-ffp-contract=off", f"-I{SOURCE_DIR}",
@@ -139,14 +167,9 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
         shutil.copy2(staged, target.with_suffix(".so.tmp"))
         os.replace(target.with_suffix(".so.tmp"), target)
 
-    info = {
-        "dali_version": dali_version,
-        "cuda": bool(nvcc),
-        "cuda_archs": arch_list if nvcc else [],
-        "library": LIBRARY_NAME,
-        "size_bytes": (out_dir / LIBRARY_NAME).stat().st_size,
-    }
-    (out_dir / BUILD_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    info = {**wanted, "library": LIBRARY_NAME,
+            "size_bytes": (out_dir / LIBRARY_NAME).stat().st_size}
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -161,14 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archs", help=f"SM versions, e.g. '80;90' (default {DEFAULT_ARCHS})")
     parser.add_argument("--out-dir", type=Path, default=LIB_DIR,
                         help="where to write the library (default: the package's lib/)")
+    parser.add_argument("--if-stale", action="store_true",
+                        help="keep a library built from the same sources and settings")
     parser.add_argument("-v", "--verbose", action="store_true", help="print compiler commands")
     args = parser.parse_args(argv)
     try:
-        info = build(args.cuda, args.archs, args.out_dir, args.verbose)
+        info = build(args.cuda, args.archs, args.out_dir, args.verbose, args.if_stale)
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"built {args.out_dir / LIBRARY_NAME} ({info['size_bytes'] / 2**20:.1f} MiB, "
+    print(f"{'kept' if info.get('reused') else 'built'} {args.out_dir / LIBRARY_NAME} "
+          f"({info['size_bytes'] / 2**20:.1f} MiB, "
           f"DALI {info['dali_version']}, "
           f"{'CUDA sm_' + '/sm_'.join(info['cuda_archs']) if info['cuda'] else 'CPU only'})")
     return 0

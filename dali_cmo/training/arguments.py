@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from dali_cmo.augment.recipes import RECIPES
+from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
@@ -24,31 +24,32 @@ from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_e
                                        rank_batch_size)
 
 PROG = "train.py"
-DATASETS = ("demo", "cifar10-lt", "folder", "split", "inat")
+DATASETS = ("demo", "cifar10-lt", "cifar100-lt", "folder", "split", "inat")
 # argparse dest -> PRESETS key, for the values a preset provides
 PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="lr",
                    wd="weight_decay", momentum="momentum", warmup="warmup_epochs",
                    decay="decay", decay_epochs="decay_epochs", decay_factor="decay_factor",
                    cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
-                   drw_epoch="drw_epoch", image_size="image_size", groups="groups",
-                   normalisation="normalisation", augment="augment")
+                   drw_epoch="drw_epoch", image_size="image_size", augment="augment",
+                   groups="groups", normalisation="normalisation")
 # What defines a run, by flag: a resumed run must keep these (the data are compared by content;
 # "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam).
 FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
-         "--style", "--normalisation", "--augment", "--variant", "--seed", "--q-scheme", "--q-r",
-         "--q-beta", "--per-sample", "--pretrained")
+         "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
+         "--per-sample", "--normalisation")
 # What a resumed run may change when --allow-change names it.
 CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
               "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
               "--cmo-prob", "--alpha", "--foreground-decode", "--max-steps-per-epoch",
-              "--val-data", "--groups", "--device", "--amp", "--channels-last")
+              "--val-data", "--device", "--amp", "--channels-last")
 # values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
 EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
 # pipeline / sampler field -> flag, for their messages
 FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
                "image_size": "--image-size", "cmo_start": "--cmo-start",
                "cmo_end": "--cmo-end", "q_beta": "--q-beta", "beta": "--q-beta",
-               "scheme": "--q-scheme", "r": "--q-r"}
+               "scheme": "--q-scheme", "r": "--q-r", "augment": "--augment",
+               "randaugment": "--randaugment", "style": "--style"}
 # LRSchedule argument -> flag
 SCHEDULE_FLAGS = {"base_lr": "--lr", "epochs": "--epochs", "warmup_epochs": "--warmup",
                   "decay": "--decay", "decay_epochs": "--decay-epochs",
@@ -102,12 +103,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "classifier head stays new where its shape differs)")
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default=None,
-                       help="demo: built-in synthetic data; cifar10-lt: CIFAR-10-LT from a "
-                            "CIFAR-10 JPEG tree; folder / split / inat: image folder, split "
-                            "file, iNat JSON (default: guessed from --data, demo without it)")
+                       help="demo: built-in synthetic data; cifar10-lt / cifar100-lt: "
+                            "CIFAR-LT (the reference's subset) from the python pickles or a "
+                            "JPEG tree; folder / split / inat: image folder, split file, iNat "
+                            "JSON (default: guessed from --data, demo without it)")
     group.add_argument("--data", default=None,
-                       help="training split file, image folder or iNat JSON (cifar10-lt: the "
-                            "folder holding train/ and test/; default: the shared CIFAR-10)")
+                       help="training split file, image folder or iNat JSON (cifar*-lt: the "
+                            "pickle folder cifar-10-batches-py / cifar-100-python, or a folder "
+                            "holding train/ and test/ JPEGs; cifar10-lt default: the shared "
+                            "CIFAR-10 JPEGs)")
+    group.add_argument("--pixels", choices=("raw", "jpeg"), default="raw",
+                       help="cifar*-lt from a JPEG tree: decode it once into raw pixels (cached) "
+                            "or decode the JPEGs every epoch")
     group.add_argument("--root", default=None, help="image root for split files / JSON")
     group.add_argument("--val-data", default=None,
                        help="evaluation split file / folder / JSON (a folder --data may "
@@ -115,18 +122,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--val-root", default=None, help="image root for --val-data "
                                                         "(default: --root)")
     group.add_argument("--imbalance-ratio", type=float, default=100.0,
-                       help="cifar10-lt: n_max / n_min of the long-tailed subset")
+                       help="cifar*-lt: n_max / n_min of the long-tailed subset")
     group.add_argument("--style", choices=("imagenet", "cifar"), default=None,
                        help="crop style: imagenet (random-resized-crop to --image-size; "
                             "evaluation: resize and centre crop) or cifar (images of exactly "
                             "--image-size, pad 4 and crop) (default: cifar for the demo and "
                             "the CIFAR data and presets, imagenet otherwise)")
     group.add_argument("--augment", choices=tuple(RECIPES), default=None,
-                       help="the reference's augmentation of both streams "
-                            "(dali_cmo.augment.recipes)")
+                       help="training augmentation of both streams: standard (crop, flip), "
+                            "jitter (+ ColorJitter 0.4), randaugment (ImageNet/iNat 400-epoch "
+                            "branches), autoaugment (CIFAR 400-epoch branches)")
     group.add_argument("--image-size", type=int, default=None, help="training crop side (pixels)")
     group.add_argument("--normalisation", choices=tuple(NORMALISATIONS), default=None,
                        help="mean/std of training and evaluation (iNat's own for inat2018)")
+    group.add_argument("--randaugment", default=DEFAULT_RANDAUGMENT,
+                       help="timm RandAugment config of --augment randaugment")
     group = parser.add_argument_group("model and loss")
     group.add_argument("--model", choices=MODEL_NAMES, default=None, help="network")
     group.add_argument("--loss", choices=LOSS_NAMES, default=None,
@@ -173,7 +183,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("run")
     group.add_argument("--device", choices=("cpu", "cuda"), default=None,
                        help="default: cuda when available")
-    group.add_argument("--amp", action="store_true", help="mixed precision (GPU only)")
+    group.add_argument("--amp", action="store_true",
+                       help="mixed precision: float16 autocast on GPU, bfloat16 on CPU")
     group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
     group.add_argument("--workers", type=int, default=None,
                        help="DALI threads per rank (default: the CPUs this process may use, "
@@ -230,7 +241,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _guess_dataset(args) -> str:
     if args.data is None:
-        return "cifar10-lt" if args.preset == "cifar10-lt" else "demo"
+        return args.preset if args.preset in ("cifar10-lt", "cifar100-lt") else "demo"
     if Path(args.data).is_dir():
         return "folder"
     return "inat" if args.data.lower().endswith(".json") else "split"
@@ -247,10 +258,9 @@ def _fill_defaults(args) -> None:
     if args.dataset is None:
         args.dataset = _guess_dataset(args)
     if args.preset is None:
-        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt",
+        args.preset = {"demo": "demo", "cifar10-lt": "cifar10-lt", "cifar100-lt": "cifar100-lt",
                        "inat": "inat2018"}.get(args.dataset, "imagenet-lt")
     preset = PRESETS[args.preset]
-    unset = {dest for dest in PRESET_KEYS if getattr(args, dest) is None}
     if args.drw:
         try:
             args.drw_epoch = drw_switch_epoch(args.preset) if args.drw_epoch is None \
@@ -259,10 +269,10 @@ def _fill_defaults(args) -> None:
             raise UsageError(f"--drw: {error}") from None
         args.loss = args.loss or "ce"
     args.world_size = launched_world_size()
-    for dest in PRESET_KEYS:
-        if getattr(args, dest) is None:
-            value = preset[PRESET_KEYS[dest]]
-            setattr(args, dest, list(value) if isinstance(value, tuple) else value)
+    unset = {dest for dest in PRESET_KEYS if getattr(args, dest) is None}
+    for dest in unset:
+        value = preset[PRESET_KEYS[dest]]
+        setattr(args, dest, list(value) if isinstance(value, tuple) else value)
     args.shortened = {}  # preset values scaled to a shorter --epochs (dest -> value)
     if "epochs" not in unset and args.epochs < preset["epochs"]:
         scaled = shorten_recipe({d: getattr(args, d) for d in EPOCH_VALUES},
@@ -344,8 +354,6 @@ def check_args(args) -> None:
          f"--drw-epoch must be >= 0; got {args.drw_epoch}"),
         (args.cmo_start >= -1, f"--cmo-start must be >= -1; got {args.cmo_start}"),
         (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
-        (not (args.amp or args.channels_last) or args.device == "cuda",
-         "--amp and --channels-last need --device cuda"),
         (args.dataset != "demo" or args.data is None,
          "--data does not apply to --dataset demo"),
         (not set(args.allow_change) - set(CHANGEABLE),
@@ -353,6 +361,8 @@ def check_args(args) -> None:
          f"may change within a run: {', '.join(f.lstrip('-') for f in CHANGEABLE)}"),
     ]
     problems = [message for ok, message in checks if not ok]
+    if args.epochs >= 1:
+        problems += _epoch_problems(args)
     if args.batch_size >= 1:
         try:
             args.rank_batch_size = rank_batch_size(args.batch_size, args.world_size)
@@ -361,15 +371,13 @@ def check_args(args) -> None:
     if args.drw_epoch is not None and args.loss == "bs":
         problems.append(f"--loss bs with deferred re-weighting (--drw / --drw-epoch): "
                         f"{BalancedSoftmaxLoss.no_weights_reason}")
-    if args.drw_epoch is not None and args.drw_epoch >= args.epochs:
+    if args.drw_epoch is not None and args.drw_epoch >= args.epochs >= 1:
         problems.append(f"--drw-epoch {args.drw_epoch} lies past the last epoch (--epochs "
                         f"{args.epochs}, counted from 0): no epoch would be re-weighted")
     if PRESETS[args.preset]["pretrained"] and args.pretrained is None:
         problems.append(f"--preset {args.preset} fine-tunes a pretrained "
                         f"{PRESETS[args.preset]['model']} ({PRESETS[args.preset]['source']}): "
                         f"give --pretrained PATH, a torchvision state-dict file")
-    if args.epochs >= 1:
-        problems += _epoch_problems(args)
     if not problems:
         try:
             make_schedule(args)
@@ -434,7 +442,9 @@ def make_train_config(args):
                        epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
+                       randaugment=args.randaugment,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       normalisation=args.normalisation, augment=args.augment, seed=args.seed,
-                       num_threads=args.workers, on_bad_image=args.on_bad_image,
+                       augment=args.augment, normalisation=args.normalisation,
+                       seed=args.seed, num_threads=args.workers,
+                       on_bad_image=args.on_bad_image,
                        max_batches_per_epoch=args.max_steps_per_epoch)

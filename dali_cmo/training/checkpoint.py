@@ -93,7 +93,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "w
 
 
 def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, history: list,
-             best: dict | None, args: dict, identity: dict) -> None:
+             args: dict, identity: dict) -> None:
     """Every rank's stream position, RNG state and sums of the epoch in progress, with the
     model, optimiser and scaler, the arguments, the run's identity and the epochs' history,
     written atomically by rank 0 into ``run.output``.
@@ -105,7 +105,6 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
         iterator: the training ``CMOIterator`` (its ``state_dict()`` and epoch).
         totals: this rank's sums over the epoch in progress.
         history: one entry per finished epoch.
-        best: the best evaluation so far (None before the first).
         args: the resolved arguments.
         identity: :func:`run_identity` of the run.
     """
@@ -117,8 +116,7 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
             "scaler": scaler.state_dict(), "epoch": iterator.epoch,
             "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
             "epoch_totals": [r["totals"] for r in ranks], "args": args,
-            "identity": identity, "world_size": run.world, "history": history,
-            "best": best}, run.output)
+            "identity": identity, "world_size": run.world, "history": history}, run.output)
         run.log(f"{tag}: checkpoint written to {path}")
 
 

@@ -16,6 +16,7 @@ from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.integrity import BadImageError, quick_check_files
 from dali_cmo.training.distributed import all_reduce_sum, gather_objects
 from dali_cmo.training.metrics import ConfusionCounter, accuracy_report
+from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import ProgressLine
 
 
@@ -26,9 +27,9 @@ class Evaluation:
     Args:
         dataset: the evaluation ``LongTailDataset``.
         train_counts: training images per class (the Many / Medium / Few groups).
-        args: the trainer's arguments (``style``, ``normalisation``, ``rank_batch_size``,
-            ``image_size``, ``device``, ``workers``, ``on_bad_image``, ``amp``, ``groups``,
-            ``print_every``).
+        args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
+            ``workers``, ``on_bad_image``, ``amp``, ``print_every``, ``rank_batch_size``,
+            ``normalisation``, ``groups``).
         run: the trainer's ``Run`` (rank, world size, device, stop request, log).
     """
 
@@ -114,7 +115,9 @@ class Evaluation:
         model.eval()
         counter = ConfusionCounter(len(self.train_counts), device=run.device)
         for images, targets in self._batches():
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.args.amp):
+            if run.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(run.device.type, self.args.amp):
                 counter.update(model(images), targets)
             if run.stop.reason is not None:
                 self._iterator = None  # its pipeline stopped mid-pass

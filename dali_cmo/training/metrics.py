@@ -5,8 +5,8 @@ many > 100, medium 20..100, few < 20 training images; the ImageNet-LT and iNatur
 of the reference put exactly 20 in few, ``GROUP_RULES["le20"]``).
 
 Over a run, the reference (``cifar_train.py``, ``imagenet_train.py``, ``inat18_train.py``)
-reports the best test top-1 over the epochs; :func:`best_report` keeps that evaluation beside
-the last one.
+reports the best test top-1 over the epochs; :func:`best_evaluation` finds that evaluation in
+the epochs' history, beside the last one.
 
 A group's accuracy is the mean of its classes' accuracies (each class counts once, however
 many test images it has). Classes with no evaluation samples have no accuracy: they are
@@ -99,17 +99,15 @@ def accuracy_report(correct: Sequence[int] | torch.Tensor, total: Sequence[int] 
     return report
 
 
-def best_report(best: dict | None, report: dict) -> dict:
-    """The best evaluation so far: ``report`` where its top-1 is higher than ``best``'s, else
-    ``best`` (so of equal epochs the earlier stays, as the reference's
-    ``is_best = acc1 > best_acc1``).
-
-    Args:
-        best: the best :func:`accuracy_report` so far (None before the first).
-        report: the newest one.
+def best_evaluation(history: list[dict]) -> dict | None:
+    """The evaluated epoch of ``history`` (the trainer's ``log.jsonl`` entries) with the
+    highest top-1; of equal ones the earlier, as the reference's ``is_best = acc1 > best_acc1``.
+    None when no epoch was evaluated.
     """
-    if best is None or (report["top1"] or 0.0) > (best["top1"] or 0.0):
-        return report
+    best = None
+    for entry in history:
+        if entry.get("top1") is not None and (best is None or entry["top1"] > best["top1"]):
+            best = entry
     return best
 
 

@@ -161,3 +161,10 @@ def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
     model.load_state_dict({k: v for k, v in state.items() if k in own and k not in fresh},
                           strict=False)
     return fresh
+
+
+def autocast(device: str, enabled: bool):
+    """``--amp``: float16 autocast on CUDA (with a gradient scaler), bfloat16 on CPU (no scaler
+    needed: bfloat16 has float32's exponent range)."""
+    return torch.autocast(device, dtype=torch.float16 if device == "cuda" else torch.bfloat16,
+                          enabled=enabled)

@@ -209,24 +209,25 @@ class FirstStepRecord:
             "class_weights": None if weights is None else weights.tolist()}))
 
 
-def write_run_report(run, args, report, best, evaluated_epoch, history, elapsed, train_set,
+def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
                      bad_images, left_out) -> None:
-    """The end of a ``train.py`` run: ``metrics.json``, the per-class plot and the accuracy
-    table on stdout.
+    """The end of a ``train.py`` run (rank 0): ``metrics.json``, the per-class plot and the
+    accuracy table on stdout, with the last evaluation and the best one (highest top-1, the
+    earlier on a tie, as the reference).
 
     Args:
         run: the trainer's ``Run`` (its output folder and world size).
         args: the resolved arguments.
         report: the last evaluation (:func:`dali_cmo.training.metrics.accuracy_report`).
-        best: the best evaluation.
         evaluated_epoch: the epoch of ``report``, counted from 1.
-        history: one entry per epoch (its throughput is averaged).
+        history: one entry per epoch (evaluations and throughput).
         elapsed: seconds this process trained.
         train_set: the training dataset (class counts and names).
         bad_images: training files replaced under ``--on-bad-image skip`` (path -> problem).
         left_out: evaluation files not scored under ``skip`` (path -> problem).
     """
-    from dali_cmo.training.metrics import format_report_table
+    from dali_cmo.training.metrics import best_evaluation, format_report_table
+    best = best_evaluation(history) or {**report, "epoch": evaluated_epoch}
     output, counts = run.output, train_set.class_counts
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
     metrics = {**report, "evaluated_epoch": evaluated_epoch, "best": best,

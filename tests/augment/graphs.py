@@ -2,13 +2,22 @@
 
 The images are smooth random colour fields with hard-edged rectangles and a little noise, so
 that colour statistics, histograms, edges and flat areas all occur (what the transforms are
-sensitive to), without any file on disk.
+sensitive to), without any file on disk. Importing this module also makes the reference's
+transforms re-created with PIL importable (benchmarks/reference_transforms.py, what the
+throughput benchmark runs too).
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def
 from PIL import Image
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
 
 
 def structured_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:

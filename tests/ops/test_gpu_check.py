@@ -1,4 +1,5 @@
-"""benchmarks/gpu_check.sh: its dry run on this (CPU) machine, and the summary it writes."""
+"""benchmarks/gpu_check.sh: its dry run on this (CPU) machine (which also runs the standalone
+kernel check in its CPU mode), its kernel-only mode, its session plan, and the summary."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,8 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
-STEPS = ["gpu", "dali", "versions", "build", "smoke", "tests_gpu", "bench_paste_op",
-         "bench_throughput", "bench_throughput_e2e", "tests_cmo_paste_cpu"]
+STEPS = ["gpu", "kernel_check", "dali", "versions", "build", "smoke", "tests_gpu",
+         "bench_paste_op", "bench_throughput", "bench_throughput_e2e", "tests_ops_cpu"]
+needs_shell = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
+                                 reason="needs bash and coreutils timeout")
 
 
 def load_summary_module():
@@ -25,55 +28,85 @@ def load_summary_module():
     return module
 
 
-@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
-                    reason="needs bash and coreutils timeout")
-def test_dry_run_records_every_step_and_builds(tmp_path):
+def run_script(tmp_path, *args, timeout=600, **env):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, **env)
+    result = subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    return result, result.stdout + result.stderr
+
+
+@needs_shell
+def test_dry_run_records_every_step_and_runs_the_kernel_check(tmp_path):
     pytest.importorskip("nvidia.dali")
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
+        pytest.skip("needs nvcc for the kernel check")
     library = REPO / "dali_cmo" / "ops" / "lib" / "libdali_cmo.so"
     before = library.stat().st_mtime_ns if library.exists() else None
-    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable,
-               GPU_CHECK_SKIP_BENCH="1", GPU_CHECK_SKIP_TESTS="1")
-    result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
-    log = result.stdout + result.stderr
+    # The build step is exercised by the package install; here the installed library is used.
+    result, log = run_script(tmp_path, "--dry-run", GPU_CHECK_SKIP_BENCH="1",
+                             GPU_CHECK_SKIP_TESTS="1", GPU_CHECK_DRY_BUILD="installed")
     assert result.returncode == 0, log
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["mode"] == "dry-run" and summary["ok"], log
     steps = {step["name"]: step for step in summary["steps"]}
     assert list(steps) == STEPS, log
-    assert steps["build"]["status"] == "ok", log
-    assert "CPU only" in steps["build"]["detail"]
+    assert steps["build"]["status"] == "ok" and "the installed library" in steps["build"]["detail"]
     assert steps["smoke"]["status"] == "ok", log
+    assert json.loads((tmp_path / "smoke.json").read_text())["checks"] == {
+        f"cpu_vs_numpy/{d}/{layout}": "equal" for d in ("uint8", "float32", "float16")
+        for layout in ("HWC", "CHW")}
+    kernel = json.loads((tmp_path / "kernel_check.json").read_text())
+    assert kernel["mode"] == "cpu-emulation" and kernel["exit_status"] == 0, log
+    assert kernel["equal"] == kernel["cases"] > 40 and kernel["failed"] == []
     assert steps["gpu"]["status"] == steps["tests_gpu"]["status"] == "skipped"
     assert "no GPU" in steps["tests_gpu"]["detail"]
-    for name in ("bench_throughput", "bench_throughput_e2e", "bench_paste_op", "tests_cmo_paste_cpu"):
+    for name in ("bench_throughput", "bench_throughput_e2e", "bench_paste_op", "tests_ops_cpu"):
         assert steps[name]["status"] == "skipped"
     assert summary["versions"]["dali"] == steps["dali"]["detail"].split()[1]
-    assert (tmp_path / "build.log").is_file() and (tmp_path / "versions.json").is_file()
-    # one printed line per step
+    assert (tmp_path / "versions.json").is_file()
     printed = log.split("gpu-check summary", 1)[1]
-    assert all(f"  {name} " in printed for name in STEPS)
-    # a dry run builds into a temporary folder: the installed library is left alone
+    assert all(f"  {name} " in printed for name in STEPS)  # one printed line per step
+    assert "device time: " in printed and "kernel_check " in printed.split("device time: ")[1]
     after = library.stat().st_mtime_ns if library.exists() else None
-    assert before == after
+    assert before == after  # the installed library is left alone
 
 
-@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
-                    reason="needs bash and coreutils timeout")
+@needs_shell
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
+def test_kernel_only_mode_stops_after_the_kernel_check(tmp_path):
+    result, log = run_script(tmp_path, "--kernel-only")
+    assert result.returncode == 1, log
+    steps = {s["name"]: s for s in json.loads((tmp_path / "summary.json").read_text())["steps"]}
+    assert list(steps) == ["gpu", "kernel_check"], log
+    assert steps["gpu"]["detail"] == "nvidia-smi not found"
+    if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").is_file():
+        assert steps["kernel_check"]["detail"].endswith("no CUDA GPU found (--require-gpu)"), log
+
+
+@needs_shell
 def test_steps_past_the_time_budget_are_skipped_and_summarized(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_BUDGET_S="1")
-    result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
-    log = result.stdout + result.stderr
+    result, log = run_script(tmp_path, "--dry-run", timeout=120, GPU_CHECK_BUDGET_S="1")
     assert result.returncode == 0, log
     steps = json.loads((tmp_path / "summary.json").read_text())["steps"]
     assert [s["name"] for s in steps] == STEPS
     assert all(s["status"] in ("ok", "skipped") for s in steps), log
-    assert "no time left" in {s["name"]: s for s in steps}["build"]["detail"]
+    assert "no time left" in {s["name"]: s for s in steps}["kernel_check"]["detail"]
 
 
-def test_summary_reads_junit_benchmark_json_and_failures(tmp_path, capsys):
+def test_the_session_plan_leaves_time_to_rerun_the_last_call(capsys):
+    summary_module = load_summary_module()
+    assert summary_module.main(["--plan"]) == 0
+    printed = capsys.readouterr().out
+    calls, planned, retry = summary_module.plan(330)
+    assert planned == 120 + 90 + 90 + 330 and retry == 330 - 135
+    assert summary_module.SESSION_S - planned >= retry and "fits" in printed.splitlines()[-1]
+    # a budget that leaves no room for the rerun is refused
+    assert summary_module.main(["--plan", "--budget", "560"]) == 1
+    assert "DOES NOT FIT" in capsys.readouterr().out
+
+
+def test_summary_reads_junit_benchmark_json_failures_and_device_time(tmp_path, capsys):
     summary_module = load_summary_module()
     (tmp_path / "junit.xml").write_text(
         '<?xml version="1.0"?><testsuites><testsuite tests="5" failures="1" errors="0" '
@@ -81,13 +114,15 @@ def test_summary_reads_junit_benchmark_json_and_failures(tmp_path, capsys):
         '</testsuite></testsuites>')
     (tmp_path / "bench.json").write_text(json.dumps(
         {"config": {"batch": 64}, "results": {"images_per_s": 1234.5, "ms_per_batch": 51.8}}))
-    rows = [("build", "ok", "12.5", "built", "build.log", ""),
-            ("tests_gpu", "failed", "3.0", "exit 1", "t.log", "junit.xml"),
-            ("bench_throughput", "ok", "9.9", "done", "b.log", "bench.json"),
+    rows = [("dali", "ok", "30", "unpacked", "dali.log", ""),
+            ("build", "ok", "90", "built", "build.log", ""),
+            ("tests_gpu", "failed", "60", "exit 1", "t.log", "junit.xml"),
+            ("bench_throughput", "ok", "120", "done", "b.log", "bench.json"),
             ("bench_paste_op", "skipped", "0", "not available", "", "")]
     (tmp_path / "steps.tsv").write_text("".join("\t".join(r) + "\n" for r in rows))
 
-    assert summary_module.main([str(tmp_path), "--mode", "gpu", "--elapsed", "30"]) == 1
+    assert summary_module.main([str(tmp_path), "--mode", "gpu", "--elapsed", "300",
+                                "--spent-before", "400"]) == 1
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["failed_steps"] == ["tests_gpu"] and not summary["ok"]
     steps = {s["name"]: s for s in summary["steps"]}
@@ -95,8 +130,18 @@ def test_summary_reads_junit_benchmark_json_and_failures(tmp_path, capsys):
     assert steps["tests_gpu"]["tests"]["failed_tests"] == ["tests.t::test_a"]
     assert steps["bench_throughput"]["key_figures"] == {"results.images_per_s": 1234.5,
                                                         "results.ms_per_batch": 51.8}
+    # 300 s run after 400 s: 200 s left; a rerun without dali (30) and build (90) needs 180 s
+    assert summary["device_time"] == {
+        "minutes_per_step": {"dali": 0.5, "build": 1.5, "tests_gpu": 1.0,
+                             "bench_throughput": 2.0, "bench_paste_op": 0.0},
+        "run_minutes": 5.0, "session_minutes_before": 6.67,
+        "session_minutes_before_is_estimate": False, "session_minutes_left": 3.33,
+        "retry_minutes": 3.0, "retry_fits": True}
     printed = capsys.readouterr().out
     assert "images_per_s=1234" in printed and "FAILED: tests_gpu" in printed
+    assert "device time: 5.0 min this run (dali 0.5, build 1.5, tests_gpu 1.0, " \
+           "bench_throughput 2.0); session 6.7 min before, 3.3 min left; a rerun without " \
+           "unpack and build needs 3.0 min: fits" in printed
 
 
 def test_summary_picks_the_benchmark_figures(tmp_path, capsys):

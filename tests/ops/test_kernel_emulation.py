@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import requires_gpu
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
@@ -89,36 +90,76 @@ def random_batch(rng, n, C, big=False):
     return bgs, fgs, boxes, flips[0], flips[1]
 
 
-@pytest.mark.parametrize("layout", ["HWC", "CHW"])
-@pytest.mark.parametrize("dtype", list(DTYPES), ids=lambda t: str(t).split(".")[-1])
-def test_kernel_body_on_a_simulated_grid_equals_the_cpu_operator(plugin, emulation, dtype,
-                                                                 layout):
+def batches_and_constants(dtype, layout):
+    """Four random batches (the first with one big image, in CHW) and the constants of a case."""
     rng = np.random.default_rng(100 + 2 * list(DTYPES).index(dtype) + (layout == "CHW"))
     C = 1 if (dtype, layout) == (types.UINT8, "HWC") else 3
     batches = [random_batch(rng, 5, C, big=(i == 0 and layout == "CHW")) for i in range(4)]
     mean, std = (list(v)[:C] for v in CONSTANTS[dtype])
+    return batches, mean, std
 
-    @pipeline_def(batch_size=5, num_threads=2, device_id=None)
+
+def paste_pipeline(batches, mean, std, dtype, layout, device="cpu"):
+    """cmo_paste with the batches' boxes and flips (the same inputs on either device)."""
+    @pipeline_def(batch_size=5, num_threads=2, device_id=0 if device == "gpu" else None)
     def pipe():
         inputs = [fn.external_source(source=[b[k] for b in batches], cycle=True,
                                      layout="HWC" if k < 2 else None) for k in range(5)]
         bg, fg, box, mirror, fg_mirror = inputs
+        if device == "gpu":
+            bg, fg = bg.gpu(), fg.gpu()
         return tuple(fn.cmo_paste(bg, fg, box=box, mirror=mirror, foreground_mirror=fg_mirror,
-                                  mean=list(mean), std=list(std), dtype=dtype,
-                                  output_layout=layout, output_box=True))
+                                  mean=mean, std=std, dtype=dtype, output_layout=layout,
+                                  output_box=True))
 
     p = pipe()
     p.build()
+    return p
+
+
+def run(p):
+    return [[np.array(t) for t in (o.as_cpu() if hasattr(o, "as_cpu") else o)] for o in p.run()]
+
+
+def assert_same_bytes(want, got, bgs, fgs, boxes, mirrors, fg_mirrors):
+    for i, (a, b) in enumerate(zip(want, got)):
+        assert a.shape == b.shape, i
+        same = a.view(np.uint8) == b.view(np.uint8)
+        assert same.all(), (
+            f"sample {i} ({bgs[i].shape}, box {boxes[i].tolist()}, fg {fgs[i].shape}, mirrors "
+            f"{int(mirrors[i])}/{int(fg_mirrors[i])}): {np.count_nonzero(~same)} bytes differ")
+
+
+CASES = pytest.mark.parametrize("layout,dtype", [(layout, dtype) for dtype in DTYPES
+                                                 for layout in ("HWC", "CHW")],
+                                ids=lambda v: v if isinstance(v, str) else str(v).split(".")[-1])
+
+
+@CASES
+def test_kernel_body_on_a_simulated_grid_equals_the_cpu_operator(plugin, emulation, dtype,
+                                                                 layout):
+    batches, mean, std = batches_and_constants(dtype, layout)
+    p = paste_pipeline(batches, mean, std, dtype, layout)
     for bgs, fgs, boxes, mirrors, fg_mirrors in batches:
-        images, lams, out_boxes = ([np.array(t) for t in o] for o in p.run())
+        images, lams, out_boxes = run(p)
         emulated, emulated_lams, emulated_boxes = emulate(
             emulation, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout)
-        for i, (want, got) in enumerate(zip(images, emulated)):
-            assert want.shape == got.shape, i
-            same = want.view(np.uint8) == got.view(np.uint8)
-            assert same.all(), (
-                f"sample {i} ({bgs[i].shape}, box {boxes[i].tolist()}, fg {fgs[i].shape}, "
-                f"mirrors {int(mirrors[i])}/{int(fg_mirrors[i])}): {np.count_nonzero(~same)} "
-                f"bytes differ")
+        assert_same_bytes(images, emulated, bgs, fgs, boxes, mirrors, fg_mirrors)
         np.testing.assert_array_equal(np.ravel(emulated_lams), np.ravel(lams))
         np.testing.assert_array_equal(emulated_boxes, out_boxes)
+
+
+@requires_gpu
+@pytest.mark.gpu
+@CASES
+def test_gpu_operator_equals_the_cpu_operator(plugin, dtype, layout):
+    """The same random batches (region and full-size foregrounds, every box kind, flips, 1x1 and
+    a big image) on the GPU: identical bytes, lambdas and boxes."""
+    batches, mean, std = batches_and_constants(dtype, layout)
+    cpu = paste_pipeline(batches, mean, std, dtype, layout)
+    gpu = paste_pipeline(batches, mean, std, dtype, layout, device="gpu")
+    for bgs, fgs, boxes, mirrors, fg_mirrors in batches:
+        (want, want_lam, want_box), (got, got_lam, got_box) = run(cpu), run(gpu)
+        assert_same_bytes(want, got, bgs, fgs, boxes, mirrors, fg_mirrors)
+        np.testing.assert_array_equal(got_lam, want_lam)
+        np.testing.assert_array_equal(got_box, want_box)

@@ -5,7 +5,7 @@ import torch
 from dali_cmo.data.groups import IMAGENET_RULE
 from PIL import Image
 
-from dali_cmo.training.metrics import (ConfusionCounter, accuracy_report, best_report,
+from dali_cmo.training.metrics import (ConfusionCounter, accuracy_report, best_evaluation,
                                       format_report_table)
 from dali_cmo.training.reports import plot_per_class_accuracy, sample_captions, save_sample_grid
 
@@ -51,14 +51,12 @@ def test_accuracy_report_few_inclusive_and_empty_groups():
     assert head_only["medium"] is None and head_only["few"] is None
 
 
-def test_best_report_is_the_first_epoch_with_the_highest_top1():
+def test_best_evaluation_is_the_first_epoch_with_the_highest_top1():
     """The reference reports `best_acc1` (is_best = acc1 > best_acc1), not the last epoch."""
     history = [{"epoch": 1, "top1": 30.0}, {"epoch": 2, "top1": 52.5}, {"epoch": 3, "top1": 41.0},
-               {"epoch": 4, "top1": 52.5}, {"epoch": 5, "top1": 50.0}]
-    best = None
-    for report in history:
-        best = best_report(best, report)
-    assert best["epoch"] == 2 and history[-1]["epoch"] == 5
+               {"epoch": 4, "top1": 52.5}, {"epoch": 5, "top1": 50.0}, {"epoch": 6}]
+    assert best_evaluation(history)["epoch"] == 2
+    assert best_evaluation([{"epoch": 1}]) is None  # nothing evaluated
 
 
 def test_format_report_table():

@@ -70,11 +70,7 @@ def run_main(capsys, *arguments) -> str:
 
 def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    from dali_cmo.training.models import build_model
-    torch.save(build_model("resnet32", 7).state_dict(), tmp_path / "weights.pth")
-    short = [*SHORT, "--pretrained", tmp_path / "weights.pth"]
-    out = run_main(capsys, *short, "--output", straight)
-    assert f"weights from {tmp_path / 'weights.pth'}; new: fc.weight, fc.bias" in out
+    out = run_main(capsys, *SHORT, "--output", straight)
     metrics = json.loads((straight / "metrics.json").read_text())
     for key in ("top1", "many", "medium", "few", "per_class", "images_per_second", "epochs",
                 "args"):
@@ -96,12 +92,12 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     assert (straight / "checkpoint.prev.pt").exists()
     assert "overall" in out and "few" in out
     # Stop after the 2nd training step (mid-epoch 1), as a SIGTERM would, then resume.
-    out = run_main(capsys, *short, "--output", stopped, "--stop-after-steps", "2")
+    out = run_main(capsys, *SHORT, "--output", stopped, "--stop-after-steps", "2")
     assert f"stopped by --stop-after-steps in epoch 1 after batch 2: checkpoint written" in out
     assert not (stopped / "metrics.json").exists()
     state = torch.load(stopped / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (state["epoch"], state["iterators"][0]["position"]) == (0, 2)
-    out = run_main(capsys, *short, "--output", stopped, "--resume", "auto")
+    out = run_main(capsys, *SHORT, "--output", stopped, "--resume", "auto")
     assert f"resuming from {stopped / 'checkpoint.pt'}: in epoch 1 after batch 2" in out
     a, b = weights(straight), weights(stopped)
     assert a.keys() == b.keys()
@@ -198,7 +194,6 @@ def last_error_line(capsys) -> str:
     (["--warmup", "9", "--epochs", "5"], "--warmup 9 must lie in 0..4 for --epochs 5"),
     (["--decay", "step", "--decay-factor", "2", "--decay-epochs", "2"],
      "learning-rate schedule: --decay-factor must be in (0, 1]; got 2.0"),
-    (["--amp", "--device", "cpu"], "--amp and --channels-last need --device cuda"),
     (["--q-r", "-1"], "--q-r must be a finite number >= 0, got -1.0"),
     (["--q-beta", "0.5"], "--q-beta applies only to --q-scheme='effective_number', not 'reference'"),
     (["--loss", "bs", "--drw-epoch", "1"],
@@ -226,6 +221,7 @@ def test_nonsense_arguments_name_the_argument(argv, message, capsys, tmp_path):
     (["--preset", "nonsense"], "argument --preset: invalid choice: 'nonsense'"),
     (["--variant", "mixup"], "argument --variant: invalid choice: 'mixup'"),
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["--pixels", "png"], "argument --pixels: invalid choice: 'png'"),
 ])
 def test_argument_syntax_errors_show_the_usage(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -399,9 +395,9 @@ def _evaluation(tmp_path, on_bad_image, val_extra):
     from dali_cmo.training.evaluation import Evaluation
     from image_fixtures import split_dataset
     listing = split_dataset(tmp_path, "val", per_class=(3, 3, 3), extra=val_extra)
-    args = SimpleNamespace(style="cifar", normalisation=None, rank_batch_size=4, image_size=32,
-                           device="cpu", workers=1, on_bad_image=on_bad_image, amp=False,
-                           groups="lt20", print_every=30.0)
+    args = SimpleNamespace(style="cifar", rank_batch_size=4, image_size=32, device="cpu",
+                           workers=1, on_bad_image=on_bad_image, amp=False, print_every=30.0,
+                           normalisation=None, groups="lt20")
     run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
     return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run)
 
@@ -421,6 +417,19 @@ def test_skip_mode_leaves_bad_evaluation_images_out_of_scoring(tmp_path, plugin,
     assert set(evaluation.left_out) == {str(tmp_path / p) for p in bad}
     assert "evaluation: 1 bad image(s) left out of scoring (--on-bad-image skip)" in \
         capsys.readouterr().out
+
+
+def test_in_memory_pixels_need_no_file_check(tmp_path, plugin):
+    """CIFAR pixels from the pickles have no files to read: nothing is checked or left out."""
+    from dali_cmo.data.datasets import ArrayDataset
+    evaluation = _evaluation(tmp_path, "error", None)
+    pixels = ArrayDataset(tmp_path, tuple(f"test_batch[{i}]" for i in range(9)),
+                          np.repeat([0, 1, 2], 3), ("a", "b", "c"), "test_batch",
+                          images=np.zeros((9, 32, 32, 3), np.uint8))
+    evaluation.dataset = pixels
+    evaluation.check_files()
+    assert evaluation.left_out == {}
+    assert evaluation(_ClassZero())["top1"] == pytest.approx(100 * 3 / 9)
 
 
 def test_a_stop_request_ends_evaluation_within_a_batch(tmp_path, plugin):

@@ -1,0 +1,121 @@
+"""The recipes in the training pipeline: the per-image branch is a fair coin, each stream draws
+its own augmentation, region decoding is used only where it sees the same pixels, the
+configuration refuses what the reference never ran, and the augmented stream is seeded and
+resumes from a DALI checkpoint with the same batches."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from graphs import run_graph, structured_images
+from dali_cmo.augment import tone
+from dali_cmo.augment.draws import either
+from dali_cmo.augment.recipes import RECIPES
+from dali_cmo.data.datasets import LongTailDataset
+from pipelines.training import TrainConfig, TrainingPipeline
+
+ACTIVE = dict(epochs=4, cmo_start=-1, cmo_end=0)  # pasting from the first batch on
+
+
+def jpeg_dataset(root, size, counts=(10, 5, 3), flat=False):
+    root.mkdir(parents=True, exist_ok=True)
+    files, labels = [], []
+    images = structured_images(sum(counts), size, seed=4)
+    for k, n in enumerate(counts):
+        for i in range(n):
+            name = f"c{k}_{i}.jpg"
+            pixels = np.full((size, size, 3), 90, np.uint8) if flat else images[len(files)]
+            Image.fromarray(pixels).save(root / name, quality=95)
+            files.append(name)
+            labels.append(k)
+    return LongTailDataset(root, files, labels, [f"c{k}" for k in range(len(counts))], "gen")
+
+
+@pytest.fixture(scope="module")
+def small_jpegs(tmp_path_factory):
+    return jpeg_dataset(tmp_path_factory.mktemp("aug64"), 64)
+
+
+@pytest.fixture(scope="module")
+def cifar_jpegs(tmp_path_factory):
+    return jpeg_dataset(tmp_path_factory.mktemp("aug32"), 32)
+
+
+def test_branch_choice_is_a_fair_coin():
+    """either(a, b, 0.5): marked branches (invert vs. identity), counted over 4,000 images."""
+    grey = np.full((4, 4, 3), 10, np.uint8)
+    out = run_graph(lambda x: either(tone.invert, lambda y: y, 0.5, x), [grey] * 1000,
+                    iterations=4)
+    share = np.mean([o[0, 0, 0] == 245 for o in out])
+    assert all(o[0, 0, 0] in (10, 245) for o in out)
+    assert abs(share - 0.5) < 4 * math.sqrt(0.25 / len(out)), share
+
+
+def test_each_stream_draws_its_own_jitter(tmp_path):
+    """One flat image everywhere: with jitter the pasted box and the background differ (their
+    factors are drawn apart); without, they are the same colour."""
+    dataset = jpeg_dataset(tmp_path, 64, counts=(8, 8), flat=True)
+    for augment, differ in (("jitter", True), ("standard", False)):
+        config = TrainConfig(image_size=32, batch_size=16, probability=1.0, per_sample=True,
+                             augment=augment, seed=3, **ACTIVE)
+        images, _, _, lam, box = (np.array(o.as_tensor()) for o in
+                                  TrainingPipeline(dataset, config).build(with_box=True).run())
+        gaps = []
+        for img, (y1, x1, y2, x2) in zip(images, box):
+            inside = np.zeros(img.shape[1:], bool)
+            inside[y1:y2, x1:x2] = True
+            if inside.any() and not inside.all():
+                gaps.append(np.abs(img[:, inside].mean(1) - img[:, ~inside].mean(1)).max())
+        assert len(gaps) >= 8
+        assert (np.mean(np.array(gaps) > 0.02) > 0.75) if differ else max(gaps) < 1e-3
+
+
+def test_region_decode_only_for_pointwise_augmentation():
+    assert TrainConfig(augment="standard").region_decode
+    for augment in ("jitter", "randaugment"):
+        assert not TrainConfig(augment=augment).region_decode
+    assert not TrainConfig(style="cifar", augment="autoaugment").region_decode
+    assert [name for name, recipe in RECIPES.items() if recipe.pointwise] == ["standard"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(augment="mixup"),
+     "augment must be one of standard, jitter, randaugment, autoaugment; got 'mixup'"),
+    (dict(style="cifar", augment="randaugment"),
+     "augment 'randaugment' is the reference's imagenet recipe; it needs style 'imagenet', "
+     "got 'cifar'"),
+    (dict(augment="autoaugment"),
+     "augment 'autoaugment' is the reference's cifar recipe; it needs style 'cifar', "
+     "got 'imagenet'"),
+    (dict(augment="randaugment", randaugment="rand-n2-q3"),
+     "unknown RandAugment config section 'q3' in 'rand-n2-q3' (known: n, m, mstd)"),
+])
+def test_configurations_the_reference_never_ran_are_refused(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        TrainConfig(**kwargs)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("style, augment, variant, dataset", [
+    ("imagenet", "randaugment", "cmo", "small_jpegs"),
+    ("cifar", "autoaugment", "none", "cifar_jpegs")])
+def test_seeded_and_resumed_from_a_checkpoint(style, augment, variant, dataset, request):
+    """The same seed continues a checkpointed stream with the same batches; another seed draws
+    other ones."""
+    dataset = request.getfixturevalue(dataset)
+    config = TrainConfig(style=style, augment=augment, variant=variant, image_size=32,
+                         batch_size=4, probability=1.0, seed=11, **ACTIVE)
+
+    def batches(pipe, n):
+        return [np.array(pipe.run()[0].as_tensor()) for _ in range(n)]
+    first = TrainingPipeline(dataset, config).build()
+    head = batches(first, 2)
+    checkpoint = first.checkpoint()
+    tail = batches(first, 2)
+    resumed = batches(TrainingPipeline(dataset, config).build(checkpoint=checkpoint), 2)
+    other = TrainConfig(**{**config.__dict__, "seed": 12})
+    assert all(np.array_equal(a, b) for a, b in zip(tail, resumed))
+    assert not np.array_equal(head[0], batches(TrainingPipeline(dataset, other).build(), 1)[0])
