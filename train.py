@@ -67,7 +67,7 @@ from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.training.metrics import best_evaluation, format_report_table
 from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
-from dali_cmo.training.reports import FirstPastePicture
+from dali_cmo.training.reports import FirstPastePicture, FirstStepRecord
 
 
 @dataclass
@@ -232,35 +232,6 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
     totals.loss += loss_sum.item()
     totals.seconds += time.perf_counter() - tic
     return run.stop.reason is None
-
-
-@dataclass
-class FirstStepRecord:
-    """--debug-shards: this rank's first pasted training step as JSON (for checks of the
-    multi-rank semantics): its batch, labels, lam, box, per-image pixel sums, logits, loss and
-    class weights."""
-    path: Path | None
-    pipeline: object
-    loss_fn: object
-
-    def __call__(self, batch, logits, loss) -> None:
-        if self.path is None or not bool((batch.lam < 1).any()):
-            return
-        path, self.path = self.path, None
-        # the same stream again, with the boxes: its first pasted step is this one
-        pipe = self.pipeline.build(with_box=True)
-        while True:
-            outputs = pipe.run()
-            if bool((np.array(outputs[3].as_tensor()) < 1).any()):
-                break
-        weights = self.loss_fn.class_weights
-        path.write_text(json.dumps({
-            "rank_batch": len(batch), "target_b": batch.target_b.tolist(),
-            "target_f": batch.target_f.tolist(), "lam": batch.lam.tolist(),
-            "box": np.array(outputs[4].as_tensor()).tolist(),
-            "image_sums": batch.images.float().sum(dim=(1, 2, 3)).tolist(),
-            "logits": logits.detach().float().tolist(), "loss": loss.item(),
-            "class_weights": None if weights is None else weights.tolist()}))
 
 
 def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:

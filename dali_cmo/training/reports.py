@@ -6,6 +6,7 @@ ships with matplotlib, so captions render the same on every machine.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,32 @@ class FirstPastePicture:
             images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
         mean, std = self.mean_std
         save_sample_grid(images, path, mean=mean, std=std, captions=captions, nrow=4)
+
+
+@dataclass
+class FirstStepRecord:
+    """--debug-shards: this rank's first pasted training step as JSON (for checks of the
+    multi-rank semantics): its batch, labels, lam, box, per-image pixel sums, logits, loss and
+    class weights."""
+    path: Path | None
+    pipeline: object
+    loss_fn: object
+
+    def __call__(self, batch, logits, loss) -> None:
+        if self.path is None or not bool((batch.lam < 1).any()):
+            return
+        path, self.path = self.path, None
+        # the same stream again, with the boxes: its first pasted step is this one
+        pipe = self.pipeline.build(with_box=True)
+        while True:
+            outputs = pipe.run()
+            if bool((np.array(outputs[3].as_tensor()) < 1).any()):
+                break
+        weights = self.loss_fn.class_weights
+        path.write_text(json.dumps({
+            "rank_batch": len(batch), "target_b": batch.target_b.tolist(),
+            "target_f": batch.target_f.tolist(), "lam": batch.lam.tolist(),
+            "box": np.array(outputs[4].as_tensor()).tolist(),
+            "image_sums": batch.images.float().sum(dim=(1, 2, 3)).tolist(),
+            "logits": logits.detach().float().tolist(), "loss": loss.item(),
+            "class_weights": None if weights is None else weights.tolist()}))
