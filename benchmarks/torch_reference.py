@@ -6,7 +6,7 @@ As in the CMO reference code (``train.py`` of Park et al.): one ``DataLoader`` o
 the recipe's (``reference_transforms.recipe_transform``; ``standard``: ``RandomResizedCrop``,
 ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``). A foreground
 batch is loaded every step, pasted or not; the CutMix box is pasted in the training loop with
-probability 0.5 per batch (DESIGN.md section 1 box rule), after the move to the GPU.
+probability 0.5 per batch (the box rule of the CMO reference code, github.com/naver-ai/cmo), after the move to the GPU.
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def minority_weights(labels: np.ndarray) -> torch.Tensor:
 
 
 def rand_bbox(height: int, width: int, lam: float, rng: np.random.Generator):
-    """The CutMix box ``(y1, x1, y2, x2)`` of DESIGN.md section 1 (the reference's rule)."""
+    """The CutMix box ``(y1, x1, y2, x2)`` of the CMO reference code
+    (github.com/naver-ai/cmo, ``rand_bbox`` in ``cifar_train.py``)."""
     cut = np.sqrt(1.0 - lam)
     cut_w, cut_h = int(width * cut), int(height * cut)
     cx, cy = int(rng.integers(width)), int(rng.integers(height))
