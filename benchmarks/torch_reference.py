@@ -5,8 +5,9 @@ As in the CMO reference code (``train.py`` of Park et al.): one ``DataLoader`` o
 ``num_samples = N``, with replacement (Q). Both decode with PIL and apply the same transforms:
 the recipe's (``reference_transforms.recipe_transform``; ``standard``: ``RandomResizedCrop``,
 ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``). A foreground
-batch is loaded every step, pasted or not; the CutMix box is pasted in the training loop with
-probability 0.5 per batch (the box rule of the CMO reference code, github.com/naver-ai/cmo), after the move to the GPU.
+batch is loaded every step, pasted or not; the CutMix box (the rule of the CMO reference code,
+github.com/naver-ai/cmo) is pasted in the training loop with probability 0.5 per batch, after
+the move to the GPU.
 """
 from __future__ import annotations
 
