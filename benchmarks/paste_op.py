@@ -14,7 +14,7 @@ ImageNet mean/std, float32 (or ``--dtype float16``), with a random horizontal fl
              half the area is more than the average box of alpha = 1 (about a third after
              clipping), so this is the heavier case
 
-The promise (DESIGN.md section 4): the fused paste + normalise adds no memory pass, so its time
+The promise (README, Performance): the fused paste + normalise adds no memory pass, so its time
 is at most 1.2x that of crop_mirror_normalize. ``time_ratio`` is ``t(paste) / t(cmn)``;
 ``net_time_ratio`` subtracts the ``feed`` time from both.
 

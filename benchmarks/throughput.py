@@ -109,7 +109,7 @@ PIPELINES = {
                            description="torchvision loader alone (PIL), no CMO"),
 }
 DEFAULT_PIPELINES = ("baseline", "cmo", "cmo_p1", "naive", "full", "torch_reference")
-TARGETS = {"cmo": 0.80, "cmo_p1": 0.65}  # DESIGN/README promise, ratio to baseline
+TARGETS = {"cmo": 0.80, "cmo_p1": 0.65}  # README promise, ratio to baseline
 EPOCHS = 1000  # with cmo_start=-1, cmo_end=0: pasting active from the first batch
 
 

@@ -5,8 +5,9 @@ As in the CMO reference code (``train.py`` of Park et al.): one ``DataLoader`` o
 ``num_samples = N``, with replacement (Q). Both decode with PIL and apply the same transforms:
 the recipe's (``reference_transforms.recipe_transform``; ``standard``: ``RandomResizedCrop``,
 ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``). A foreground
-batch is loaded every step, pasted or not; the CutMix box is pasted in the training loop with
-probability 0.5 per batch (DESIGN.md section 1 box rule), after the move to the GPU.
+batch is loaded every step, pasted or not; the CutMix box (the rule of the CMO reference code,
+github.com/naver-ai/cmo) is pasted in the training loop with probability 0.5 per batch, after
+the move to the GPU.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def minority_weights(labels: np.ndarray) -> torch.Tensor:
 
 
 def rand_bbox(height: int, width: int, lam: float, rng: np.random.Generator):
-    """The CutMix box ``(y1, x1, y2, x2)`` of DESIGN.md section 1 (the reference's rule)."""
+    """The CutMix box ``(y1, x1, y2, x2)`` of the CMO reference code
+    (github.com/naver-ai/cmo, ``rand_bbox`` in ``cifar_train.py``)."""
     cut = np.sqrt(1.0 - lam)
     cut_w, cut_h = int(width * cut), int(height * cut)
     cx, cy = int(rng.integers(width)), int(rng.integers(height))

@@ -120,7 +120,7 @@ def test_reference_box_rule(lam):
     for seed in range(20):
         y1, x1, y2, x2 = rand_bbox(H, W, lam, np.random.default_rng(seed))
         rng = np.random.default_rng(seed)
-        cx, cy = rng.integers(W), rng.integers(H)  # the same draws, DESIGN.md section 1
+        cx, cy = rng.integers(W), rng.integers(H)  # the same draws as the reference code
         cut = math.sqrt(1 - lam)
         cut_w, cut_h = int(W * cut), int(H * cut)
         assert (x1, x2) == (min(max(cx - cut_w // 2, 0), W), min(max(cx + cut_w // 2, 0), W))

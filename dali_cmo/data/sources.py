@@ -19,7 +19,7 @@ from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import BadImageError, BadImageWarning, check_policy, quick_check
 from dali_cmo.data.sampling import EpochSampler, epoch_generator, make_sampler
 
-# variant -> (background stream, foreground stream or None): DESIGN.md section 1, Tables 9/11.
+# variant -> (background stream, foreground stream or None): Park et al., CVPR 2022, Tables 9 and 11.
 VARIANTS: dict[str, tuple[str, str | None]] = {
     "cmo": ("P", "Q"),        # backgrounds from the data, foregrounds minority-weighted
     "cmo_back": ("Q", "P"),

@@ -5,7 +5,8 @@ training images of class ``k``, ``C`` the number of classes, ``w_k`` optional cl
 
 Every loss module here returns **one value per sample**, ``w_{y_i} * L(z_i, y_i)``
 (``reduction='none'``, ``w = 1`` without class weights), so that the CMO mix can be formed
-exactly for any of them (DESIGN.md, section 1). :func:`mixed_loss` normalises each term as
+exactly for any of them (Park et al., CVPR 2022; the reference code's ``cifar_train.py``).
+:func:`mixed_loss` normalises each term as
 ``torch.nn.CrossEntropyLoss(weight=w)`` does, by the sum of the weights of its targets::
 
     loss = sum_i lam_i w_{y_b,i} L(z_i, y_b,i) / sum_i w_{y_b,i}

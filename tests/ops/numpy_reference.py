@@ -1,4 +1,4 @@
-"""An independent NumPy statement of the CMO paste (DESIGN.md section 1), for tests.
+"""An independent NumPy statement of the CMO paste (the box rule of github.com/naver-ai/cmo), for tests.
 
 Written from the method's definition, not from the operator's code.
 """
