@@ -76,7 +76,7 @@ def test_invalid_arguments_are_named(kwargs, name):
 def test_presets_are_complete_and_build_schedules():
     keys = {"model", "epochs", "batch_size", "lr", "weight_decay", "momentum", "warmup_epochs",
             "decay", "decay_epochs", "decay_factor", "cmo_start", "cmo_end", "loss",
-            "drw_epoch", "image_size"}
+            "drw_epoch", "image_size", "augment"}
     assert {"cifar10-lt", "cifar100-lt", "imagenet-lt", "imagenet-lt-400", "inat2018",
             "places-lt"} <= set(PRESETS)
     for name, preset in PRESETS.items():
