@@ -86,7 +86,8 @@ def test_region_decode_only_for_pointwise_augmentation():
      "augment 'autoaugment' is the reference's cifar recipe; it needs style 'cifar', "
      "got 'imagenet'"),
     (dict(augment="randaugment", randaugment="rand-n2-q3"),
-     "unknown RandAugment config section 'q3' in 'rand-n2-q3' (known: n, m, mstd)"),
+     "randaugment: unknown RandAugment config section 'q3' in 'rand-n2-q3' (known: n, m, "
+     "mstd)"),
 ])
 def test_configurations_the_reference_never_ran_are_refused(kwargs, message):
     with pytest.raises(ValueError) as error:
@@ -124,3 +125,17 @@ def test_every_preset_names_a_recipe_its_crop_style_can_run():
         "imagenet-lt": "jitter", "places-lt": "jitter", "imagenet-lt-400": "randaugment",
         "inat2018-400": "randaugment", "cifar10-lt-400": "autoaugment",
         "cifar100-lt-400": "autoaugment"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "cifar10-lt", "--augment", "randaugment"],
+     "training pipeline: --augment 'randaugment' is the reference's imagenet recipe; it needs "
+     "--style 'imagenet', got 'cifar'"),
+    (["--preset", "imagenet-lt-400", "--randaugment", "rand-n2-x3"],
+     "training pipeline: --randaugment: unknown RandAugment config section 'x3' in "
+     "'rand-n2-x3' (known: n, m, mstd)"),
+])
+def test_train_refuses_an_augmentation_naming_the_flag(argv, message, capsys, tmp_path):
+    import train
+    assert train.main(argv + ["--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"train.py: error: {message}"
