@@ -98,7 +98,10 @@ class TrainConfig:
         if self.recipe.style not in (None, self.style):
             raise ValueError(f"augment {self.augment!r} is the reference's {self.recipe.style} "
                              f"recipe; it needs style {self.recipe.style!r}, got {self.style!r}")
-        RandAugment.parse(self.randaugment)
+        try:
+            RandAugment.parse(self.randaugment)
+        except ValueError as error:
+            raise ValueError(f"randaugment: {error}") from None
 
     @property
     def recipe(self):

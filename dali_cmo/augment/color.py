@@ -4,23 +4,23 @@ The CMO reference code (github.com/naver-ai/cmo) augments PIL images, so torchvi
 ``ColorJitter`` and ``RandomGrayscale`` there run PIL's own definitions
 (``torchvision/transforms/_functional_pil.py``). On uint8 HWC batches, CPU or GPU:
 
-* ``adjust_brightness(x, f) = trunc(f * x)`` (``ImageEnhance.Brightness``: ``Image.blend`` with black);
-* ``adjust_contrast(x, f) = trunc(m + f * (x - m))`` with ``m = int(mean(L) + 0.5)``, ``L`` the image's
-  grayscale (``ImageEnhance.Contrast``: the centre is the image's own grayscale mean);
+* ``adjust_brightness(x, f) = trunc(f * x)`` (``ImageEnhance.Brightness``: ``Image.blend``
+  with black);
+* ``adjust_contrast(x, f) = trunc(m + f * (x - m))`` with ``m = int(mean(L) + 0.5)``, ``L`` the
+  image's grayscale (``ImageEnhance.Contrast``: the centre is the image's own grayscale mean);
 * ``adjust_saturation(x, f) = trunc(L + f * (x - L))`` per pixel (``ImageEnhance.Color``);
-* ``adjust_hue(x, h)``: PIL's RGB -> HSV (8-bit) conversion, ``H += uint8(int(h * 255))`` modulo 256,
-  HSV -> RGB (``_functional_pil.adjust_hue``);
+* ``adjust_hue(x, h)``: PIL's RGB -> HSV (8-bit) conversion, ``H += uint8(int(h * 255))``
+  modulo 256, HSV -> RGB (``_functional_pil.adjust_hue``);
 * ``grayscale(x) = (L, L, L)`` with ``L = (299 R + 587 G + 114 B) / 1000`` rounded
   (``Image.convert("L")``);
 
 every result clamped to 0..255. ``color_jitter`` draws the factors and a random order per sample
 as ``torchvision.transforms.ColorJitter`` does.
 
-Agreement with PIL (tests/augment/test_color.py): brightness and hue exact up to float rounding;
-contrast, saturation and grayscale within 1 level (DALI's grayscale uses float weights where PIL
-uses 16-bit fixed point, so ``L`` differs by 1 in about 0.05% of pixels; PIL truncates each
-blend, which DALI's round-to-nearest matches after a -0.499 shift except where the fraction
-exceeds 0.999).
+Agreement with PIL (tests/augment/test_color.py): hue exact; brightness, contrast, saturation
+and grayscale within 1 level (DALI's grayscale uses float weights where PIL uses 16-bit fixed
+point, so ``L`` differs by 1 in about 0.05% of pixels; PIL truncates each blend, which DALI's
+round-to-nearest matches after a -0.499 shift except where the fraction exceeds 0.999).
 """
 from __future__ import annotations
 

@@ -58,5 +58,6 @@ def autocontrast(images):
 
 
 def equalize(images):
-    """Per-channel histogram equalisation (DALI's ``equalize``; see the module docstring)."""
-    return dali_aug.equalize.op(images, None)
+    """Per-channel histogram equalisation (DALI's ``fn.equalize``, which its ``auto_aug``
+    equalize calls under its old experimental name; see the module docstring)."""
+    return fn.equalize(images)

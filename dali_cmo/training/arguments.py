@@ -424,9 +424,9 @@ def _epoch_problems(args) -> list[str]:
 
 def flag_names(message: str, flags: dict[str, str] = FIELD_FLAGS) -> str:
     """``message`` (from TrainConfig, a sampler or LRSchedule) with the field names of
-    ``flags`` spelled as flags, whole words only."""
+    ``flags`` spelled as flags, whole words only, not inside quotes (values)."""
     words = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
-    return re.sub(rf"(?<![\w-])({words})(?![\w-])", lambda m: flags[m.group(1)], message)
+    return re.sub(rf"(?<![\w'-])({words})(?![\w'-])", lambda m: flags[m.group(1)], message)
 
 
 def make_schedule(args) -> LRSchedule:

@@ -168,31 +168,39 @@ AUGMENT = {"demo": "standard", "cifar100-lt": "standard", "cifar10-lt": "standar
 for _name, _augment in AUGMENT.items():
     PRESETS[_name]["augment"] = _augment
 
-# The 400-epoch recipes (--use_randaug), each derived from its 100/200-epoch preset; `source`
-# and `drw_switch` override what the base says (the reference's DRW index `epoch // 160` or
-# `// 80` runs past its two betas in 400 epochs, so these recipes have no DRW).
+# The 400-epoch recipes (--use_randaug), each derived from its 100/200-epoch preset.
+def _derived(base: str, source: str, **changes) -> dict:
+    """``PRESETS[base]`` with ``changes``. Where presets record their ``source`` and the epoch
+    of the reference's DRW switch (``drw_switch``), the derived one states its own source and no
+    DRW (the reference's ``epoch // 160`` or ``// 80`` index runs past its two betas in 400
+    epochs)."""
+    preset = dict(PRESETS[base], **changes)
+    for key, value in (("source", source), ("drw_switch", None)):
+        if key in preset:
+            preset[key] = value
+    return preset
+
+
 # inat18_train.py, README "BS + CMO (400 epochs, RandAug)": --wd 1e-4 --lr 0.02 --cos, batch
 # 128 (opts.py default: unlike the 100-epoch command the README sets no -b), cosine with
 # warm-up 10 (paco_adjust_learning_rate); the branches of imagenet_train.py.
-PRESETS["inat2018-400"] = dict(
-    PRESETS["inat2018"], epochs=400, batch_size=128, lr=0.02, weight_decay=1e-4,
-    warmup_epochs=10, decay="cosine", decay_epochs=(), decay_factor=1.0, drw_switch=None,
-    augment="randaugment", source="inat18_train.py --cos --use_randaug (README: BS + CMO, "
-                                  "400 epochs, RandAug)")
+PRESETS["inat2018-400"] = _derived(
+    "inat2018", "inat18_train.py --cos --use_randaug (README: BS + CMO, 400 epochs, RandAug)",
+    epochs=400, batch_size=128, lr=0.02, weight_decay=1e-4, warmup_epochs=10, decay="cosine",
+    decay_epochs=(), decay_factor=1.0, augment="randaugment")
 # cifar_train.py, README "BS + CMO (400 epochs, AutoAug)": lr 0.1, batch 128, wd 2e-4, and
 # PaCo's paco_adjust_learning_rate: warm-up 10, x0.1 after epoch 320, x0.01 after 360 (epochs
 # 321 and 361 here). One difference: the reference's warm-up test `epoch <= 10` gives epoch 10
 # 1.1 x lr; LRSchedule's warm-up ends at 1.0 x lr.
 _CIFAR_400 = dict(epochs=400, warmup_epochs=10, decay="step", decay_epochs=(321, 361),
-                  decay_factor=0.1, drw_switch=None, augment="autoaugment")
-PRESETS["cifar100-lt-400"] = dict(
-    PRESETS["cifar100-lt"], **_CIFAR_400,
-    source="cifar_train.py --use_randaug (README: BS + CMO, 400 epochs, AutoAug)")
+                  decay_factor=0.1, augment="autoaugment")
+PRESETS["cifar100-lt-400"] = _derived(
+    "cifar100-lt", "cifar_train.py --use_randaug (README: BS + CMO, 400 epochs, AutoAug)",
+    **_CIFAR_400)
 # Unsure, as cifar10-lt: the reference has no CIFAR-10 script; its CIFAR-100 recipe.
-PRESETS["cifar10-lt-400"] = dict(
-    PRESETS["cifar10-lt"], **_CIFAR_400,
-    source="cifar_train.py --use_randaug's CIFAR-100-LT recipe (the reference has no CIFAR-10 "
-           "script)")
+PRESETS["cifar10-lt-400"] = _derived(
+    "cifar10-lt", "cifar_train.py --use_randaug's CIFAR-100-LT recipe (the reference has no "
+                  "CIFAR-10 script)", **_CIFAR_400)
 
 
 def rank_batch_size(global_batch: int, world_size: int) -> int:

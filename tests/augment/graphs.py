@@ -2,9 +2,9 @@
 
 The images are smooth random colour fields with hard-edged rectangles and a little noise, so
 that colour statistics, histograms, edges and flat areas all occur (what the transforms are
-sensitive to), without any file on disk. Importing this module also makes the reference's
-transforms re-created with PIL importable (benchmarks/reference_transforms.py, what the
-throughput benchmark runs too).
+sensitive to), without any file on disk. Importing this module also makes ``train`` and the
+reference's transforms re-created with PIL importable (benchmarks/reference_transforms.py,
+what the throughput benchmark runs too).
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import numpy as np
 from nvidia.dali import fn, pipeline_def
 from PIL import Image
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
+REPO = Path(__file__).resolve().parents[2]
+for _folder in (REPO, REPO / "benchmarks"):  # train.py; reference_transforms.py
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 
 def structured_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:

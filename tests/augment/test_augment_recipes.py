@@ -39,11 +39,6 @@ def small_jpegs(tmp_path_factory):
     return jpeg_dataset(tmp_path_factory.mktemp("aug64"), 64)
 
 
-@pytest.fixture(scope="module")
-def cifar_jpegs(tmp_path_factory):
-    return jpeg_dataset(tmp_path_factory.mktemp("aug32"), 32)
-
-
 def test_branch_choice_is_a_fair_coin():
     """either(a, b, 0.5): marked branches (invert vs. identity), counted over 4,000 images."""
     grey = np.full((4, 4, 3), 10, np.uint8)
@@ -91,7 +86,8 @@ def test_region_decode_only_for_pointwise_augmentation():
      "augment 'autoaugment' is the reference's cifar recipe; it needs style 'cifar', "
      "got 'imagenet'"),
     (dict(augment="randaugment", randaugment="rand-n2-q3"),
-     "unknown RandAugment config section 'q3' in 'rand-n2-q3' (known: n, m, mstd)"),
+     "randaugment: unknown RandAugment config section 'q3' in 'rand-n2-q3' (known: n, m, "
+     "mstd)"),
 ])
 def test_configurations_the_reference_never_ran_are_refused(kwargs, message):
     with pytest.raises(ValueError) as error:
@@ -99,15 +95,13 @@ def test_configurations_the_reference_never_ran_are_refused(kwargs, message):
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("style, augment, variant, dataset", [
-    ("imagenet", "randaugment", "cmo", "small_jpegs"),
-    ("cifar", "autoaugment", "none", "cifar_jpegs")])
-def test_seeded_and_resumed_from_a_checkpoint(style, augment, variant, dataset, request):
+def test_seeded_and_resumed_from_a_checkpoint(small_jpegs):
     """The same seed continues a checkpointed stream with the same batches; another seed draws
-    other ones."""
-    dataset = request.getfixturevalue(dataset)
-    config = TrainConfig(style=style, augment=augment, variant=variant, image_size=32,
-                         batch_size=4, probability=1.0, seed=11, **ACTIVE)
+    other ones. (randaugment with CMO: conditionals, per-branch draws and both streams; the
+    autoaugment recipe's draws are the same kinds of DALI random operators.)"""
+    config = TrainConfig(augment="randaugment", image_size=32, batch_size=4, probability=1.0,
+                         seed=11, **ACTIVE)
+    dataset = small_jpegs
 
     def batches(pipe, n):
         return [np.array(pipe.run()[0].as_tensor()) for _ in range(n)]
@@ -119,3 +113,29 @@ def test_seeded_and_resumed_from_a_checkpoint(style, augment, variant, dataset, 
     other = TrainConfig(**{**config.__dict__, "seed": 12})
     assert all(np.array_equal(a, b) for a, b in zip(tail, resumed))
     assert not np.array_equal(head[0], batches(TrainingPipeline(dataset, other).build(), 1)[0])
+
+
+def test_every_preset_names_a_recipe_its_crop_style_can_run():
+    """A preset merged without `augment` (or with one its crop size cannot run) fails here."""
+    from dali_cmo.training.recipes import PRESETS
+    for name, preset in PRESETS.items():
+        style = "cifar" if preset["image_size"] <= 64 else "imagenet"
+        TrainConfig(style=style, augment=preset["augment"])  # refuses a mismatch
+    assert {n: p["augment"] for n, p in PRESETS.items() if p["augment"] != "standard"} == {
+        "imagenet-lt": "jitter", "places-lt": "jitter", "imagenet-lt-400": "randaugment",
+        "inat2018-400": "randaugment", "cifar10-lt-400": "autoaugment",
+        "cifar100-lt-400": "autoaugment"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "cifar10-lt", "--augment", "randaugment"],
+     "training pipeline: --augment 'randaugment' is the reference's imagenet recipe; it needs "
+     "--style 'imagenet', got 'cifar'"),
+    (["--preset", "imagenet-lt-400", "--style", "imagenet", "--randaugment", "rand-n2-x3"],
+     "training pipeline: --randaugment: unknown RandAugment config section 'x3' in "
+     "'rand-n2-x3' (known: n, m, mstd)"),
+])
+def test_train_refuses_an_augmentation_naming_the_flag(argv, message, capsys, tmp_path):
+    import train
+    assert train.main(argv + ["--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"train.py: error: {message}"

@@ -19,7 +19,8 @@ VALUES = np.linspace(0.3, 1.0, len(IMAGES))
 
 def every_operation(images, value):
     spec = RandAugment(size=(SIZE, SIZE))
-    outs = [color.adjust_brightness(images, value + 0.5), color.adjust_contrast(images, value + 0.5),
+    outs = [color.adjust_brightness(images, value + 0.5),
+            color.adjust_contrast(images, value + 0.5),
             color.adjust_saturation(images, value + 0.5), color.adjust_hue(images, value - 0.6),
             color.grayscale(images), filters.gaussian_blur(images, value * 2),
             filters.adjust_sharpness(images, value * 1.9), tone.autocontrast(images),

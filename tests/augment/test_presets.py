@@ -4,19 +4,13 @@ and 64 px ImageNet-style crops (the rest, the augmentation in particular, is the
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from graphs import structured_images
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-import train  # noqa: E402
-from dali_cmo.training.recipes import PRESETS  # noqa: E402
+import train
+from dali_cmo.training.recipes import PRESETS
 
 
 @pytest.fixture(scope="module")
