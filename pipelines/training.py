@@ -6,9 +6,14 @@ crop), an independent horizontal flip, then ``cmo_paste`` fused with normalisati
 float32/float16. Variants without a foreground end in ``crop_mirror_normalize`` instead, with the
 same decode and crop operators.
 
+Bytes come from the native reader ``fn.readers.weighted_file`` (``reader="native"``: sampling,
+reading and checking in C++, in DALI's threads) or from the Python sources (``reader="python"``:
+``external_source`` callables with a Python thread pool); both draw the same P permutations and
+paste coins for the same seed (:mod:`dali_cmo.data.reader`).
+
 Work nobody uses is skipped: the paste schedule is decided before reading, so foregrounds that
 will not be pasted (outside the augmentation window, or a lost coin) are neither read nor
-decoded; with ``foreground_decode="region"`` only the pasted box of a foreground is decoded
+decoded (the native reader tosses the schedule's coins itself); with ``foreground_decode="region"`` only the pasted box of a foreground is decoded
 (``decoders.image_slice`` of the matching window of its random-resized-crop, resized to the box).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
 step, as the reference code does (for benchmarks).
@@ -23,9 +28,11 @@ import dali_cmo
 from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import check_policy
+from dali_cmo.data.reader import NativeStream, NativeStreams
 from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
 
 STYLES = ("imagenet", "cifar")
+READERS = ("native", "python")
 FOREGROUND_DECODES = ("region", "full", "naive")
 OUTPUT_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
 RRC_AREA = [0.08, 1.0]
@@ -55,6 +62,7 @@ class TrainConfig:
     num_threads: int = 2
     prefetch: int = 2
     on_bad_image: str = "error"
+    reader: str = "native"
 
     def __post_init__(self):
         check_variant(self.variant)
@@ -62,7 +70,8 @@ class TrainConfig:
         for name, value, choices in (("style", self.style, STYLES),
                                      ("foreground_decode", self.foreground_decode,
                                       FOREGROUND_DECODES),
-                                     ("dtype", self.dtype, tuple(OUTPUT_DTYPES))):
+                                     ("dtype", self.dtype, tuple(OUTPUT_DTYPES)),
+                                     ("reader", self.reader, READERS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         if self.batch_size < 1:
@@ -81,6 +90,15 @@ class TrainConfig:
     def paste_schedule(self) -> PasteSchedule:
         return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
                              self.per_sample, self.seed)
+
+
+def read_stream(stream, with_flags: bool):
+    """``(encoded, labels[, paste flags])`` of a stream in the graph: the native reader's
+    outputs, or an ``external_source`` over a Python source."""
+    if isinstance(stream, NativeStream):
+        return stream.read()
+    return fn.external_source(stream, num_outputs=3 if with_flags else 2, batch=True,
+                              batch_info=True)
 
 
 def decoder_device(device: str) -> str:
@@ -141,11 +159,14 @@ class TrainingPipeline:
         self.dataset, self.config, self.device = dataset, config, device
         self.device_id = (device_id or 0) if device == "gpu" else None
         self.schedule = config.paste_schedule()
-        self.streams = TrainingStreams.for_variant(
-            dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
-            schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
-            q_scheme=config.q_scheme, q_r=config.q_r, q_beta=config.q_beta,
-            on_bad_image=config.on_bad_image, reader_threads=max(2, config.num_threads))
+        common = dict(batch_size=config.batch_size, seed=config.seed, schedule=self.schedule,
+                      shard_id=shard_id, num_shards=num_shards, q_scheme=config.q_scheme,
+                      q_r=config.q_r, q_beta=config.q_beta, on_bad_image=config.on_bad_image)
+        if config.reader == "native":
+            self.streams = NativeStreams.for_variant(dataset, config.variant, **common)
+        else:
+            self.streams = TrainingStreams.for_variant(
+                dataset, config.variant, reader_threads=max(2, config.num_threads), **common)
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
 
@@ -161,6 +182,18 @@ class TrainingPipeline:
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
 
+    @property
+    def counts_epochs(self) -> bool:
+        """True when the pipeline never ends an epoch itself (the native reader runs on): the
+        iterator counts :meth:`batches_per_epoch` batches and cuts the last one to
+        :meth:`last_batch_size` (the reader pads it by repeating a sample)."""
+        return self.config.reader == "native"
+
+    def last_batch_size(self) -> int:
+        background = self.streams.background
+        length = background.sampler.epoch_length(background.num_shards)
+        return length - (self.batches_per_epoch() - 1) * self.config.batch_size
+
     def build(self, checkpoint: str | None = None, with_box: bool = False):
         """The DALI pipeline; ``with_box`` adds the pasted boxes as a last output (for pictures
         and checks)."""
@@ -173,16 +206,14 @@ class TrainingPipeline:
                       prefetch_queue_depth=config.prefetch, enable_conditionals=True,
                       enable_checkpointing=True)
         def graph():
-            encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
-                                                    batch=True, batch_info=True)
+            encoded_b, label_b = read_stream(self.streams.background, with_flags=False)
             background = train_crop(encoded_b, config, device)
             mirror_b = fn.random.coin_flip(probability=0.5)
             if not self.has_foreground:
                 images = fn.crop_mirror_normalize(background, mirror=mirror_b, mean=mean, std=std,
                                                   dtype=out_dtype, output_layout="CHW")
                 return images, label_b
-            encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
-                                                           batch=True, batch_info=True)
+            encoded_f, label_f, flags = read_stream(self.streams.foreground, with_flags=True)
             mirror_f = fn.random.coin_flip(probability=0.5)
             size = config.image_size
             box, lam = fn.cmo_box(size=[size, size], alpha=config.alpha,

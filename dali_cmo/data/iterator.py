@@ -1,9 +1,11 @@
 """PyTorch iterators over the training and evaluation pipelines.
 
 Epochs: P decides the epoch (each shard sees ``ceil(N / num_shards)`` positions, see
-:meth:`dali_cmo.data.sampling.EpochSampler.shard`); Q follows it position by position. The last
+:meth:`dali_cmo.data.sampling.EpochSampler.shard` and, for the native reader,
+:func:`dali_cmo.data.reader.shard_positions`); Q follows it position by position. The last
 batch of an epoch is partial (``len()`` counts it), so every P sample of a shard appears exactly
-once per epoch.
+once per epoch. Python sources end an epoch themselves (StopIteration); the native reader runs
+on, so the iterator counts the epoch's batches and cuts the padding off the last one.
 
 Exact resume uses DALI checkpointing: :meth:`CMOIterator.state_dict` holds the pipeline's
 serialized checkpoint (operator RNG states and the sources' epoch and iteration; the sources are
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from dali_cmo.data.integrity import BadImageError, culprit_error
+from dali_cmo.data.reader import NativeStreams, named_by_reader
 from dali_cmo.data.targets import soft_targets
 
 
@@ -39,15 +42,20 @@ def to_torch(batch, device: str) -> torch.Tensor:
     return cpu.to("cuda", non_blocking=True) if device == "gpu" else cpu
 
 
-def run_naming_bad_files(pipe, sources, epoch: int, position: int):
+def run_naming_bad_files(pipe, sources, epoch: int, position: int,
+                         native: NativeStreams | None = None):
     """``pipe.run()``; a decoder failure is re-raised as a :class:`BadImageError` naming the file
-    when one of the ``sources``' recent batches holds it (StopIteration passes through)."""
+    when one of the ``sources``' recent batches holds it, or, for ``native`` readers, when the
+    reader or DALI's decoder names it (StopIteration passes through)."""
     try:
         return pipe.run()
     except BadImageError:
         raise
     except RuntimeError as error:
-        culprit = culprit_error(error, sources, epoch, position)
+        if native is not None:
+            culprit = named_by_reader(error, native, epoch, position)
+        else:
+            culprit = culprit_error(error, sources, epoch, position)
         if culprit is None:
             raise
         raise culprit from error
@@ -69,6 +77,11 @@ class CMOBatch:
 
     def __len__(self) -> int:
         return len(self.target_b)
+
+    def head(self, count: int) -> "CMOBatch":
+        """The first ``count`` samples."""
+        return CMOBatch(self.images[:count], self.target_b[:count], self.target_f[:count],
+                        self.lam[:count], self.epoch)
 
 
 class CMOIterator:
@@ -106,15 +119,23 @@ class CMOIterator:
         """The remaining batches of the current epoch; afterwards the next epoch is current."""
         streams = self.source.streams
         sources = (streams.background, streams.foreground)
-        while True:
+        counted = self.source.counts_epochs
+        native = streams if isinstance(streams, NativeStreams) else None
+        while not counted or self.position < len(self):
             try:
-                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position)
+                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position,
+                                               native)
             except StopIteration:
                 self.pipe.reset()
-                self.epoch, self.position = self.epoch + 1, 0
-                return
+                break
             self.position += 1
-            yield self._convert(outputs)
+            batch = self._convert(outputs)
+            if native is not None:
+                native.reader.warn_new()
+            if counted and self.position == len(self):
+                batch = batch.head(self.source.last_batch_size())
+            yield batch
+        self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict:
         """Where the stream stands: enough to continue exactly (JSON-serialisable)."""

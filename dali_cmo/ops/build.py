@@ -1,4 +1,4 @@
-"""Build the ``cmo_paste`` / ``cmo_box`` DALI operator library.
+"""Build the dali_cmo DALI operator library (``cmo_paste``, ``cmo_box``, ``readers.weighted_file``, ...).
 
 Compiles ``dali_cmo/ops/csrc`` against the installed DALI (its own include dir, ABI flag and
 ``-ldali``) into ``dali_cmo/ops/lib/libdali_cmo.so``, and records what it was built against in
@@ -44,7 +44,24 @@ def _dali_flags() -> tuple[str, list[str], list[str]]:
         raise BuildError(
             "nvidia-dali is not installed in this Python; install nvidia-dali-cuda120 first "
             f"({err})") from err
-    return dali.__version__, sysconfig.get_compile_flags(), sysconfig.get_link_flags()
+    # the reader builds on DALI's reader framework, which lives in libdali_operators
+    return (dali.__version__, sysconfig.get_compile_flags(),
+            [*sysconfig.get_link_flags(), "-ldali_operators"])
+
+
+def _numpy_random_flags() -> tuple[list[str], list[str]]:
+    """NumPy's random C API: the bit-generator header and its distributions library.
+
+    The reader draws its epoch orders with NumPy's own distribution code (``npyrandom``, which
+    NumPy ships for extensions), so that they match ``dali_cmo.data.sampling`` exactly.
+    """
+    import numpy
+    import numpy.random
+
+    library = Path(numpy.random.__file__).parent / "lib" / "libnpyrandom.a"
+    if not library.is_file():
+        raise BuildError(f"NumPy's random C library is missing ({library}); reinstall numpy")
+    return [f"-I{numpy.get_include()}"], [str(library), "-Wl,--exclude-libs,libnpyrandom.a", "-lm"]
 
 
 def find_nvcc() -> str | None:
@@ -55,8 +72,9 @@ def find_nvcc() -> str | None:
     return shutil.which("nvcc")
 
 
-def _cuda_include_dir(nvcc: str | None) -> Path:
-    """CUDA headers: DALI's own headers include them even in a CPU-only build."""
+def _cuda_include_dir(nvcc: str | None, header: str = "cuda_runtime_api.h") -> Path:
+    """The folder with CUDA's ``header``: DALI's own headers include CUDA headers even in a
+    CPU-only build (``curand_kernel.h`` too, for reader checkpoints)."""
     candidates = []
     if nvcc:
         candidates.append(Path(nvcc).resolve().parent.parent / "include")
@@ -66,10 +84,11 @@ def _cuda_include_dir(nvcc: str | None) -> Path:
     for site in sys.path:
         candidates += sorted(Path(site).glob("nvidia/cu*/include")) if site else []
         candidates += sorted(Path(site).glob("nvidia/cuda_runtime/include")) if site else []
+        candidates += sorted(Path(site).glob("nvidia/curand/include")) if site else []
     for path in candidates:
-        if (path / "cuda_runtime_api.h").is_file():
+        if (path / header).is_file():
             return path
-    raise BuildError("CUDA headers (cuda_runtime_api.h) not found: DALI's headers need them even "
+    raise BuildError(f"CUDA headers ({header}) not found: DALI's headers need them even "
                      "for the CPU-only library. Install the CUDA toolkit or set CUDA_HOME.")
 
 
@@ -101,11 +120,15 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
     ``cuda``: True/False forces the choice, None decides from ``DALI_CMO_CUDA`` and ``nvcc``.
     """
     dali_version, compile_flags, link_flags = _dali_flags()
+    numpy_compile, numpy_link = _numpy_random_flags()
+    compile_flags, link_flags = [*compile_flags, *numpy_compile], [*numpy_link, *link_flags]
     nvcc = _resolve_cuda(cuda)
-    cuda_include = _cuda_include_dir(nvcc)
+    cuda_includes = dict.fromkeys(_cuda_include_dir(nvcc, header)
+                                  for header in ("cuda_runtime_api.h", "curand_kernel.h"))
     archs = archs or os.environ.get("DALI_CMO_CUDA_ARCHS", DEFAULT_ARCHS)
     arch_list = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
-    common = ["-std=c++20", "-O3", "-fPIC", f"-I{SOURCE_DIR}", f"-I{cuda_include}", *compile_flags]
+    common = ["-std=c++20", "-O3", "-fPIC", f"-I{SOURCE_DIR}",
+              *[f"-I{path}" for path in cuda_includes], *compile_flags]
     if nvcc:
         common.append("-DDALI_CMO_WITH_CUDA=1")
 
