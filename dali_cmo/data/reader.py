@@ -31,7 +31,7 @@ import numpy as np
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import BadImageError, BadImageWarning, check_policy, culprit_error
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler, make_sampler
-from dali_cmo.data.sources import PasteSchedule, check_variant
+from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, check_variant
 
 #: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<shard>/<b>")``.
 PASTE_COIN_STREAM = "paste"
@@ -133,6 +133,23 @@ class NativeStream:
         positions = shard_positions(len(self.dataset), epoch, self.shard_id, self.num_shards)
         return self.sampler.indices(epoch)[positions]
 
+    def batches_read(self, epoch: int, position: int, count: int, skipped=frozenset()
+                     ) -> list[tuple[int, int, np.ndarray, list[str]]]:
+        """``(epoch, iteration, indices, paths)`` of the ``count`` batches from ``position`` of
+        ``epoch`` on, as the reader reads them: only pasted foregrounds (unless
+        ``read_unflagged``), without the ``skipped`` bad files."""
+        batches, per_epoch = [], self.batches_per_epoch()
+        for step in range(position, position + count):
+            e, iteration = epoch + step // per_epoch, step % per_epoch
+            indices = self.epoch_indices(e)[iteration * self.batch_size:
+                                            (iteration + 1) * self.batch_size]
+            if self.schedule is not None and not self.read_unflagged:
+                indices = indices[self.schedule.flags(e, iteration, len(indices), self.shard_id)]
+            paths = [str(self.dataset.path(int(i))) for i in indices]
+            kept = [k for k, path in enumerate(paths) if path not in skipped]
+            batches.append((e, iteration, indices[kept], [paths[k] for k in kept]))
+        return batches
+
     def reader_arguments(self) -> dict:
         """Keyword arguments of ``fn.readers.weighted_file`` for this stream."""
         arguments = dict(file_root=str(self.dataset.root), files=list(self.dataset.files),
@@ -202,13 +219,15 @@ class NativeStreams:
         return self.background.report
 
 
-def named_by_reader(error: BaseException, streams, epoch: int, position: int
+def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, position: int
                     ) -> BadImageError | None:
     """A :class:`BadImageError` for a failed ``pipe.run()`` of a native pipeline, or None.
 
-    The reader's own message names the bad file, its index, epoch and batch; a decoder failure
-    names the file through DALI's source info, which is then checked with PIL (as the Python
-    sources' culprit search does).
+    The reader's own message names the bad file, its index, epoch and batch. A decoder failure
+    names the file when DALI knows it (the reader sets each sample's source info); otherwise
+    the files of the batches the pipeline may have been working on (``position`` and the
+    :data:`~dali_cmo.data.sources.RECENT_BATCHES` - 1 after it, from the streams' twins) are
+    checked with PIL, as the Python sources' culprit search does.
     """
     text = str(error)
     found = _READER_MESSAGE.search(text)
@@ -217,13 +236,17 @@ def named_by_reader(error: BaseException, streams, epoch: int, position: int
         return BadImageError(found.group("path"), found.group("reason"),
                              index=int(found.group("index")), epoch=int(found.group("epoch")),
                              iteration=int(batch) if batch is not None else None)
-    found = _DECODER_MESSAGE.search(text)
-    if not found:
-        return None
-    path = found.group("path").strip()
+    named = _DECODER_MESSAGE.search(text)
     dataset = streams.background.dataset
-    where = {str(dataset.path(i)): i for i in range(len(dataset))}
-    if path not in where:
-        return None
-    suspect = SimpleNamespace(recent=[(epoch, position, [where[path]], [path])])
-    return culprit_error(error, [suspect], epoch, position)
+    if named:
+        path = named.group("path").strip()
+        index = next((i for i, file in enumerate(dataset.files)
+                      if str(dataset.path(i)) == path), None)
+        if index is not None:
+            suspect = SimpleNamespace(recent=[(epoch, position, [index], [path])])
+            return culprit_error(error, [suspect], epoch, position)
+    skipped = set(streams.reader.bad_files)
+    suspects = [SimpleNamespace(recent=stream.batches_read(epoch, position, RECENT_BATCHES,
+                                                           skipped))
+                for stream in (streams.background, streams.foreground) if stream is not None]
+    return culprit_error(error, suspects, epoch, position)

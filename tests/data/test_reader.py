@@ -351,24 +351,50 @@ def test_skip_reads_the_next_valid_file_of_the_class(plugin, with_bad, tmp_path)
     assert encoded[position].tobytes() == with_bad.path(first_of_class).read_bytes()
 
 
-def test_decoder_failures_are_named(plugin, small, tmp_path):
-    """A file that passes the quick check but fails to decode: DALI names it, PIL confirms."""
-    data = bytearray(small.path(0).read_bytes())
+def _zero_frame(data: bytearray) -> None:
     frame = data.find(b"\xff\xc0")
-    data[frame + 5:frame + 9] = bytes(4)                      # a 0 x 0 frame: undecodable
-    (tmp_path / "zero.jpg").write_bytes(bytes(data))
+    data[frame + 5:frame + 9] = bytes(4)                       # a 0 x 0 frame
+
+
+def _garbled_tables(data: bytearray) -> None:
+    tables = data.find(b"\xff\xc4")
+    data[tables + 4:tables + 40] = b"\xff" * 36                # Huffman tables made invalid
+
+
+@pytest.mark.parametrize("corrupt", [_zero_frame, _garbled_tables])
+def test_decoder_failures_are_named(plugin, small, tmp_path, corrupt):
+    """Files that pass the quick check but fail to decode. DALI names the file for some
+    failures; for the others the batches around the failure are checked (the streams' twins)."""
+    data = bytearray(small.path(0).read_bytes())
+    corrupt(data)
+    (tmp_path / "bad.jpg").write_bytes(bytes(data))
     assert quick_check(bytes(data)) is None
     dataset = LongTailDataset(small.root, [str(small.path(i)) for i in range(6)] +
-                              [str(tmp_path / "zero.jpg")], [0] * 7, ["0"], "one bad")
+                              [str(tmp_path / "bad.jpg")], [0] * 7, ["0"], "one bad")
     config = TrainConfig(style="cifar", image_size=8, variant="none", batch_size=7,
                          probability=0.0, num_threads=1, prefetch=1)
     with pytest.raises(BadImageError) as caught:
         list(CMOIterator(TrainingPipeline(dataset, config)).epoch_batches())
     error = caught.value
     assert (error.path, error.index, error.epoch, error.iteration) == \
-        (str(tmp_path / "zero.jpg"), 6, 0, 0)
+        (str(tmp_path / "bad.jpg"), 6, 0, 0)
     assert error.reason.startswith("decode failed (") and "the decoder failed with" in error.reason
     assert isinstance(error.__cause__, RuntimeError)
+
+
+def test_native_streams_follow_the_paste_schedule(plugin, small):
+    """The foreground reader tosses the schedule's coins in its window and skips unpasted files
+    unless the foreground decode is naive (what the coins do: the coin tests above)."""
+    for decode, skip_tails in (("region", True), ("naive", False)):
+        config = TrainConfig(style="cifar", image_size=8, batch_size=4, epochs=10, cmo_start=2,
+                             cmo_end=3, probability=0.5, foreground_decode=decode, seed=4)
+        streams = TrainingPipeline(small, config).streams
+        arguments = streams.foreground.reader_arguments()
+        assert {k: arguments[k] for k in ("coin_probability", "coin_per_sample", "coin_epochs",
+                                          "coin_stream", "skip_tails", "seed", "stream")} == \
+            dict(coin_probability=0.5, coin_per_sample=False, coin_epochs=[3, 7],
+                 coin_stream="paste", skip_tails=skip_tails, seed=4, stream="foreground")
+        assert "coin_probability" not in streams.background.reader_arguments()
 
 
 def test_argument_errors_are_clear(plugin, small, tmp_path):

@@ -217,17 +217,19 @@ BadImagePolicy::BadImagePolicy(const dali::OpSpec &spec) {
           "on_bad_image must be one of error, skip; got '", policy, "'");
   skip_ = policy == "skip";
   check_ = spec.GetArgument<bool>("quick_check");
+  map_ = !spec.GetArgument<bool>("dont_use_mmap");
   spec.TryGetArgument(log_path_, "bad_files_log");
 }
 
-std::optional<std::string> BadImagePolicy::ReadChecked(const std::string &path, Bytes &bytes) {
+std::optional<std::string> BadImagePolicy::ReadChecked(const std::string &path,
+                                                       FileContent &content) {
   if (skip_) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto known = bad_files_.find(path);
     if (known != bad_files_.end()) return known->second;
   }
-  auto problem = ReadWholeFile(path, bytes);
-  if (!problem && check_) problem = QuickCheck(bytes.data(), bytes.size());
+  auto problem = content.Load(path, map_);
+  if (!problem && check_) problem = QuickCheck(content.data(), content.size());
   return problem;
 }
 
@@ -262,11 +264,11 @@ const std::vector<int64_t> &BadImagePolicy::Members(const FileList &files, int32
 void BadImagePolicy::Load(SampledFile &sample, const FileList &files) {
   sample.read_index = sample.index;
   if (!sample.wanted) {
-    sample.bytes.clear();
+    sample.content.Release();
     return;
   }
   const std::string &path = files.paths[sample.index];
-  auto problem = ReadChecked(path, sample.bytes);
+  auto problem = ReadChecked(path, sample.content);
   if (!problem) return;
   Record(path, *problem, sample.index, sample.epoch);
   if (!skip_)
@@ -278,7 +280,7 @@ void BadImagePolicy::Load(SampledFile &sample, const FileList &files) {
   size_t at = std::lower_bound(members.begin(), members.end(), sample.index) - members.begin();
   for (size_t k = 1; k < members.size(); k++) {
     int64_t candidate = members[(at + k) % members.size()];
-    auto candidate_problem = ReadChecked(files.paths[candidate], sample.bytes);
+    auto candidate_problem = ReadChecked(files.paths[candidate], sample.content);
     if (!candidate_problem) {
       sample.read_index = candidate;
       return;
@@ -307,25 +309,30 @@ void WeightedFileReader::RunImpl(dali::Workspace &ws) {
   const FileList &files = sampled_loader_->files();
   auto &pool = ws.GetThreadPool();
 
-  // padded batches repeat a sample object: read each object once
-  std::vector<int> first(n);
-  std::unordered_map<const SampledFile *, int> seen;
+  // padded batches repeat a sample object: read each object once, copy it to every place
+  std::vector<std::vector<int>> places(n);
+  std::unordered_map<const SampledFile *, int> first;
   for (int i = 0; i < n; i++) {
-    first[i] = seen.emplace(batch[i].get(), i).first->second;
-    if (first[i] == i)
+    int owner = first.emplace(batch[i].get(), i).first->second;
+    places[owner].push_back(i);
+    if (owner == i)
       pool.AddWork([&, i](int) { policy_.Load(*batch[i], files); });
   }
   pool.RunAll();
 
   auto &encoded = ws.Output<dali::CPUBackend>(0);
   dali::TensorListShape<1> shape(n);
-  for (int i = 0; i < n; i++) shape.tensor_shape_span(i)[0] = batch[i]->bytes.size();
+  for (int i = 0; i < n; i++) shape.tensor_shape_span(i)[0] = batch[i]->content.size();
   encoded.Resize(shape, DALI_UINT8);
   for (int i = 0; i < n; i++) {
-    if (!batch[i]->bytes.empty())
-      pool.AddWork([&, i](int) {
-        std::memcpy(encoded.raw_mutable_tensor(i), batch[i]->bytes.data(), batch[i]->bytes.size());
-      }, batch[i]->bytes.size());
+    if (places[i].empty()) continue;
+    pool.AddWork([&, i](int) {
+      FileContent &content = batch[i]->content;
+      if (content.size())
+        for (int place : places[i])
+          std::memcpy(encoded.raw_mutable_tensor(place), content.data(), content.size());
+      content.Release();
+    }, batch[i]->content.size());
   }
   pool.RunAll();
 

@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "cmo_image_check.h"
+#include "cmo_files.h"
 #include "cmo_sampling.h"
 #include "dali/operators/reader/loader/loader.h"
 #include "dali/operators/reader/reader_op.h"
@@ -32,7 +32,7 @@ struct SampledFile {
   bool coin = true;    // heads, or true when the reader tosses no coins
   bool wanted = true;  // whether to read the bytes at all
   int64_t read_index = 0;  // the index actually read (a same-class replacement, or index)
-  Bytes bytes;
+  FileContent content;     // its bytes until they are copied to the output
 };
 
 /** Paths and labels, from `files`/`labels` or a `file_list`, joined to `file_root`. */
@@ -98,16 +98,17 @@ class BadImagePolicy {
  public:
   BadImagePolicy(const dali::OpSpec &spec);
 
-  /** Fills sample.bytes and sample.read_index (throws dali::DALIException under "error"). */
+  /** Loads sample.content and sets sample.read_index (throws under "error"). */
   void Load(SampledFile &sample, const FileList &files);
 
  private:
-  std::optional<std::string> ReadChecked(const std::string &path, Bytes &bytes);
+  std::optional<std::string> ReadChecked(const std::string &path, FileContent &content);
   void Record(const std::string &path, const std::string &reason, int64_t index, int64_t epoch);
   const std::vector<int64_t> &Members(const FileList &files, int32_t label);
 
   bool skip_;
   bool check_;
+  bool map_;  // memory-map files (DALI's dont_use_mmap=False) or read them
   std::string log_path_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::string> bad_files_;  // path -> reason

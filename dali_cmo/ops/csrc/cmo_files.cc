@@ -1,6 +1,7 @@
-#include "cmo_image_check.h"
+#include "cmo_files.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,31 +106,51 @@ std::optional<std::string> QuickCheck(const uint8_t *data, size_t size) {
   return std::nullopt;
 }
 
-std::optional<std::string> ReadWholeFile(const std::string &path, Bytes &bytes) {
-  auto unreadable = [](int error) { return "unreadable (" + std::string(std::strerror(error)) + ")"; };
+void FileContent::Release() {
+  if (mapping_) ::munmap(mapping_, mapped_size_);
+  mapping_ = nullptr;
+  mapped_size_ = 0;
+  data_ = nullptr;
+  size_ = 0;
+}
+
+std::optional<std::string> FileContent::Load(const std::string &path, bool map) {
+  Release();
+  auto unreadable = [](int error) {
+    return "unreadable (" + std::string(std::strerror(error)) + ")";
+  };
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? std::string("missing (file not found)") : unreadable(errno);
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
   struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    int error = errno;
-    ::close(fd);
-    return unreadable(error);
+  if (::fstat(fd, &info) != 0) return unreadable(errno);
+  if (S_ISDIR(info.st_mode)) return unreadable(EISDIR);
+  const size_t size = static_cast<size_t>(info.st_size);
+  if (size == 0) return std::nullopt;  // empty: the check says so
+  if (map) {
+    void *mapping = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (mapping != MAP_FAILED) {
+      mapping_ = mapping;
+      mapped_size_ = size;
+      data_ = static_cast<const uint8_t *>(mapping);
+      size_ = size;
+      return std::nullopt;
+    }  // not mappable (a pipe, a special file system): read it instead
   }
-  bytes.resize(static_cast<size_t>(info.st_size));
+  if (buffer_.size() < size) buffer_.resize(size);
   size_t done = 0;
-  while (done < bytes.size()) {  // the size fstat saw (a file shrinking meanwhile ends early)
-    ssize_t got = ::read(fd, bytes.data() + done, bytes.size() - done);
+  while (done < size) {  // the size fstat saw (a file shrinking meanwhile ends early)
+    ssize_t got = ::read(fd, buffer_.data() + done, size - done);
     if (got < 0 && errno == EINTR) continue;
-    if (got < 0) {
-      int error = errno;
-      ::close(fd);
-      return unreadable(error);
-    }
+    if (got < 0) return unreadable(errno);
     if (got == 0) break;
     done += static_cast<size_t>(got);
   }
-  ::close(fd);
-  bytes.resize(done);
+  data_ = buffer_.data();
+  size_ = done;
   return std::nullopt;
 }
 
