@@ -124,6 +124,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                        help="an unreadable or undecodable image: stop, naming it (default), or "
                             "replace it by another image of its class and report it once")
+    group.add_argument("--reader", choices=("native", "python"), default="native",
+                       help="read training files with the C++ reader fn.readers.weighted_file "
+                            "(default) or the Python sources; a run resumes with the reader it "
+                            "started with")
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, default=None)
     group.add_argument("--batch-size", type=int, default=None, help="images per step per rank")
@@ -273,7 +277,8 @@ def make_train_config(args):
                        probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
                        image_size=args.image_size, foreground_decode=args.foreground_decode,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       seed=args.seed, num_threads=args.workers, on_bad_image=args.on_bad_image)
+                       seed=args.seed, num_threads=args.workers, on_bad_image=args.on_bad_image,
+                       reader=args.reader)
 
 
 # --------------------------------------------------------------------------- data
@@ -484,7 +489,10 @@ def main(argv=None) -> int:
             set_rng_states(state["rng"][rank])
             iterator_state = state["iterators"][rank]
             history = state.get("history", [])
-    iterator = CMOIterator(train_pipe, state=iterator_state)
+    try:
+        iterator = CMOIterator(train_pipe, state=iterator_state)
+    except ValueError as error:  # saved with the other reader
+        parser.error(f"--resume: {error}")
     eval_iterator = EvalIterator(eval_pipe)
     start_epoch = iterator.epoch
 

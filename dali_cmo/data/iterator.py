@@ -140,9 +140,15 @@ class CMOIterator:
     def state_dict(self) -> dict:
         """Where the stream stands: enough to continue exactly (JSON-serialisable)."""
         return {"epoch": self.epoch, "position": self.position,
-                "dali_checkpoint": self.pipe.checkpoint()}
+                "reader": self.source.config.reader, "dali_checkpoint": self.pipe.checkpoint()}
 
     def load_state_dict(self, state: dict) -> None:
+        # a DALI checkpoint holds the reader's own state: it restores the same reader only
+        saved = state.get("reader", "python")  # states from before the native reader
+        if saved != self.source.config.reader:
+            raise ValueError(f"this stream position was saved with reader={saved!r}, not "
+                             f"{self.source.config.reader!r}; resume with reader={saved!r} "
+                             f"(train.py --reader {saved})")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._pipe = self.source.build(checkpoint=state["dali_checkpoint"])
 

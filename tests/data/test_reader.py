@@ -474,6 +474,19 @@ def test_native_pipeline_resumes_exactly(plugin, small):
         assert torch.equal(a.target_b, b.target_b) and torch.equal(a.target_f, b.target_f)
 
 
+def test_a_stream_position_resumes_with_its_own_reader_only(plugin, small):
+    iterator = CMOIterator(_training(small, "python", "error"))
+    next(iterator.epoch_batches())
+    state = iterator.state_dict()
+    assert state["reader"] == "python"
+    old = {k: v for k, v in state.items() if k != "reader"}   # saved before the native reader
+    for saved in (state, old):
+        with pytest.raises(ValueError, match=r"this stream position was saved with "
+                                             r"reader='python', not 'native'; resume with "
+                                             r"reader='python' \(train.py --reader python\)"):
+            CMOIterator(_training(small, "native", "error"), state=saved)
+
+
 # ------------------------------------------------------------------------------ README example
 
 def test_readme_class_balanced_reader(plugin, small):
