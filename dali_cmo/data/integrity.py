@@ -16,6 +16,7 @@ file (:class:`BadImageWarning`) and records it in ``FileReader.bad_files``.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -66,6 +67,21 @@ def _rebuild_error(path, reason, index, epoch, iteration):
 
 class BadImageWarning(UserWarning):
     """A bad image was skipped (``on_bad_image="skip"``); issued once per file."""
+
+
+def warn_skipped(path, reason: str, index: int | None = None, epoch: int | None = None,
+                 stacklevel: int = 3) -> None:
+    """The :class:`BadImageWarning` for a file replaced under ``on_bad_image="skip"``.
+
+    Args:
+        path: the bad file.
+        reason: what is wrong with it.
+        index, epoch: its dataset index and the epoch it was met in, when known.
+        stacklevel: as :func:`warnings.warn`'s, counted from the caller of this function.
+    """
+    where = f" (dataset index {index}, epoch {epoch})" if index is not None else ""
+    warnings.warn(f"skipping bad image {path}{where}: {reason}; a valid image of the same "
+                  "class is used in its place", BadImageWarning, stacklevel=stacklevel)
 
 
 def _as_bytes(data) -> bytes:
@@ -180,7 +196,6 @@ def full_check(path, decode: bool = True) -> ImageReport:
     if report.problem is not None and report.size_bytes == 0:
         return report
     import io
-    import warnings
 
     from PIL import Image
     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,9 +28,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from dali_cmo.data.datasets import LongTailDataset
-from dali_cmo.data.integrity import BadImageError, BadImageWarning, check_policy, culprit_error
+from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler, make_sampler
-from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, check_variant
+from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, variant_streams
 
 #: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<shard>/<b>")``.
 PASTE_COIN_STREAM = "paste"
@@ -56,6 +55,12 @@ def shard_positions(num_samples: int, epoch: int, shard_id: int, num_shards: int
     ``(shard_id + e) % num_shards``; it spans ``[start_index(k), start_index(k + 1))``, and its
     last position is repeated up to ``ceil(N / num_shards)`` entries, so that every shard has
     as many samples (and batches) per epoch.
+
+    Args:
+        num_samples: N, the length of the epoch's order.
+        epoch: the epoch (0-based).
+        shard_id, num_shards: this shard and how many there are.
+        stick_to_shard: DALI's ``stick_to_shard``.
     """
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id must lie in 0..{num_shards - 1}, got {shard_id}")
@@ -69,9 +74,10 @@ def shard_positions(num_samples: int, epoch: int, shard_id: int, num_shards: int
 class BadFileReport:
     """The files the native readers skipped (``on_bad_image="skip"``).
 
-    The readers append ``path<TAB>index<TAB>epoch<TAB>reason`` lines to :attr:`log_path`;
-    :attr:`bad_files` reads them (path -> reason) and :meth:`warn_new` issues one
-    :class:`BadImageWarning` per file not yet reported.
+    The readers append ``path<TAB>index<TAB>epoch<TAB>reason`` lines to :attr:`log_path` (in a
+    temporary folder that lives as long as this object); :attr:`bad_files` reads them
+    (path -> reason) and :meth:`warn_new` issues one
+    :class:`~dali_cmo.data.integrity.BadImageWarning` per file not yet reported.
     """
 
     def __init__(self) -> None:
@@ -92,16 +98,14 @@ class BadFileReport:
         return {path: reason for path, _, _, reason in self._entries()}
 
     def warn_new(self) -> None:
-        """A :class:`BadImageWarning` for each file logged since the last call (same text as the
-        Python source's)."""
+        """A :class:`BadImageWarning` for each file logged since the last call (the Python
+        source's warning)."""
         if self.log_path.stat().st_size == 0:
             return
         for path, index, epoch, reason in self._entries():
             if path not in self._warned:
                 self._warned.add(path)
-                warnings.warn(f"skipping bad image {path} (dataset index {index}, epoch {epoch}): "
-                              f"{reason}; a valid image of the same class is used in its place",
-                              BadImageWarning, stacklevel=3)
+                warn_skipped(path, reason, index, epoch, stacklevel=4)
 
 
 @dataclass
@@ -112,6 +116,18 @@ class NativeStream:
     ``ceil(N / num_shards)`` samples (:func:`shard_positions`). With a ``schedule`` it tosses the
     paste coins itself, exactly as ``PasteSchedule.flags``, and reads only the files of pasted
     samples unless ``read_unflagged``.
+
+    Args:
+        dataset: the files and labels.
+        sampler: P or Q; its ``seed`` and ``stream`` are the reader's, and its indices those the
+            reader draws (for Q, over ``weights``).
+        batch_size: samples per batch (the pipeline's batch size).
+        shard_id, num_shards: this rank's shard.
+        schedule: the paste schedule, for a foreground stream.
+        read_unflagged: read unpasted foregrounds too (``foreground_decode="naive"``).
+        on_bad_image: ``"error"`` or ``"skip"``.
+        report: where skipped files are reported (shared by a variant's streams).
+        weights: Q's per-sample weights as float32, exactly as the reader receives them.
     """
     dataset: LongTailDataset
     sampler: EpochSampler
@@ -199,7 +215,6 @@ class NativeStreams:
                     schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
                     q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
                     on_bad_image: str = "error") -> "NativeStreams":
-        bg_kind, fg_kind = check_variant(variant)
         report = BadFileReport()
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> NativeStream:
@@ -209,9 +224,7 @@ class NativeStreams:
                                 paste_schedule, on_bad_image=check_policy(on_bad_image),
                                 report=report, weights=weights)
 
-        background = stream(bg_kind, "background", None)
-        foreground = stream(fg_kind, "foreground", schedule) if fg_kind else None
-        return cls(background, foreground)
+        return cls(*variant_streams(variant, schedule, stream))
 
     @property
     def reader(self) -> BadFileReport:
@@ -228,6 +241,11 @@ def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, po
     the files of the batches the pipeline may have been working on (``position`` and the
     :data:`~dali_cmo.data.sources.RECENT_BATCHES` - 1 after it, from the streams' twins) are
     checked with PIL, as the Python sources' culprit search does.
+
+    Args:
+        error: what ``pipe.run()`` raised.
+        streams: the pipeline's native streams.
+        epoch, position: the batch the iterator asked for.
     """
     text = str(error)
     found = _READER_MESSAGE.search(text)

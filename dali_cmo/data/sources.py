@@ -7,7 +7,6 @@ a pipeline restored from a checkpoint asks for the same batches again.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from dali_cmo.data.datasets import LongTailDataset
-from dali_cmo.data.integrity import BadImageError, BadImageWarning, check_policy, quick_check
+from dali_cmo.data.integrity import BadImageError, check_policy, quick_check, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, epoch_generator, make_sampler
 
 # variant -> (background stream, foreground stream or None): DESIGN.md section 1, Tables 9/11.
@@ -37,6 +36,22 @@ def check_variant(variant: str) -> tuple[str, str | None]:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     return VARIANTS[variant]
+
+
+def variant_streams(variant: str, schedule: "PasteSchedule", make_stream: Callable):
+    """The ``(background, foreground or None)`` streams of a variant.
+
+    Args:
+        variant: a key of :data:`VARIANTS`.
+        schedule: the paste schedule; only the foreground stream follows it.
+        make_stream: ``make_stream(kind, name, schedule or None)`` builds one stream of sampler
+            kind ``"P"``/``"Q"``; ``name`` (``"background"``, ``"foreground"``) names its
+            random stream.
+    """
+    bg_kind, fg_kind = check_variant(variant)
+    background = make_stream(bg_kind, "background", None)
+    foreground = make_stream(fg_kind, "foreground", schedule) if fg_kind else None
+    return background, foreground
 
 
 @dataclass(frozen=True)
@@ -121,9 +136,7 @@ class FileReader:
             if first:
                 self.bad_files[str(path)] = reason
         if first and self.on_bad_image == "skip":
-            where = f" (dataset index {index}, epoch {epoch})" if index is not None else ""
-            warnings.warn(f"skipping bad image {path}{where}: {reason}; a valid image of the "
-                          "same class is used in its place", BadImageWarning, stacklevel=2)
+            warn_skipped(path, reason, index, epoch)
 
     def _replacement(self, dataset, index: int, epoch) -> tuple[int, np.ndarray]:
         """The next index of ``index``'s class (dataset order, wrapping) that reads cleanly."""
@@ -238,7 +251,6 @@ class TrainingStreams:
                     schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
                     q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
                     reader_threads: int = 4, on_bad_image: str = "error") -> "TrainingStreams":
-        bg_kind, fg_kind = check_variant(variant)
         reader = FileReader(reader_threads, on_bad_image=on_bad_image)
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
@@ -247,9 +259,7 @@ class TrainingStreams:
             return StreamSource(dataset, sampler, batch_size, shard_id, num_shards,
                                 paste_schedule, reader)
 
-        background = stream(bg_kind, "background", None)
-        foreground = stream(fg_kind, "foreground", schedule) if fg_kind else None
-        return cls(background, foreground)
+        return cls(*variant_streams(variant, schedule, stream))
 
     @property
     def reader(self) -> FileReader:
