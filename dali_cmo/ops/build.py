@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -134,21 +135,19 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        objects = []
-        for source in sorted(SOURCE_DIR.glob("*.cc")):
-            obj = Path(tmp) / (source.stem + ".o")
-            _run(["g++", *common, "-Wall", "-c", str(source), "-o", str(obj)],
-                 f"compiling {source.name}", verbose)
-            objects.append(str(obj))
+        jobs = [(["g++", *common, "-Wall", "-c", str(source), "-o", f"{tmp}/{source.stem}.o"],
+                 f"compiling {source.name}") for source in sorted(SOURCE_DIR.glob("*.cc"))]
         if nvcc:
             gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in arch_list]
             gencode.append(f"-gencode=arch=compute_{arch_list[-1]},code=compute_{arch_list[-1]}")
-            for source in sorted(SOURCE_DIR.glob("*.cu")):
-                obj = Path(tmp) / (source.stem + ".cu.o")
-                _run([nvcc, *gencode, "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
-                      *[f for f in common if f not in ("-fPIC",)], "-c", str(source), "-o", str(obj)],
-                     f"compiling {source.name} with nvcc", verbose)
-                objects.append(str(obj))
+            jobs += [([nvcc, *gencode, "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
+                       *[f for f in common if f not in ("-fPIC",)], "-c", str(source), "-o",
+                       f"{tmp}/{source.stem}.cu.o"], f"compiling {source.name} with nvcc")
+                     for source in sorted(SOURCE_DIR.glob("*.cu"))]
+        # the sources compile independently: one compiler per core
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda job: _run(*job, verbose), jobs))
+        objects = [command[-1] for command, _ in jobs]
         staged = Path(tmp) / LIBRARY_NAME
         linker = [nvcc, "-shared", "-Xcompiler", "-fPIC"] if nvcc else ["g++", "-shared", "-fPIC"]
         _run([*linker, *objects, "-o", str(staged), *link_flags], "linking", verbose)
