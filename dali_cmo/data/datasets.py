@@ -1,5 +1,8 @@
 """Long-tailed datasets: file lists, labels and class counts.
 
+(One module for the three on-disk formats and their checks, so that every format reports a
+problem the same way: by file and line. Hence its length.)
+
 A dataset is a list of image files (relative to a root folder) with one integer label each,
 ``0 <= label < C``, every class non-empty. Three on-disk formats are read:
 

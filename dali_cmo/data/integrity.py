@@ -1,5 +1,8 @@
 """Image integrity: cheap checks on every read, full checks on demand, and errors that name files.
 
+(The quick check, the full check, the error that names a file and the tracing of decoder
+warnings to their file are one concern: finding the bad file. Hence its length.)
+
 * :func:`quick_check` looks only at the bytes already read (magic number, end marker) and is cheap
   enough to run on every file the sources read: empty files, formats DALI cannot decode (GIF,
   HTML error pages, ...), JPEGs without the end-of-image marker and PNGs without ``IEND``

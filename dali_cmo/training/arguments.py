@@ -1,5 +1,7 @@
 """The trainer's command line: flags, preset defaults, and checks that name the flag.
 
+(Every flag of ``train.py`` with its help text and the checks that name it. Hence its length.)
+
 ``train.py`` calls :func:`parse_args`; everything it returns is resolved (the preset has filled
 every value left unset) and checked. Mistakes raise :class:`UsageError`, one line naming the
 flag; only argument-syntax errors (an unknown flag, a bad choice, a value of the wrong type) get

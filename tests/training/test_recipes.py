@@ -28,16 +28,22 @@ def test_step_schedule_cifar_recipe():
     assert s.lr_at(199.9) == pytest.approx(1e-5)
 
 
+def reference_step_lr(epoch: int, first: int, second: int) -> float:
+    """The reference scripts' ``adjust_learning_rate`` (lr 0.1, warm-up 5): x0.1 after epoch
+    ``first``, x0.01 after ``second`` (epochs counted from 1 there)."""
+    epoch = epoch + 1
+    if epoch <= 5:
+        return 0.1 * epoch / 5
+    if epoch > second:
+        return 0.1 * 0.01
+    if epoch > first:
+        return 0.1 * 0.1
+    return 0.1
+
+
 def test_step_schedule_matches_reference_at_integer_epochs():
     def reference(epoch):  # adjust_learning_rate of the reference imagenet_train.py
-        epoch = epoch + 1
-        if epoch <= 5:
-            return 0.1 * epoch / 5
-        if epoch > 80:
-            return 0.1 * 0.01
-        if epoch > 60:
-            return 0.1 * 0.1
-        return 0.1
+        return reference_step_lr(epoch, first=60, second=80)
 
     s = schedule_from_preset(PRESETS["imagenet-lt"])
     for epoch in range(100):
@@ -109,14 +115,7 @@ def test_drw_recipes_switch_where_the_reference_scripts_do():
 
 def test_inat_200_epoch_recipe_matches_the_reference_schedule():
     def reference(epoch):  # adjust_learning_rate of the reference inat18_train.py
-        epoch = epoch + 1
-        if epoch <= 5:
-            return 0.1 * epoch / 5
-        if epoch > 160:
-            return 0.1 * 0.01
-        if epoch > 75:
-            return 0.1 * 0.1
-        return 0.1
+        return reference_step_lr(epoch, first=75, second=160)
 
     preset = PRESETS["inat2018-200"]
     assert (preset["epochs"], preset["batch_size"]) == (200, 256)
