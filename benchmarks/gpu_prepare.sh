@@ -10,7 +10,8 @@
 #          DALI_CMO_SHARED_DATA its data folder (default: $DALI_CMO_SHARED/data)
 #
 # Run it on THIS machine before the transfers; it replaces .gpu-carry/ wholesale. It ends by
-# printing the sizes that count against the 64 MiB a transfer may carry (see gpu_check.sh).
+# printing the sizes that count against the 64 MiB a transfer may carry (the procedure: README,
+# "Checking on a GPU"; the transfers: ../shared/gpu/README.md).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 n_images=${1:-200}

@@ -10,13 +10,17 @@ ImageNet mean/std, float32 (or ``--dtype float16``), with a random horizontal fl
   paste      fn.cmo_paste(background, foreground, probability=1.0, mirror=coin,
              foreground_mirror=coin, mean, std, dtype, "CHW"): a box pasted on every image
   paste_box  the same with a fixed box argument (the central half of the area) and a
-             foreground of the box's size, as the region-decoding training pipeline feeds it;
-             half the area is more than the average box of alpha = 1 (about a third after
-             clipping), so this is the heavier case
+             foreground of the box's size; half the area is more than the average box of
+             alpha = 1 (about a third after clipping), so this is the heavier case
+  resize_paste  the unfused region path: a foreground region RESIZE_FACTOR times the box's side
+             (as decoders.image_slice returns it), fn.resize to the box, then paste_box
+  fused_resize  the same region resampled into the box by cmo_paste(resize_foreground=True),
+             as the region-decoding training pipeline does it
 
 The promise (README, Performance): the fused paste + normalise adds no memory pass, so its time
 is at most 1.2x that of crop_mirror_normalize. ``time_ratio`` is ``t(paste) / t(cmn)``;
-``net_time_ratio`` subtracts the ``feed`` time from both.
+``net_time_ratio`` subtracts the ``feed`` time from both. ``fused_vs_unfused`` is
+``t(fused_resize) / t(resize_paste)``.
 
     python benchmarks/paste_op.py --device cpu --json runs/paste-op-cpu.json
     python benchmarks/paste_op.py --device gpu --json runs/paste-op-gpu.json
@@ -38,8 +42,9 @@ import numpy as np  # noqa: E402
 from dali_cmo.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 MEAN, STD = IMAGENET_MEAN, IMAGENET_STD
-PIPELINES = ("feed", "cmn", "paste", "paste_box")
+PIPELINES = ("feed", "cmn", "paste", "paste_box", "resize_paste", "fused_resize")
 TARGET = 1.2
+RESIZE_FACTOR = 1.4  # region side / box side: a region decode shrunk into its box
 
 
 def make_batch(batch_size: int, size: int, seed: int) -> np.ndarray:
@@ -56,7 +61,7 @@ def central_box(size: int) -> np.ndarray:
     return np.array([lo, lo, lo + side, lo + side], dtype=np.int32)
 
 
-def build(name: str, args, background, foreground, region, box):
+def build(name: str, args, background, foreground, region, box, big_region):
     """A pipeline ``name`` over the fixed batches (numpy on CPU, torch CUDA tensors on GPU)."""
     from nvidia.dali import fn, pipeline_def, types
 
@@ -82,11 +87,17 @@ def build(name: str, args, background, foreground, region, box):
         common_args = dict(mirror=flip_b, foreground_mirror=flip_f, mean=MEAN, std=STD,
                            dtype=dtype, output_layout="CHW")
         if name == "paste":
-            images, lam = fn.cmo_paste(bg, feed(foreground), probability=1.0, **common_args)
-        else:  # paste_box
-            boxes = fn.external_source(source=lambda: box, batch=True)
-            images, lam = fn.cmo_paste(bg, feed(region), box=boxes, **common_args)
-        return images, lam
+            return tuple(fn.cmo_paste(bg, feed(foreground), probability=1.0, **common_args))
+        boxes = fn.external_source(source=lambda: box, batch=True)
+        if name == "paste_box":
+            fg = feed(region)
+        elif name == "resize_paste":
+            y1, x1, y2, x2 = box[0].tolist()
+            fg = fn.resize(feed(big_region), size=[y2 - y1, x2 - x1])
+        else:  # fused_resize
+            fg = feed(big_region)
+            common_args["resize_foreground"] = True
+        return tuple(fn.cmo_paste(bg, fg, box=boxes, **common_args))
 
     pipe = graph()
     pipe.build()
@@ -149,15 +160,17 @@ def main(argv=None) -> dict:
     background = make_batch(n, size, args.seed)
     foreground = make_batch(n, size, args.seed + 1)
     region = np.ascontiguousarray(foreground[:, box[0]:box[2], box[1]:box[3]])
+    big_side = int(round((box[2] - box[0]) * RESIZE_FACTOR))
+    big_region = make_batch(n, big_side, args.seed + 2)
     boxes = [box] * n
     if args.device == "gpu":
         import torch
-        background, foreground, region = (torch.from_numpy(a).cuda()
-                                          for a in (background, foreground, region))
+        background, foreground, region, big_region = (
+            torch.from_numpy(a).cuda() for a in (background, foreground, region, big_region))
     else:
-        background, foreground, region = ([a for a in batch]
-                                          for batch in (background, foreground, region))
-    inputs = (background, foreground, region, boxes)
+        background, foreground, region, big_region = (
+            [a for a in batch] for batch in (background, foreground, region, big_region))
+    inputs = (background, foreground, region, boxes, big_region)
 
     started = time.time()
     seconds = {name: [] for name in PIPELINES}
@@ -175,7 +188,7 @@ def main(argv=None) -> dict:
             "ms_per_batch": common.summarize([1000 * s / args.batches for s in seconds[name]]),
         }
     ratios = {}
-    for name in ("paste", "paste_box"):
+    for name in ("paste", "paste_box", "resize_paste", "fused_resize"):
         pairs = list(zip(seconds[name], seconds["cmn"], seconds["feed"]))
         ratios[name] = {
             "time_ratio": common.summarize([p / c for p, c, _ in pairs]),
@@ -183,6 +196,8 @@ def main(argv=None) -> dict:
                                                 if c > f]) if any(c > f for _, c, f in pairs)
             else None,
         }
+    ratios["fused_vs_unfused"] = {"time_ratio": common.summarize(
+        [f / u for f, u in zip(seconds["fused_resize"], seconds["resize_paste"])])}
     ratio = ratios["paste"]["time_ratio"]["median"]
     report = {
         "benchmark": "paste_op",
@@ -190,7 +205,7 @@ def main(argv=None) -> dict:
                      "threads": args.threads, "dtype": args.dtype, "layout": "CHW",
                      "warmup_batches": args.warmup, "timed_batches": args.batches,
                      "reps": args.reps, "seed": args.seed, "quick": args.quick,
-                     "paste_box": box.tolist(),
+                     "paste_box": box.tolist(), "resize_region_side": big_side,
                      "statistic": "median over repetitions; ratios are medians of "
                                   "per-repetition time ratios",
                      "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
@@ -217,6 +232,9 @@ def main(argv=None) -> dict:
                                "net of feed"], rows))
     print(f"\ntarget paste time <= {TARGET} x cmn: {ratio:.2f} -> "
           f"{'met' if ratio <= TARGET else 'MISSED'}")
+    fused = ratios["fused_vs_unfused"]["time_ratio"]["median"]
+    print(f"fused resize: {fused:.2f} x the time of fn.resize + paste ({big_side} px regions "
+          f"into {box[2] - box[0]} px boxes)")
     if args.json:
         common.write_json(args.json, report)
         print(f"wrote {args.json}", file=sys.stderr)

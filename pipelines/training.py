@@ -9,7 +9,8 @@ same decode and crop operators.
 Work nobody uses is skipped: the paste schedule is decided before reading, so foregrounds that
 will not be pasted (outside the augmentation window, or a lost coin) are neither read nor
 decoded; with ``foreground_decode="region"`` only the pasted box of a foreground is decoded
-(``decoders.image_slice`` of the matching window of its random-resized-crop, resized to the box).
+(``decoders.image_slice`` of the matching window of its random-resized-crop, resampled into the
+box by ``cmo_paste(..., resize_foreground=True)``).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
 step, as the reference code does (for benchmarks).
 
@@ -170,16 +171,16 @@ def region_decode(encoded, box, mirror, config: TrainConfig, device: str):
 
     The crop window is drawn as the full decode would draw it; ``cmo_region`` maps the box's
     columns (mirrored when the foreground is flipped) linearly into it. The window is decoded
-    and resized to the box's extent; ``cmo_paste`` flips it within the box.
+    as is: ``cmo_paste(..., resize_foreground=True)`` resamples it into the box (fn.resize's
+    filter) and flips it there.
     """
     anchor, window = fn.random_crop_generator(fn.peek_image_shape(encoded), random_area=RRC_AREA,
                                               random_aspect_ratio=RRC_ASPECT, num_attempts=10)
-    start, extent, box_size = fn.cmo_region(anchor, window, box, size=config.image_size,
-                                            foreground_mirror=mirror)
-    region = fn.decoders.image_slice(encoded, start, extent, axes=[0, 1], normalized_anchor=False,
-                                     normalized_shape=False, device=decoder_device(device),
-                                     output_type=types.RGB)
-    return fn.resize(region, size=box_size)
+    start, extent, _ = fn.cmo_region(anchor, window, box, size=config.image_size,
+                                     foreground_mirror=mirror)
+    return fn.decoders.image_slice(encoded, start, extent, axes=[0, 1], normalized_anchor=False,
+                                   normalized_shape=False, device=decoder_device(device),
+                                   output_type=types.RGB)
 
 
 def pasted_foreground(encoded, box, mirror, config: TrainConfig, device: str, raw: bool):
@@ -318,7 +319,10 @@ class TrainingPipeline:
             foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
         else:
             foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
+        # a region-decoded foreground is resampled into its box while pasting
+        resized = config.foreground_decode != "naive" and config.region_decode and not raw
         images, _ = fn.cmo_paste(background, foreground, box=box, mirror=paste_mirror_b,
                                  foreground_mirror=paste_mirror_f, mean=mean, std=std,
-                                 dtype=out_dtype, output_layout="CHW")
+                                 dtype=out_dtype, output_layout="CHW",
+                                 resize_foreground=resized)
         return (images, label_b, label_f, lam) + ((box,) if with_box else ())

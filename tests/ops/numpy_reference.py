@@ -36,6 +36,36 @@ def normalize(values, mean=None, std=None, dtype=np.uint8):
     return out.astype(dtype)
 
 
+def resize_weights(in_size: int, out_size: int) -> np.ndarray:
+    """The (out_size, in_size) matrix of DALI's ``fn.resize`` default filter along one axis:
+    linear, antialiased when shrinking (a triangle of radius in / out), weights normalised to
+    sum 1, source indices clamped. Written from DALI's filter definition (resampling_filters.cu,
+    resampling_impl_cpu.cc: the tabulated triangle [0, 1, 0], its anchor and support), with its
+    float32 steps."""
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    radius = scale if in_size > out_size else f32(1)
+    table_scale = f32(2) / max(f32(1), f32(2) * radius)  # the table spans [0, 2]
+    anchor = f32(1) / table_scale
+    support = int(np.ceil(f32(2) / table_scale))
+    origin = (f32(0.5) * scale - f32(0.5)) - anchor
+    weights = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        start = f32(f32(i) * scale) + origin
+        first = int(np.ceil(start))
+        t = (f32(first) - start + np.arange(support, dtype=f32)) * table_scale
+        w = np.where((t > 0) & (t < 1), t, np.where((t >= 1) & (t < 2), f32(1) - (t - f32(1)), 0))
+        w = w.astype(f32) / w.astype(f32).sum(dtype=f32)
+        np.add.at(weights[i], np.clip(first + np.arange(support), 0, in_size - 1), w)
+    return weights
+
+
+def reference_resize(region: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``region`` (h, w, C) resized to (height, width, C) with :func:`resize_weights`, in float64."""
+    rows, cols = resize_weights(region.shape[0], height), resize_weights(region.shape[1], width)
+    return np.einsum("yi,xj,ijc->yxc", rows, cols, region.astype(np.float64))
+
+
 def reference_paste(background, foreground, box, *, mirror=False, foreground_mirror=False,
                     mean=None, std=None, dtype=np.uint8, layout="HWC"):
     """Flip each input as asked, paste rows [y1, y2) x cols [x1, x2) of the foreground, normalise.

@@ -47,7 +47,7 @@ def pointers(arrays):
     return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
 
 
-def emulate(lib, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout):
+def emulate(lib, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout, resize):
     """The kernel body's output for one batch (images, lam, box)."""
     n = len(bgs)
     np_dtype, code = DTYPES[dtype]
@@ -56,20 +56,22 @@ def emulate(lib, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, l
             for s in shapes]
     lam_out = [np.full(1, -1, np.float32) for _ in range(n)]
     box_out = [np.full(4, -1, np.int32) for _ in range(n)]
-    region = np.array([fg.shape != bg.shape for bg, fg in zip(bgs, fgs)], np.int32)
+    fg_shapes = np.array([fg.shape[:2] for fg in fgs], np.int32)
     channels = lambda v: np.tile(np.resize(np.asarray(v, np.float32), 3), (n, 1))  # noqa: E731
     args = [np.ascontiguousarray(a) for a in (
-        shapes, np.array(boxes, np.int32), region,
+        shapes, np.array(boxes, np.int32), fg_shapes,
         np.stack([np.ravel(mirrors), np.ravel(fg_mirrors)], 1).astype(np.int32),
         channels(mean), channels(std), np.array(lams, np.float32).ravel())]
     lib.emulate_paste(ctypes.c_int(n), *[a.ctypes.data_as(ctypes.c_void_p) for a in args],
                       pointers(bgs), pointers(fgs), pointers(outs), pointers(lam_out),
-                      pointers(box_out), ctypes.c_int(code), ctypes.c_int(layout == "CHW"))
+                      pointers(box_out), ctypes.c_int(code), ctypes.c_int(layout == "CHW"),
+                      ctypes.c_int(resize))
     return outs, lam_out, box_out
 
 
-def random_batch(rng, n, C, big=False):
-    """Backgrounds, foregrounds (full-size or box-sized), boxes and flips of one batch."""
+def random_batch(rng, n, C, big=False, resize=False):
+    """Backgrounds, foregrounds (full-size or box-sized; with ``resize`` regions of any size,
+    from a single pixel to several times the box), boxes and flips of one batch."""
     bgs, fgs, boxes = [], [], []
     for i in range(n):
         H, W = BIG if big and i == 0 else (1, 1) if i == 1 else rng.integers(1, 90, 2)
@@ -83,6 +85,8 @@ def random_batch(rng, n, C, big=False):
             box = [ys[0], xs[0], ys[1], xs[1]]
         region = kind >= 2 and rng.random() < 0.5
         fg_shape = (box[2] - box[0], box[3] - box[1], C) if region else (H, W, C)
+        if resize:
+            fg_shape = (*rng.integers(1, min(3 * max(H, W), 1500) + 2, 2), C)
         bgs.append(rng.integers(0, 256, (H, W, C), dtype=np.uint8))
         fgs.append(rng.integers(0, 256, fg_shape, dtype=np.uint8))
         boxes.append(np.array(box, np.int32))
@@ -90,16 +94,17 @@ def random_batch(rng, n, C, big=False):
     return bgs, fgs, boxes, flips[0], flips[1]
 
 
-def batches_and_constants(dtype, layout):
+def batches_and_constants(dtype, layout, resize=False):
     """Four random batches (the first with one big image, in CHW) and the constants of a case."""
-    rng = np.random.default_rng(100 + 2 * list(DTYPES).index(dtype) + (layout == "CHW"))
+    rng = np.random.default_rng(100 + 2 * list(DTYPES).index(dtype) + (layout == "CHW") + 10 * resize)
     C = 1 if (dtype, layout) == (types.UINT8, "HWC") else 3
-    batches = [random_batch(rng, 5, C, big=(i == 0 and layout == "CHW")) for i in range(4)]
+    batches = [random_batch(rng, 5, C, big=(i == 0 and layout == "CHW"), resize=resize)
+               for i in range(4)]
     mean, std = (list(v)[:C] for v in CONSTANTS[dtype])
     return batches, mean, std
 
 
-def paste_pipeline(batches, mean, std, dtype, layout, device="cpu"):
+def paste_pipeline(batches, mean, std, dtype, layout, device="cpu", resize=False):
     """cmo_paste with the batches' boxes and flips (the same inputs on either device)."""
     @pipeline_def(batch_size=5, num_threads=2, device_id=0 if device == "gpu" else None)
     def pipe():
@@ -110,7 +115,7 @@ def paste_pipeline(batches, mean, std, dtype, layout, device="cpu"):
             bg, fg = bg.gpu(), fg.gpu()
         return tuple(fn.cmo_paste(bg, fg, box=box, mirror=mirror, foreground_mirror=fg_mirror,
                                   mean=mean, std=std, dtype=dtype, output_layout=layout,
-                                  output_box=True))
+                                  output_box=True, resize_foreground=resize))
 
     p = pipe()
     p.build()
@@ -130,20 +135,23 @@ def assert_same_bytes(want, got, bgs, fgs, boxes, mirrors, fg_mirrors):
             f"{int(mirrors[i])}/{int(fg_mirrors[i])}): {np.count_nonzero(~same)} bytes differ")
 
 
-CASES = pytest.mark.parametrize("layout,dtype", [(layout, dtype) for dtype in DTYPES
-                                                 for layout in ("HWC", "CHW")],
-                                ids=lambda v: v if isinstance(v, str) else str(v).split(".")[-1])
+CASES = pytest.mark.parametrize(
+    "layout,dtype,resize", [(layout, dtype, resize) for dtype in DTYPES for layout in ("HWC", "CHW")
+                            for resize in (False, True)],
+    ids=lambda v: {False: "paste", True: "resampled"}.get(v, v) if not hasattr(v, "name")
+    else str(v).split(".")[-1])
 
 
 @CASES
 def test_kernel_body_on_a_simulated_grid_equals_the_cpu_operator(plugin, emulation, dtype,
-                                                                 layout):
-    batches, mean, std = batches_and_constants(dtype, layout)
-    p = paste_pipeline(batches, mean, std, dtype, layout)
+                                                                 layout, resize):
+    batches, mean, std = batches_and_constants(dtype, layout, resize)
+    p = paste_pipeline(batches, mean, std, dtype, layout, resize=resize)
     for bgs, fgs, boxes, mirrors, fg_mirrors in batches:
         images, lams, out_boxes = run(p)
         emulated, emulated_lams, emulated_boxes = emulate(
-            emulation, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout)
+            emulation, bgs, fgs, boxes, mirrors, fg_mirrors, lams, mean, std, dtype, layout,
+            resize)
         assert_same_bytes(images, emulated, bgs, fgs, boxes, mirrors, fg_mirrors)
         np.testing.assert_array_equal(np.ravel(emulated_lams), np.ravel(lams))
         np.testing.assert_array_equal(emulated_boxes, out_boxes)
@@ -152,12 +160,12 @@ def test_kernel_body_on_a_simulated_grid_equals_the_cpu_operator(plugin, emulati
 @requires_gpu
 @pytest.mark.gpu
 @CASES
-def test_gpu_operator_equals_the_cpu_operator(plugin, dtype, layout):
-    """The same random batches (region and full-size foregrounds, every box kind, flips, 1x1 and
-    a big image) on the GPU: identical bytes, lambdas and boxes."""
-    batches, mean, std = batches_and_constants(dtype, layout)
-    cpu = paste_pipeline(batches, mean, std, dtype, layout)
-    gpu = paste_pipeline(batches, mean, std, dtype, layout, device="gpu")
+def test_gpu_operator_equals_the_cpu_operator(plugin, dtype, layout, resize):
+    """The same random batches (region, full-size and resampled foregrounds, every box kind,
+    flips, 1x1 and a big image) on the GPU: identical bytes, lambdas and boxes."""
+    batches, mean, std = batches_and_constants(dtype, layout, resize)
+    cpu = paste_pipeline(batches, mean, std, dtype, layout, resize=resize)
+    gpu = paste_pipeline(batches, mean, std, dtype, layout, device="gpu", resize=resize)
     for bgs, fgs, boxes, mirrors, fg_mirrors in batches:
         (want, want_lam, want_box), (got, got_lam, got_box) = run(cpu), run(gpu)
         assert_same_bytes(want, got, bgs, fgs, boxes, mirrors, fg_mirrors)

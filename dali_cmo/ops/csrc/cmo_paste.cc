@@ -33,6 +33,7 @@ CmoPaste<Backend>::CmoPaste(const dali::OpSpec &spec)
     : Base(spec),
       per_sample_(spec.GetArgument<bool>("per_sample")),
       output_box_(spec.GetArgument<bool>("output_box")),
+      resize_foreground_(spec.GetArgument<bool>("resize_foreground")),
       dtype_(spec.GetArgument<dali::DALIDataType>("dtype")),
       mean_(spec.GetRepeatedArgument<float>("mean")),
       std_(spec.GetRepeatedArgument<float>("std")) {
@@ -44,6 +45,9 @@ CmoPaste<Backend>::CmoPaste(const dali::OpSpec &spec)
       "cmo_paste: argument `dtype` must be one of ", TypeNames(OutputTypes{}), "; got ", dtype_));
   for (float s : std_)
     DALI_ENFORCE(s != 0, "cmo_paste: argument `std` must not contain zeros");
+  DALI_ENFORCE(!resize_foreground_ || spec.HasTensorArgument("box"),
+               "cmo_paste: argument `resize_foreground` needs the `box` argument (the region "
+               "each foreground was decoded for)");
 }
 
 template <typename Backend>
@@ -92,6 +96,12 @@ void CmoPaste<Backend>::ValidateForeground(const dali::TensorListShape<> &bg_sha
     if (boxes_[i].box.empty())
       continue;  // nothing is read from this foreground
     const Box &b = boxes_[i].box;
+    if (resize_foreground_) {
+      DALI_ENFORCE(fg.size() == 3 && fg[0] > 0 && fg[1] > 0 && fg[2] == bg[2], make_string(
+          "cmo_paste: sample ", i, ": with resize_foreground=True the foreground must be a "
+          "non-empty HWC region with the background's ", bg[2], " channels; got shape ", fg));
+      continue;
+    }
     bool full = fg == bg;
     bool region = fg.size() == 3 && fg[0] == b.y2 - b.y1 && fg[1] == b.x2 - b.x1 && fg[2] == bg[2];
     DALI_ENFORCE(full || (region && spec_.HasTensorArgument("box")), make_string(
@@ -156,7 +166,10 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
     d.C = shape[2];
     d.box = boxes_[i].box;
     d.lam = boxes_[i].lam;
-    SetForeground(d, fg.template tensor<uint8_t>(i), fg.shape()[i] != shape);
+    auto fg_shape = fg.shape()[i];  // any shape where the box is empty: then it is never read
+    bool hwc = fg_shape.size() == 3;
+    SetForeground(d, fg.template tensor<uint8_t>(i), hwc ? fg_shape[0] : 0,
+                  hwc ? fg_shape[1] : 0, resize_foreground_);
     d.mirror_background = mirror_background_[i] != 0;
     d.mirror_foreground = mirror_foreground_[i] != 0;
     float mean[kMaxChannels], stddev[kMaxChannels];
@@ -212,7 +225,8 @@ with ``output_box=True``, ``box`` (int32 ``[y1, x1, y2, x2]``, zeros where nothi
               "Backgrounds (in CMO: drawn from the data distribution).")
     .InputDox(1, "foreground", "TensorList of uint8 HWC images", R"(Foregrounds (in CMO: drawn
 from the minority-weighted distribution), paired with the backgrounds by position. Each has the
-background's shape, or, when ``box`` is given, the shape of its box (a region-only decode).)")
+background's shape, or, when ``box`` is given, the shape of its box (a region-only decode), or,
+with ``resize_foreground``, any shape (resampled to the box).)")
     .InputLayout(0, "HWC")
     .InputLayout(1, "HWC")
     .NumOutput(2)
@@ -233,6 +247,12 @@ instead of drawing them; ``alpha``, ``probability`` and ``per_sample`` are then 
                         ::dali_cmo::OutputTypes{}) + ".", DALI_UINT8)
     .AddOptionalArg("output_layout", "Output layout: \"HWC\" or \"CHW\".", std::string("HWC"))
     .AddOptionalArg("output_box", "Add a third output with the pasted boxes.", false)
+    .AddOptionalArg("resize_foreground", R"(Each foreground is the source region of its box, of
+any size (e.g. a region-only decode from ``cmo_region``), and is resampled to the box's size
+while it is pasted, with ``fn.resize``'s default filter: linear, antialiased when shrinking (a
+triangle of radius ``in / out``), edges clamped. This replaces ``fn.resize(region,
+size=box_size)`` before the paste and keeps its values in float (no rounding to uint8 in between).
+Needs ``box``.)", false)
     .AddParent("CmoBoxSampling")
     .AddRandomSeedArg()
     .AddRandomStateArg();

@@ -67,6 +67,7 @@ class CmoPaste : public dali::rng::OperatorWithRng<dali::Operator<Backend>> {
 
   bool per_sample_;
   bool output_box_;
+  bool resize_foreground_;
   bool chw_;
   dali::DALIDataType dtype_;
   std::vector<float> mean_, std_;

@@ -1,26 +1,32 @@
 // Everything cmo_paste does per pixel, in one light header (standard headers only; cuda_fp16.h
 // under nvcc; no DALI), so that the same code runs in
-//   - the CPU operator (PasteRange over whole rows),
+//   - the CPU operator (PasteSample: PasteRange over whole rows, BoxResampler for a foreground
+//     resampled into its box),
 //   - the CUDA kernel (PasteKernelBody: groups of pixels per thread, vector stores),
 //   - the CPU test that runs the kernel body over a simulated grid of blocks and threads, and
 //   - the standalone kernel check (nvcc only), which compares device and host results.
 //
-// Arithmetic is identical on host and device: (value - mean) * inv_std in float32 without fused
-// multiply-adds, then a conversion that rounds ties to even (device intrinsics on the GPU, an
-// exact equivalent on the host), saturating for uint8. CPU and GPU outputs are therefore equal
-// bit for bit for every dtype, layout, mirror and box.
+// Arithmetic is identical on host and device: float32 without fused multiply-adds (round-to-
+// nearest intrinsics on the device; the host code is compiled with -ffp-contract=off), the same
+// operations in the same order, then a conversion that rounds ties to even (device intrinsics on
+// the GPU, an exact equivalent on the host), saturating for uint8. CPU and GPU outputs are
+// therefore equal bit for bit for every dtype, layout, mirror, box and resampling.
 #ifndef DALI_CMO_PASTE_PIXEL_H_
 #define DALI_CMO_PASTE_PIXEL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
 #define CMO_HOST_DEV __host__ __device__
+#define CMO_NOINLINE __noinline__
 #else
 #define CMO_HOST_DEV
+#define CMO_NOINLINE
 #endif
 
 namespace dali_cmo {
@@ -39,6 +45,21 @@ struct Half {
   uint16_t bits;
 };
 
+/**
+ * How the box's rows (or columns) sample a foreground region of in_size pixels: DALI's
+ * fn.resize default (interp_type LINEAR, antialias=True), a triangle filter of radius 1 when
+ * enlarging and of radius in_size / out_size when shrinking, weights normalised to sum 1,
+ * source indices clamped to the region. The float steps follow DALI's CPU resampling
+ * (InitializeResamplingFilter with its tabulated triangle [0, 1, 0]) one by one.
+ */
+struct ResampleAxis {
+  float scale;         // in_size / out_size
+  float origin;        // 0.5 * scale - 0.5 - anchor: where output 0's filter starts
+  float filter_scale;  // one source pixel in the triangle table's coordinates
+  int32_t support;     // taps per output pixel
+  int32_t in_size;
+};
+
 /** Everything needed to produce one output sample; plain data, copied to the GPU as is. */
 struct PasteSampleDesc {
   const uint8_t *background;  // H x W x C
@@ -50,9 +71,24 @@ struct PasteSampleDesc {
   Box box;
   int32_t fg_y0, fg_x0, fg_h, fg_w;
   bool mirror_background, mirror_foreground;
+  bool resample;              // the foreground is a region of any size, resampled to the box
+  ResampleAxis rows, cols;    // (when resample)
   float lam;
   float mean[kMaxChannels], inv_std[kMaxChannels];
 };
+
+/** The resampling geometry of one axis (see ResampleAxis); computed on the host. */
+inline ResampleAxis MakeResampleAxis(int in_size, int out_size) {
+  ResampleAxis a;
+  a.in_size = in_size;
+  a.scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+  const float radius = in_size > out_size ? a.scale : 1.0f;  // antialiased when shrinking
+  a.filter_scale = 2.0f / std::max(1.0f, 2.0f * radius);     // the table spans [0, 2]
+  const float anchor = 1.0f / a.filter_scale;
+  a.support = static_cast<int32_t>(std::ceil(2.0f / a.filter_scale));
+  a.origin = (0.5f * a.scale - 0.5f) - anchor;
+  return a;
+}
 
 /** Sets mean and inv_std = 1 / stddev (float32) of the first kMaxChannels channels. */
 inline void SetNormalization(PasteSampleDesc &d, const float *mean, const float *stddev) {
@@ -62,24 +98,42 @@ inline void SetNormalization(PasteSampleDesc &d, const float *mean, const float 
   }
 }
 
-/** Sets the foreground: full size (its box lands on the box) or only the box's region. */
-inline void SetForeground(PasteSampleDesc &d, const uint8_t *foreground, bool region) {
+/**
+ * Sets the foreground (d.box set first), fg_h x fg_w pixels: full size (fg_h x fg_w = H x W,
+ * without resample: its box lands on the box), the box's region at the box's size, or, with
+ * resample, the box's region at any size, resampled to the box.
+ */
+inline void SetForeground(PasteSampleDesc &d, const uint8_t *foreground, int fg_h, int fg_w,
+                          bool resample) {
+  const bool full = !resample && fg_h == d.H && fg_w == d.W;
   d.foreground = foreground;
-  d.fg_y0 = region ? d.box.y1 : 0;
-  d.fg_x0 = region ? d.box.x1 : 0;
-  d.fg_h = region ? d.box.y2 - d.box.y1 : d.H;
-  d.fg_w = region ? d.box.x2 - d.box.x1 : d.W;
+  d.fg_y0 = full ? 0 : d.box.y1;
+  d.fg_x0 = full ? 0 : d.box.x1;
+  d.fg_h = fg_h;
+  d.fg_w = fg_w;
+  d.resample = resample && !d.box.empty();
+  d.rows = d.resample ? MakeResampleAxis(fg_h, d.box.y2 - d.box.y1) : ResampleAxis{};
+  d.cols = d.resample ? MakeResampleAxis(fg_w, d.box.x2 - d.box.x1) : ResampleAxis{};
 }
 
 // ---- arithmetic -------------------------------------------------------------------------------
 
-/** (value - mean) * inv_std in float32, never fused into an FMA (the same bits on both sides). */
-CMO_HOST_DEV inline float Normalize(float value, float mean, float inv_std) {
+// Single float32 operations, never fused into an FMA: the same bits on host and device.
 #ifdef __CUDA_ARCH__
-  return __fmul_rn(__fsub_rn(value, mean), inv_std);
+CMO_HOST_DEV inline float Add(float a, float b) { return __fadd_rn(a, b); }
+CMO_HOST_DEV inline float Sub(float a, float b) { return __fsub_rn(a, b); }
+CMO_HOST_DEV inline float Mul(float a, float b) { return __fmul_rn(a, b); }
+CMO_HOST_DEV inline float Div(float a, float b) { return __fdiv_rn(a, b); }
 #else
-  return (value - mean) * inv_std;
+inline float Add(float a, float b) { return a + b; }
+inline float Sub(float a, float b) { return a - b; }
+inline float Mul(float a, float b) { return a * b; }
+inline float Div(float a, float b) { return a / b; }
 #endif
+
+/** (value - mean) * inv_std in float32. */
+CMO_HOST_DEV inline float Normalize(float value, float mean, float inv_std) {
+  return Mul(Sub(value, mean), inv_std);
 }
 
 /**
@@ -166,10 +220,101 @@ CMO_HOST_DEV inline const uint8_t *SourcePixel(const PasteSampleDesc &d, int y, 
   return d.background + (y * d.W + bx) * d.C;
 }
 
-/** The output value of channel c of output pixel (y, x). */
+/** The output value of channel c from input value v. */
 template <typename Out>
-CMO_HOST_DEV inline Out OutputValue(const PasteSampleDesc &d, const uint8_t *src, int c) {
-  return ConvertOut<Out>(Normalize(src[c], d.mean[c], d.inv_std[c]));
+CMO_HOST_DEV inline Out OutputValue(const PasteSampleDesc &d, float v, int c) {
+  return ConvertOut<Out>(Normalize(v, d.mean[c], d.inv_std[c]));
+}
+
+// ---- the foreground resampled into its box --------------------------------------------------
+
+/** The first source index of output index i's taps; f0: how far it lies past the filter's
+ *  start. */
+CMO_HOST_DEV inline int TapStart(const ResampleAxis &a, int i, float &f0) {
+  const float start = Add(Mul(static_cast<float>(i), a.scale), a.origin);
+  const float first = ceilf(start);
+  f0 = Sub(first, start);
+  return static_cast<int>(first);
+}
+
+/** The triangle's weight of tap k (before normalisation): DALI's table [0, 1, 0], linearly
+ *  interpolated, at (f0 + k) * filter_scale. */
+CMO_HOST_DEV inline float TapWeight(const ResampleAxis &a, float f0, int k) {
+  const float t = Mul(Add(f0, static_cast<float>(k)), a.filter_scale);
+  if (!(t > -1.0f) || t >= 3.0f)
+    return 0.0f;
+  const float t0 = floorf(t), frac = Sub(t, t0);
+  return t0 == 0.0f ? frac : t0 == 1.0f ? Sub(1.0f, frac) : 0.0f;
+}
+
+/** The weights of all taps, summed in order. */
+CMO_HOST_DEV inline float TapSum(const ResampleAxis &a, float f0) {
+  float sum = 0.0f;
+  for (int k = 0; k < a.support; k++)
+    sum = Add(sum, TapWeight(a, f0, k));
+  return sum;
+}
+
+/** Tap k's weight normalised to a sum of 1. */
+CMO_HOST_DEV inline float NormalizedTap(const ResampleAxis &a, float f0, int k, float sum) {
+  const float w = TapWeight(a, f0, k);
+  return sum != 0.0f ? Div(w, sum) : w;
+}
+
+CMO_HOST_DEV inline int Clamp(int v, int lo, int hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/** Column j of the box (0 = its left edge) in the resampled region: flipped with the
+ *  foreground. */
+CMO_HOST_DEV inline int ResampledColumn(const PasteSampleDesc &d, int x) {
+  const int j = x - d.box.x1;
+  return d.mirror_foreground ? d.box.x2 - d.box.x1 - 1 - j : j;
+}
+
+/**
+ * The resampled foreground at box pixel (y, x), all channels: for each column tap (in order)
+ * the column's vertical sum over the row taps (in order), then the weighted sum of the columns.
+ * BoxResampler computes the same sums in two passes, in the same order. Not inlined on the
+ * GPU: the kernel's unrolled pixel groups would hold four copies of its loops.
+ */
+template <int C>
+CMO_HOST_DEV CMO_NOINLINE void ResampledPixel(const PasteSampleDesc &d, int y, int x,
+                                              float (&value)[C]) {
+  float fy, fx;
+  const int sy0 = TapStart(d.rows, y - d.box.y1, fy);
+  const int sx0 = TapStart(d.cols, ResampledColumn(d, x), fx);
+  const float sum_y = TapSum(d.rows, fy), sum_x = TapSum(d.cols, fx);
+  for (int c = 0; c < C; c++)
+    value[c] = 0.0f;
+  for (int kx = 0; kx < d.cols.support; kx++) {
+    const int sx = Clamp(sx0 + kx, 0, d.fg_w - 1);
+    float column[C];
+    for (int c = 0; c < C; c++)
+      column[c] = 0.0f;
+    for (int ky = 0; ky < d.rows.support; ky++) {
+      const float wy = NormalizedTap(d.rows, fy, ky, sum_y);
+      const uint8_t *src = d.foreground + (Clamp(sy0 + ky, 0, d.fg_h - 1) * d.fg_w + sx) * C;
+      for (int c = 0; c < C; c++)
+        column[c] = Add(column[c], Mul(wy, src[c]));
+    }
+    const float wx = NormalizedTap(d.cols, fx, kx, sum_x);
+    for (int c = 0; c < C; c++)
+      value[c] = Add(value[c], Mul(wx, column[c]));
+  }
+}
+
+/** The input values (all channels) of output pixel (y, x): a pixel of the background or of
+ *  the foreground, or the resampled foreground. */
+template <int C>
+CMO_HOST_DEV inline void InputValues(const PasteSampleDesc &d, int y, int x, float (&value)[C]) {
+  if (d.resample && InBox(d.box, y, x)) {
+    ResampledPixel<C>(d, y, x, value);
+    return;
+  }
+  const uint8_t *src = SourcePixel(d, y, x);
+  for (int c = 0; c < C; c++)
+    value[c] = src[c];
 }
 
 // ---- spans of pixels (the CPU operator; the GPU's partial groups) -----------------------------
@@ -192,12 +337,26 @@ CMO_HOST_DEV void PasteRun(const PasteSampleDesc &d, int y, int x0, int x_end, b
     if constexpr (kCHW) {
       Out *o = out + c * d.H * d.W + pixel;
       for (int i = 0; i < n; i++)
-        o[i] = OutputValue<Out>(d, src + i * step, c);
+        o[i] = OutputValue<Out>(d, src[i * step + c], c);
     } else {
       Out *o = out + pixel * C + c;
       for (int i = 0; i < n; i++)
-        o[i * C] = OutputValue<Out>(d, src + i * step, c);
+        o[i * C] = OutputValue<Out>(d, src[i * step + c], c);
     }
+  }
+}
+
+/** Output pixels [x0, x_end) of row y, all in the box, of a resampled foreground: pixel by
+ *  pixel (the GPU's partial groups; the CPU operator uses BoxResampler). */
+template <typename Out, bool kCHW, int C>
+CMO_HOST_DEV void ResampleRun(const PasteSampleDesc &d, int y, int x0, int x_end) {
+  Out *out = static_cast<Out *>(d.out);
+  for (int x = x0; x < x_end; x++) {
+    float value[C];
+    ResampledPixel<C>(d, y, x, value);
+    const int pixel = y * d.W + x;
+    for (int c = 0; c < C; c++)
+      out[kCHW ? c * d.H * d.W + pixel : pixel * C + c] = OutputValue<Out>(d, value[c], c);
   }
 }
 
@@ -219,7 +378,10 @@ CMO_HOST_DEV void PasteRange(const PasteSampleDesc &d, int begin, int end) {
       const int x1 = b.x1 < x ? x : b.x1 > row_end ? row_end : b.x1;
       const int x2 = b.x2 < x1 ? x1 : b.x2 > row_end ? row_end : b.x2;
       PasteRun<Out, kCHW, C>(d, y, x, x1, d.mirror_background);
-      PasteRun<Out, kCHW, C>(d, y, x1, x2, d.mirror_foreground);
+      if (d.resample)
+        ResampleRun<Out, kCHW, C>(d, y, x1, x2);
+      else
+        PasteRun<Out, kCHW, C>(d, y, x1, x2, d.mirror_foreground);
       PasteRun<Out, kCHW, C>(d, y, x2, row_end, d.mirror_background);
     }
     begin += row_end - x;
@@ -239,10 +401,85 @@ CMO_HOST_DEV inline void WriteSampleOutputs(const PasteSampleDesc &d) {
   }
 }
 
+/**
+ * A resampled foreground's box, row by row on the CPU, in two passes with the sums of
+ * ResampledPixel in the same order: per output row, the vertical sums of every region column
+ * (contiguous, vectorisable), then per box pixel the weighted sum of its column taps. The taps'
+ * weights are computed once per sample.
+ */
+template <int C>
+class BoxResampler {
+ public:
+  explicit BoxResampler(const PasteSampleDesc &d)
+      : row_taps_(d.rows, d.box.y2 - d.box.y1), col_taps_(d.cols, d.box.x2 - d.box.x1),
+        columns_(static_cast<size_t>(d.fg_w) * C) {}
+
+  /** Writes the box's part of output row y. */
+  template <typename Out, bool kCHW>
+  void PasteRow(const PasteSampleDesc &d, int y) {
+    const int i = y - d.box.y1, sy = row_taps_.start[i];
+    const int n = d.fg_w * C;
+    std::fill(columns_.begin(), columns_.end(), 0.0f);
+    for (int ky = 0; ky < row_taps_.support; ky++) {
+      const float w = row_taps_.weights[i * row_taps_.support + ky];
+      const uint8_t *src = d.foreground + Clamp(sy + ky, 0, d.fg_h - 1) * n;
+      float *column = columns_.data();
+      for (int v = 0; v < n; v++)
+        column[v] = Add(column[v], Mul(w, src[v]));
+    }
+    Out *out = static_cast<Out *>(d.out);
+    for (int x = d.box.x1; x < d.box.x2; x++) {
+      const int j = ResampledColumn(d, x), sx = col_taps_.start[j];
+      float value[C] = {};
+      for (int kx = 0; kx < col_taps_.support; kx++) {
+        const float w = col_taps_.weights[j * col_taps_.support + kx];
+        const float *column = columns_.data() + Clamp(sx + kx, 0, d.fg_w - 1) * C;
+        for (int c = 0; c < C; c++)
+          value[c] = Add(value[c], Mul(w, column[c]));
+      }
+      const int pixel = y * d.W + x;
+      for (int c = 0; c < C; c++)
+        out[kCHW ? c * d.H * d.W + pixel : pixel * C + c] = OutputValue<Out>(d, value[c], c);
+    }
+  }
+
+ private:
+  /** The first source index and the normalised weights of every output index of an axis. */
+  struct Taps {
+    Taps(const ResampleAxis &a, int out_size)
+        : support(a.support), start(out_size), weights(static_cast<size_t>(out_size) * support) {
+      for (int i = 0; i < out_size; i++) {
+        float f0;
+        start[i] = TapStart(a, i, f0);
+        const float sum = TapSum(a, f0);
+        for (int k = 0; k < support; k++)
+          weights[i * support + k] = NormalizedTap(a, f0, k, sum);
+      }
+    }
+    int support;
+    std::vector<int> start;
+    std::vector<float> weights;
+  };
+  Taps row_taps_, col_taps_;
+  std::vector<float> columns_;  // the current row's vertical sums, fg_w x C
+};
+
 /** The whole sample on the CPU. */
 template <typename Out, bool kCHW, int C>
 void PasteSample(const PasteSampleDesc &d) {
-  PasteRange<Out, kCHW, C>(d, 0, d.H * d.W);
+  if (!d.resample) {
+    PasteRange<Out, kCHW, C>(d, 0, d.H * d.W);
+  } else {
+    BoxResampler<C> resampler(d);
+    const Box &b = d.box;
+    PasteRange<Out, kCHW, C>(d, 0, b.y1 * d.W);
+    for (int y = b.y1; y < b.y2; y++) {
+      PasteRun<Out, kCHW, C>(d, y, 0, b.x1, d.mirror_background);
+      resampler.template PasteRow<Out, kCHW>(d, y);
+      PasteRun<Out, kCHW, C>(d, y, b.x2, d.W, d.mirror_background);
+    }
+    PasteRange<Out, kCHW, C>(d, b.y2 * d.W, d.H * d.W);
+  }
   WriteSampleOutputs(d);
 }
 
@@ -290,10 +527,11 @@ CMO_HOST_DEV inline void PasteGroup(const PasteSampleDesc &d, int p, int y, int 
   Out values[C][K];
 #pragma unroll
   for (int i = 0; i < K; i++) {
-    const uint8_t *src = SourcePixel(d, y, x);
+    float input[C];
+    InputValues<C>(d, y, x, input);
 #pragma unroll
     for (int c = 0; c < C; c++)
-      values[c][i] = OutputValue<Out>(d, src, c);
+      values[c][i] = OutputValue<Out>(d, input[c], c);
     if (++x == d.W) {
       x = 0;
       y++;

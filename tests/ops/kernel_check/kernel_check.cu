@@ -1,8 +1,9 @@
 // Standalone check of the cmo_paste CUDA kernel: nvcc only, no DALI, no Python packages.
 //
 // Builds batches of random and edge cases (1x1 images, empty and full boxes, box-sized
-// foregrounds with mirrors, C = 1 and 3, mixed sizes, a 4K image past the block cap, a batch of
-// 300, the rounding tables of the ImageNet, CIFAR and tie-making constants), runs them through
+// foregrounds with mirrors, foregrounds of any size resampled into their boxes, C = 1 and 3,
+// mixed sizes, a 4K image past the block cap, a batch of 300, the rounding tables of the
+// ImageNet, CIFAR and tie-making constants), runs them through
 // the real kernel (LaunchPaste, paste_kernel.cuh) and compares every output byte with the CPU
 // operator's code (PasteSample, paste_pixel.h). Without a GPU it runs the kernel's body over the
 // simulated grid instead (emulate_grid.h), so CI checks the same index arithmetic on a CPU.
@@ -25,6 +26,7 @@
 #include <random>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "emulate_grid.h"
@@ -60,8 +62,19 @@ struct SampleSpec {
   int H = 1, W = 1, C = 3;
   Box box;
   bool region = false, mirror_b = false, mirror_f = false;
+  bool resample = false;  // the foreground is fg_h x fg_w, resampled into the box
+  int fg_h = 0, fg_w = 0;
   float mean[3] = {0, 0, 0}, stddev[3] = {1, 1, 1};
 };
+
+/** The foreground's (height, width): resampled region, box-sized region or full size. */
+std::pair<int, int> FgShape(const SampleSpec &s) {
+  if (s.resample)
+    return {s.fg_h, s.fg_w};
+  if (s.region)
+    return {s.box.y2 - s.box.y1, s.box.x2 - s.box.x1};
+  return {s.H, s.W};
+}
 
 struct Case {
   std::string name;
@@ -79,8 +92,8 @@ struct Batch {
 };
 
 size_t FgValues(const SampleSpec &s) {
-  return s.region ? size_t(s.box.y2 - s.box.y1) * (s.box.x2 - s.box.x1) * s.C
-                  : size_t(s.H) * s.W * s.C;
+  auto [h, w] = FgShape(s);
+  return size_t(h) * w * s.C;
 }
 
 Batch MakeBatch(const Case &c, std::mt19937 &rng) {
@@ -126,7 +139,8 @@ std::vector<PasteSampleDesc> MakeDescs(const Case &c, const Batch &b, const uint
     d.C = s.C;
     d.box = s.box;
     d.lam = s.box.empty() ? 1.0f : float(1.0 - double(s.box.area()) / (double(s.H) * s.W));
-    dali_cmo::SetForeground(d, fg + b.fg_off[i], s.region);
+    auto [fg_h, fg_w] = FgShape(s);
+    dali_cmo::SetForeground(d, fg + b.fg_off[i], fg_h, fg_w, s.resample);
     d.mirror_background = s.mirror_b;
     d.mirror_foreground = s.mirror_f;
     dali_cmo::SetNormalization(d, s.mean, s.stddev);
@@ -281,7 +295,8 @@ bool Compare(const Case &c, const Batch &b, const std::vector<uint8_t> &want,
           "foreground, mirror %d/%d): %lld of %lld values differ, max %lld ulps; first at "
           "(y %d, x %d, channel %d), %s the box: expected %.9g, got %.9g (%lld ulps)\n",
           what, c.name.c_str(), i, s.H, s.W, s.C, kDTypeNames[c.dtype], c.chw ? "CHW" : "HWC",
-          s.box.y1, s.box.x1, s.box.y2, s.box.x2, s.region ? "region" : "full-size",
+          s.box.y1, s.box.x1, s.box.y2, s.box.x2,
+          s.resample ? "resampled" : s.region ? "region" : "full-size",
           int(s.mirror_b), int(s.mirror_f), (long long)mismatches, (long long)values,
           (long long)max_ulps, y, x, ch, dali_cmo::InBox(s.box, y, x) ? "inside" : "outside",
           Value(c.dtype, a), Value(c.dtype, g), (long long)Ulps(c.dtype, a, g));
@@ -317,7 +332,7 @@ Box RandomBox(std::mt19937 &rng, int H, int W) {
   return {std::min(a, b), std::min(c, d), std::max(a, b), std::max(c, d)};
 }
 
-SampleSpec RandomSample(std::mt19937 &rng, int max_side, int C) {
+SampleSpec RandomSample(std::mt19937 &rng, int max_side, int C, bool resample = false) {
   std::uniform_int_distribution<int> side(1, max_side), coin(0, 1), pick(0, 3);
   std::uniform_real_distribution<float> mean(-20.0f, 270.0f), stddev(0.3f, 90.0f);
   SampleSpec s;
@@ -328,6 +343,12 @@ SampleSpec RandomSample(std::mt19937 &rng, int max_side, int C) {
   s.region = coin(rng);
   s.mirror_b = coin(rng);
   s.mirror_f = coin(rng);
+  if (resample) {  // regions from one pixel up to three times the image
+    std::uniform_int_distribution<int> region_side(1, 3 * max_side);
+    s.resample = true;
+    s.fg_h = region_side(rng);
+    s.fg_w = region_side(rng);
+  }
   switch (pick(rng)) {
     case 0: SetConstants(s, kImageNetMean, kImageNetStd); break;
     case 1: SetConstants(s, kCifarMean, kCifarStd); break;
@@ -412,6 +433,30 @@ std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
       add("boxes_and_mirrors", t, chw, samples);
     }
   }
+  // Resampled foregrounds: enlarged from a single pixel, shrunk hundreds of times into one
+  // pixel, box-sized (the identity), flipped, into full and one-pixel boxes.
+  for (DType t : dtypes) {
+    for (bool chw : {false, true}) {
+      std::vector<SampleSpec> samples;
+      const int shapes[][2] = {{1, 1}, {300, 200}, {25, 34}, {9, 70}, {120, 5}, {3, 2}};
+      for (int k = 0; k < 12; k++) {
+        SampleSpec s;
+        s.H = 37;
+        s.W = 53;
+        s.C = k % 3 ? 3 : 1;
+        s.box = k % 4 == 0 ? Box{0, 0, 37, 53} : k % 4 == 1 ? Box{10, 20, 11, 21}
+                                                            : Box{6, 9, 31, 43};
+        s.resample = true;
+        s.fg_h = shapes[k % 6][0];
+        s.fg_w = shapes[k % 6][1];
+        s.mirror_f = k % 2;
+        s.mirror_b = k % 5 == 0;
+        SetConstants(s, kImageNetMean, kImageNetStd);
+        samples.push_back(s);
+      }
+      add("resampled_edges", t, chw, samples);
+    }
+  }
   // A 4K image: more pixels than the block cap covers in one step (the grid-stride loop).
   for (auto [t, chw] : {std::pair{kF16, true}, std::pair{kU8, false}}) {
     SampleSpec s;
@@ -423,6 +468,18 @@ std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
     s.mirror_f = chw;
     SetConstants(s, kImageNetMean, kImageNetStd);
     add("4k", t, chw, {s});
+  }
+  {
+    SampleSpec s;
+    s.H = 2160;
+    s.W = 3840;
+    s.box = {100, 200, 2000, 3000};
+    s.resample = true;
+    s.fg_h = 700;
+    s.fg_w = 3500;  // enlarged vertically, shrunk horizontally
+    s.mirror_f = true;
+    SetConstants(s, kCifarMean, kCifarStd);
+    add("4k_resampled", kF32, true, {s});
   }
   // A batch of 300 small images of mixed sizes and channel counts.
   {
@@ -436,8 +493,10 @@ std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
   for (int r = 0; r < random_cases; r++) {
     std::vector<SampleSpec> samples;
     int n = batch(rng), C = coin(rng) ? 3 : 1, max_side = side(rng);
+    bool resample = r % 3 == 2;  // a third of the batches resample their foregrounds
     for (int i = 0; i < n; i++)
-      samples.push_back(RandomSample(rng, max_side, C));
+      samples.push_back(RandomSample(rng, resample ? std::min(max_side, 120) : max_side, C,
+                                     resample));
     add("random" + std::to_string(r), DType(dtype(rng)), coin(rng), samples);
   }
   return cases;

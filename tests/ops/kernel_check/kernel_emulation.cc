@@ -25,15 +25,16 @@ extern "C" {
 
 /**
  * Pastes n samples as the GPU kernel would. Per sample i: shape[3 i .. 3 i + 2] = (H, W, C),
- * box[4 i ..] = (y1, x1, y2, x2), region[i] (foreground is only the box's region), mirror[2 i ..]
+ * box[4 i ..] = (y1, x1, y2, x2), fg_shape[2 i ..] = the foreground's (height, width), mirror[2 i ..]
  * = (background, foreground), mean/stddev[3 i ..], pointers background[i], foreground[i], out[i],
- * lam[i] (float), box_out[i] (4 int32). dtype: 0 uint8, 1 float32, 2 float16. Returns 0.
+ * lam[i] (float), box_out[i] (4 int32). dtype: 0 uint8, 1 float32, 2 float16; resample: the
+ * operator's resize_foreground. Returns 0.
  */
-int emulate_paste(int n, const int32_t *shape, const int32_t *box, const int32_t *region,
+int emulate_paste(int n, const int32_t *shape, const int32_t *box, const int32_t *fg_shape,
                   const int32_t *mirror, const float *mean, const float *stddev,
                   const float *lam, const uint8_t *const *background,
                   const uint8_t *const *foreground, void *const *out, float *const *lam_out,
-                  int32_t *const *box_out, int dtype, int chw) {
+                  int32_t *const *box_out, int dtype, int chw, int resample) {
   std::vector<PasteSampleDesc> descs(n);
   for (int i = 0; i < n; i++) {
     PasteSampleDesc &d = descs[i];
@@ -46,7 +47,8 @@ int emulate_paste(int n, const int32_t *shape, const int32_t *box, const int32_t
     d.C = shape[3 * i + 2];
     d.box = {box[4 * i], box[4 * i + 1], box[4 * i + 2], box[4 * i + 3]};
     d.lam = lam[i];
-    dali_cmo::SetForeground(d, foreground[i], region[i] != 0);
+    dali_cmo::SetForeground(d, foreground[i], fg_shape[2 * i], fg_shape[2 * i + 1],
+                            resample != 0);
     d.mirror_background = mirror[2 * i] != 0;
     d.mirror_foreground = mirror[2 * i + 1] != 0;
     dali_cmo::SetNormalization(d, mean + 3 * i, stddev + 3 * i);
