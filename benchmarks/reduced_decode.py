@@ -15,7 +15,8 @@ This script reports:
   * libjpeg-turbo's cost split measured with Pillow (same library family): the entropy share
     ``e`` (a 1/8-scale decode runs entropy decoding and DC-only IDCTs) and the cost of the
     scaled IDCT stages relative to the full-scale ones;
-  * the expected share of region-decode time a scaled decode would save, from the model
+  * the expected share of region-decode time a scaled decode would save, and the share spent
+    in entropy decoding, from the model
     ``t_region = T * (e * rows + (1 - e) * area)`` (``rows``: fraction of MCU rows down to the
     window's bottom; ``area``: window share of the image);
   * how far a scaled decode is from the exact path (full decode, antialiased resize to the
@@ -111,25 +112,27 @@ def decode_seconds(data: bytes, k: int, repeat: int) -> float:
 
 
 def cost_split(files, repeat: int) -> dict:
-    """Entropy share ``e`` and per-scale IDCT-stage cost ``c_k`` (relative to full scale)."""
-    full, scaled = [], {k: [] for k in SCALES}
+    """Entropy share ``e`` and per-scale IDCT-stage cost ``c_k`` (relative to full scale):
+    medians over files of per-file time ratios (each file's decodes run back to back, so load
+    from other processes largely cancels)."""
+    full, ratios = [], {k: [] for k in SCALES}
     for path in files:
         data = Path(path).read_bytes()
-        full.append(decode_seconds(data, 1, repeat))
+        t1 = decode_seconds(data, 1, repeat)
+        full.append(t1)
         for k in SCALES:
-            scaled[k].append(decode_seconds(data, k, repeat))
-    total = float(np.sum(full))
-    entropy = float(np.sum(scaled[8])) / total  # 1/8 scale: entropy decoding + DC-only IDCT
-    c = {k: max(0.0, (float(np.sum(scaled[k])) / total - entropy) / (1 - entropy))
-         for k in SCALES}
+            ratios[k].append(decode_seconds(data, k, repeat) / t1)
+    entropy = float(np.median(ratios[8]))  # 1/8 scale: entropy decoding + DC-only IDCTs
+    c = {k: max(0.0, (float(np.median(ratios[k])) - entropy) / (1 - entropy)) for k in SCALES}
     return {"entropy_share": entropy, "scaled_stage_cost": c,
-            "full_decode_ms_mean": 1000 * total / len(full)}
+            "full_decode_ms_median": 1000 * float(np.median(full))}
 
 
 def saved_share(windows, sizes, split: dict) -> dict:
-    """Expected region-decode time, and the share a scaled decode saves, under the model."""
+    """Shares of the expected region-decode time that a scaled decode saves and that entropy
+    decoding takes (the part no exact decode of the file can skip), under the model."""
     e, c = split["entropy_share"], split["scaled_stage_cost"]
-    spent = saved = 0.0
+    spent = saved = entropy = 0.0
     counts = {k: 0 for k in (1,) + SCALES}
     for i, window, box in windows:
         h, w = sizes[i]
@@ -139,11 +142,13 @@ def saved_share(windows, sizes, split: dict) -> dict:
         k = best_scale(window, box)
         counts[k] += 1
         spent += cost
+        entropy += h * w * e * rows
         if k > 1:
             saved += h * w * (1 - e) * area * (1 - c[k])
     n = len(windows)
     return {"draws": n, "fraction_by_scale": {str(k): counts[k] / n for k in counts},
-            "saved_share_of_region_decode": saved / spent}
+            "saved_share_of_region_decode": saved / spent,
+            "entropy_share_of_region_decode": entropy / spent}
 
 
 def exactness(files, sizes, windows, limit: int) -> dict:

@@ -21,7 +21,11 @@ samples): ``read`` reads P-stream bytes through ``external_source`` without deco
 ``fg_decode`` decodes the box window of pasted foregrounds (every sample pasted, its own box)
 and nothing else: the least an exact region-decoding pipeline does per pasted foreground;
 ``fg_prepared`` prepares them as the CMO pipeline does for ``cmo_paste``
-(``pipelines.training.pasted_foreground``).
+(``pipelines.training.pasted_foreground``). ``tail_baseline`` and ``tail_cmo_p0`` feed one
+fixed batch of decoded images (no read, no decode) to the graphs' remaining part: the baseline's
+``crop_mirror_normalize``, and the one-graph CMO pipeline at probability 0 (foreground source,
+box sampling, conditional, ``cmo_paste``); their difference is that pipeline's fixed cost,
+measured without the noise of decoding.
   torch_reference  the reference approach in torchvision: PIL decode, RandomResizedCrop, flip,
                    ToTensor, Normalize in DataLoader workers; a second DataLoader over a
                    WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
@@ -61,7 +65,7 @@ import gc
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +73,7 @@ import common  # noqa: E402  (puts the repository root on sys.path)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from paste_op import make_batch  # noqa: E402
 
 PIPELINES = {
     "baseline": dict(kind="dali", variant="none",
@@ -94,6 +99,10 @@ PIPELINES = {
                       description="pasted foregrounds: region decode of the box window alone"),
     "fg_prepared": dict(kind="term", graph="fg_prepared",
                         description="pasted foregrounds as prepared for cmo_paste"),
+    "tail_baseline": dict(kind="term", graph="tail_baseline",
+                          description="decoded images through crop_mirror_normalize"),
+    "tail_cmo_p0": dict(kind="term", graph="tail_cmo_p0",
+                        description="decoded images through the one-graph CMO tail, p=0"),
     "torch_reference": dict(kind="torch", variant="cmo", probability=0.5,
                             description="torchvision reference CMO (PIL, 2 DataLoaders) p=0.5"),
     "torch_baseline": dict(kind="torch", variant="none",
@@ -160,15 +169,24 @@ class TermLoader:
 
     def __init__(self, dataset, config, graph: str):
         from nvidia.dali import fn, pipeline_def, types
-        from dali_cmo.data.sources import TrainingStreams
-        from pipelines.training import RRC_AREA, RRC_ASPECT, pasted_foreground
-        streams = TrainingStreams.for_variant(dataset, "cmo", batch_size=config.batch_size,
-                                              seed=config.seed, schedule=config.paste_schedule())
-        size = config.image_size
+        from pipelines.training import RRC_AREA, RRC_ASPECT, TrainingPipeline, pasted_foreground
+        if graph.startswith("tail"):
+            config = replace(config, probability=0.0)
+        training = TrainingPipeline(dataset, config)
+        streams, size = training.streams, config.image_size
+        decoded = make_batch(config.batch_size, size, config.seed)
+        labels = np.zeros(config.batch_size, np.int32)
 
         @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads, device_id=None,
-                      seed=config.seed, prefetch_queue_depth=config.prefetch)
+                      seed=config.seed, prefetch_queue_depth=config.prefetch,
+                      enable_conditionals=True)
         def term():
+            if graph.startswith("tail"):
+                background, label_b = fn.external_source(lambda: (decoded, labels),
+                                                         num_outputs=2, batch=True,
+                                                         layout=["HWC", ""])
+                return training.graph_over(background, label_b, streams.foreground
+                                           if graph == "tail_cmo_p0" else None)[0]
             if graph == "read":
                 encoded, _ = fn.external_source(streams.background, num_outputs=2, batch=True,
                                                 batch_info=True)

@@ -233,12 +233,18 @@ class TrainingPipeline:
         """The graph over the given sources: without ``foreground_source`` the baseline
         (``crop_mirror_normalize``), with it CMO; ``all_pasted`` (every batch of the source
         pasted) drops the conditional that keeps unpasted foregrounds from being decoded."""
+        encoded_b, label_b = fn.external_source(background_source, num_outputs=2, batch=True,
+                                                batch_info=True)
+        return self.graph_over(train_crop(encoded_b, self.config, self.device), label_b,
+                               foreground_source, with_box, all_pasted)
+
+    def graph_over(self, background, label_b, foreground_source=None, with_box: bool = False,
+                   all_pasted: bool = False):
+        """The graph's part after the background's decode and crop (``background``: uint8 HWC
+        batch; see :meth:`_graph`); benchmarks feed it decoded images to time this part."""
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
-        encoded_b, label_b = fn.external_source(background_source, num_outputs=2, batch=True,
-                                                batch_info=True)
-        background = train_crop(encoded_b, config, device)
         mirror_b = fn.random.coin_flip(probability=0.5)
         if foreground_source is None:
             images = fn.crop_mirror_normalize(background, mirror=mirror_b, mean=mean, std=std,
