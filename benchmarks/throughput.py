@@ -10,11 +10,13 @@ Pipelines (``--pipelines``, comma-separated; the baseline always runs, ratios ar
                    does (foreground_decode="naive"), probability 0.5
   full             DALI CMO decoding pasted foregrounds whole (foreground_decode="full"),
                    probability 0.5: what region decoding buys
-  cmo_single       (not run by default) "cmo" as one DALI graph with a conditional instead of
-                   the per-batch split into a baseline and a pasted pipeline
-                   (dali_cmo.data.split): what the split buys; likewise cmo_p1_single
-  cmo_p0_single    (not run by default) the one-graph CMO pipeline at probability 0: its fixed
-                   cost over the baseline (the split pipeline at probability 0 is the baseline)
+  cmo_p0           (not run by default) the CMO pipeline at probability 0: its fixed cost over
+                   the baseline (foreground source, box sampling, conditional, cmo_paste)
+  torch_reference  the reference approach in torchvision: PIL decode, RandomResizedCrop, flip,
+                   ToTensor, Normalize in DataLoader workers; a second DataLoader over a
+                   WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
+                   pasted in the loop with probability 0.5 (benchmarks/torch_reference.py)
+  torch_baseline   (not run by default) the torchvision loader alone, no CMO
 
 Cost terms (not run by default; DALI work only, nothing converted to torch; images/s counts
 samples): ``read`` reads P-stream bytes through ``external_source`` without decoding;
@@ -22,15 +24,10 @@ samples): ``read`` reads P-stream bytes through ``external_source`` without deco
 and nothing else: the least an exact region-decoding pipeline does per pasted foreground;
 ``fg_prepared`` prepares them as the CMO pipeline does for ``cmo_paste``
 (``pipelines.training.pasted_foreground``). ``tail_baseline`` and ``tail_cmo_p0`` feed one
-fixed batch of decoded images (no read, no decode) to the graphs' remaining part: the baseline's
-``crop_mirror_normalize``, and the one-graph CMO pipeline at probability 0 (foreground source,
-box sampling, conditional, ``cmo_paste``); their difference is that pipeline's fixed cost,
-measured without the noise of decoding.
-  torch_reference  the reference approach in torchvision: PIL decode, RandomResizedCrop, flip,
-                   ToTensor, Normalize in DataLoader workers; a second DataLoader over a
-                   WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
-                   pasted in the loop with probability 0.5 (benchmarks/torch_reference.py)
-  torch_baseline   (not run by default) the torchvision loader alone, no CMO
+fixed batch of decoded images (no read, no decode) to the graphs' remaining part
+(``TrainingPipeline.graph_over``): the baseline's ``crop_mirror_normalize``, and the CMO
+pipeline's at probability 0; their difference is the CMO pipeline's fixed cost, measured
+without the noise of decoding.
 
 Every pipeline delivers torch tensors (images N x 3 x S x S float32, labels, lam) on the
 training device; images/s counts delivered images. Each repetition builds every pipeline
@@ -86,14 +83,8 @@ PIPELINES = {
                   description="DALI CMO p=0.5, both streams fully decoded every step"),
     "full": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="full",
                  description="DALI CMO p=0.5, pasted foregrounds decoded whole"),
-    "cmo_single": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="region",
-                       split=False, description="DALI CMO p=0.5, one graph with a conditional"),
-    "cmo_p1_single": dict(kind="dali", variant="cmo", probability=1.0,
-                          foreground_decode="region", split=False,
-                          description="DALI CMO p=1.0, one graph with a conditional"),
-    "cmo_p0_single": dict(kind="dali", variant="cmo", probability=0.0,
-                          foreground_decode="region", split=False,
-                          description="DALI CMO p=0, one graph: its fixed cost"),
+    "cmo_p0": dict(kind="dali", variant="cmo", probability=0.0, foreground_decode="region",
+                   description="DALI CMO p=0: its fixed cost"),
     "read": dict(kind="term", graph="read", description="reading P-stream bytes, no decode"),
     "fg_decode": dict(kind="term", graph="fg_decode",
                       description="pasted foregrounds: region decode of the box window alone"),
@@ -102,7 +93,7 @@ PIPELINES = {
     "tail_baseline": dict(kind="term", graph="tail_baseline",
                           description="decoded images through crop_mirror_normalize"),
     "tail_cmo_p0": dict(kind="term", graph="tail_cmo_p0",
-                        description="decoded images through the one-graph CMO tail, p=0"),
+                        description="decoded images through the CMO tail, p=0"),
     "torch_reference": dict(kind="torch", variant="cmo", probability=0.5,
                             description="torchvision reference CMO (PIL, 2 DataLoaders) p=0.5"),
     "torch_baseline": dict(kind="torch", variant="none",
@@ -130,11 +121,11 @@ def dali_to_torch(batch) -> torch.Tensor:
 class DaliLoader:
     """One of the repository's training pipelines, yielding ``(images, y_b, y_f, lam)``."""
 
-    def __init__(self, dataset, config, device: str, split: bool | None = None):
+    def __init__(self, dataset, config, device: str):
         from pipelines.training import TrainingPipeline
         self.training = TrainingPipeline(dataset, config, device=device,
                                          device_id=0 if device == "gpu" else None)
-        self.pipe = self.training.build(split=split)
+        self.pipe = self.training.build()
         self.batches = self.pasted = 0
 
     def __next__(self):
@@ -165,13 +156,15 @@ class DaliLoader:
 
 
 class TermLoader:
-    """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``); yields nothing useful."""
+    """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``, ``tail_baseline``,
+    ``tail_cmo_p0``; see the module docstring) on the CPU; its outputs stay in DALI."""
 
     def __init__(self, dataset, config, graph: str):
         from nvidia.dali import fn, pipeline_def, types
         from pipelines.training import RRC_AREA, RRC_ASPECT, TrainingPipeline, pasted_foreground
         if graph.startswith("tail"):
-            config = replace(config, probability=0.0)
+            config = replace(config, probability=0.0,
+                             variant="cmo" if graph == "tail_cmo_p0" else "none")
         training = TrainingPipeline(dataset, config)
         streams, size = training.streams, config.image_size
         decoded = make_batch(config.batch_size, size, config.seed)
@@ -185,8 +178,7 @@ class TermLoader:
                 background, label_b = fn.external_source(lambda: (decoded, labels),
                                                          num_outputs=2, batch=True,
                                                          layout=["HWC", ""])
-                return training.graph_over(background, label_b, streams.foreground
-                                           if graph == "tail_cmo_p0" else None)[0]
+                return training.graph_over(background, label_b)[0]
             if graph == "read":
                 encoded, _ = fn.external_source(streams.background, num_outputs=2, batch=True,
                                                 batch_info=True)
@@ -264,17 +256,13 @@ def paste_schedule(probability: float, seed: int, per_sample: bool = False):
 def balanced_seed(seed: int, probability: float, first: int, count: int,
                   per_sample: bool = False) -> int:
     """The first seed >= ``seed`` whose per-batch coins paste exactly
-    ``round(probability * count)`` of batches ``first .. first + count - 1`` and, with two or
-    more warm-up batches ``0 .. first - 1``, paste some but not all of those: both pipelines of
-    a split schedule (dali_cmo.data.split) are then running, with their prefetch queues full,
-    when the clock starts."""
+    ``round(probability * count)`` of batches ``first .. first + count - 1``."""
     if per_sample or not 0 < probability < 1:
         return seed
     want = round(probability * count)
     for candidate in range(seed, seed + 100_000):
         schedule = paste_schedule(probability, candidate)
-        coins = [bool(schedule.flags(0, it, 1)[0]) for it in range(first + count)]
-        if sum(coins[first:]) == want and (first < 2 or 0 < sum(coins[:first]) < first):
+        if sum(bool(schedule.flags(0, it, 1)[0]) for it in range(first, first + count)) == want:
             return candidate
     return seed
 
@@ -293,7 +281,7 @@ def train_config(spec: dict, args, seed: int):
 def make_loader(key: str, dataset, args, seed: int):
     spec = PIPELINES[key]
     if spec["kind"] == "dali":
-        return DaliLoader(dataset, train_config(spec, args, seed), args.device, spec.get("split"))
+        return DaliLoader(dataset, train_config(spec, args, seed), args.device)
     if spec["kind"] == "term":
         config = train_config(dict(variant="cmo", probability=1.0), args, seed)
         return TermLoader(dataset, config, spec["graph"])

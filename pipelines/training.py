@@ -12,11 +12,6 @@ decoded; with ``foreground_decode="region"`` only the pasted box of a foreground
 (``decoders.image_slice`` of the matching window of its random-resized-crop, resized to the box).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
 step, as the reference code does (for benchmarks).
-
-With one coin per batch (the reference), a batch is pasted whole or not at all, so
-:meth:`TrainingPipeline.build` runs two graphs (:mod:`dali_cmo.data.split`): the baseline graph
-for unpasted batches and the CMO graph without its conditional for pasted ones. Outside the CMO
-window and on lost coins, CMO then costs exactly what the baseline costs.
 """
 from __future__ import annotations
 
@@ -29,7 +24,6 @@ from dali_cmo.constants import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_ST
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant
-from dali_cmo.data.split import BatchCoins, ScheduledSource, SplitPipelines, pipeline_seed
 
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
@@ -175,82 +169,37 @@ class TrainingPipeline:
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
 
-    @property
-    def splits_by_schedule(self) -> bool:
-        """Whether :meth:`build` runs the per-batch schedule on two DALI graphs
-        (:class:`~dali_cmo.data.split.SplitPipelines`): with one coin per batch, unpasted
-        batches then run the baseline graph and cost what the baseline costs. Per-sample coins
-        and ``foreground_decode="naive"`` keep the single graph."""
-        return (self.has_foreground and not self.config.per_sample
-                and self.config.foreground_decode != "naive")
-
-    def build(self, checkpoint: str | None = None, with_box: bool = False,
-              split: bool | None = None):
-        """The DALI pipeline, or with ``split`` (default :attr:`splits_by_schedule`) a
-        :class:`~dali_cmo.data.split.SplitPipelines` with the same ``run``/``reset``/
-        ``checkpoint`` interface; ``with_box`` adds the pasted boxes as a last output (for
-        pictures and checks)."""
-        split = self.splits_by_schedule if split is None else split
-        if split and not self.splits_by_schedule:
-            raise ValueError("split=True needs a variant with foregrounds, per-batch coins "
-                             "(per_sample=False) and foreground_decode 'region' or 'full'")
-        streams, seed = self.streams, self.config.seed
-        if not split:
-            return self._pipeline(lambda: self._graph(streams.background, streams.foreground,
-                                                      with_box), seed, checkpoint)
-        coins = BatchCoins(streams.foreground, self.batches_per_epoch())
-
-        def plain(state):
-            source = ScheduledSource(streams.background, coins, pasted=False)
-            return self._pipeline(lambda: self._graph(source, None), seed, state)
-
-        def pasted(state):
-            background = ScheduledSource(streams.background, coins, pasted=True)
-            foreground = ScheduledSource(streams.foreground, coins, pasted=True)
-            return self._pipeline(lambda: self._graph(background, foreground, with_box,
-                                                      all_pasted=True),
-                                  pipeline_seed(seed, "pasted"), state)
-
-        return SplitPipelines(plain, pasted, coins, streams.foreground, with_box, checkpoint)
-
-    def _pipeline(self, graph, seed: int, checkpoint: str | None):
-        """A built DALI pipeline running ``graph`` (restored from ``checkpoint`` if given)."""
-        config = self.config
+    def build(self, checkpoint: str | None = None, with_box: bool = False):
+        """The DALI pipeline; ``with_box`` adds the pasted boxes as a last output (for pictures
+        and checks)."""
+        config, device = self.config, self.device
 
         @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads,
-                      device_id=self.device_id, seed=seed,
+                      device_id=self.device_id, seed=config.seed,
                       prefetch_queue_depth=config.prefetch, enable_conditionals=True,
                       enable_checkpointing=True)
-        def pipeline():
-            return graph()
+        def graph():
+            encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
+                                                    batch=True, batch_info=True)
+            return self.graph_over(train_crop(encoded_b, config, device), label_b, with_box)
 
-        pipe = pipeline(checkpoint=checkpoint) if checkpoint else pipeline()
+        pipe = graph(checkpoint=checkpoint) if checkpoint else graph()
         pipe.build()
         return pipe
 
-    def _graph(self, background_source, foreground_source, with_box: bool = False,
-               all_pasted: bool = False):
-        """The graph over the given sources: without ``foreground_source`` the baseline
-        (``crop_mirror_normalize``), with it CMO; ``all_pasted`` (every batch of the source
-        pasted) drops the conditional that keeps unpasted foregrounds from being decoded."""
-        encoded_b, label_b = fn.external_source(background_source, num_outputs=2, batch=True,
-                                                batch_info=True)
-        return self.graph_over(train_crop(encoded_b, self.config, self.device), label_b,
-                               foreground_source, with_box, all_pasted)
-
-    def graph_over(self, background, label_b, foreground_source=None, with_box: bool = False,
-                   all_pasted: bool = False):
-        """The graph's part after the background's decode and crop (``background``: uint8 HWC
-        batch; see :meth:`_graph`); benchmarks feed it decoded images to time this part."""
+    def graph_over(self, background, label_b, with_box: bool = False):
+        """The graph after the background's decode and crop (``background``: uint8 HWC batch):
+        ``crop_mirror_normalize``, or with a foreground stream the CMO paste. Benchmarks feed it
+        decoded images to time this part alone."""
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
         mirror_b = fn.random.coin_flip(probability=0.5)
-        if foreground_source is None:
+        if not self.has_foreground:
             images = fn.crop_mirror_normalize(background, mirror=mirror_b, mean=mean, std=std,
                                               dtype=out_dtype, output_layout="CHW")
             return images, label_b
-        encoded_f, label_f, flags = fn.external_source(foreground_source, num_outputs=3,
+        encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
                                                        batch=True, batch_info=True)
         mirror_f = fn.random.coin_flip(probability=0.5)
         size = config.image_size
@@ -259,8 +208,6 @@ class TrainingPipeline:
                               per_sample=config.per_sample)
         if config.foreground_decode == "naive":
             foreground = train_crop(encoded_f, config, device)
-        elif all_pasted:
-            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device)
         elif (box[2] > box[0]) & (box[3] > box[1]):
             foreground = pasted_foreground(encoded_f, box, mirror_f, config, device)
         else:
