@@ -10,11 +10,13 @@ Pipelines (``--pipelines``, comma-separated; the baseline always runs, ratios ar
                    does (foreground_decode="naive"), probability 0.5
   full             DALI CMO decoding pasted foregrounds whole (foreground_decode="full"),
                    probability 0.5: what region decoding buys
-  cmo_single       (not run by default) "cmo" as one DALI graph with a conditional instead of
-                   the per-batch split into a baseline and a pasted pipeline
-                   (dali_cmo.data.split): what the split buys; likewise cmo_p1_single
-  cmo_p0_single    (not run by default) the one-graph CMO pipeline at probability 0: its fixed
-                   cost over the baseline (the split pipeline at probability 0 is the baseline)
+  cmo_p0           (not run by default) the CMO pipeline at probability 0: its fixed cost over
+                   the baseline (foreground source, box sampling, conditional, cmo_paste)
+  torch_reference  the reference approach in torchvision: PIL decode, RandomResizedCrop, flip,
+                   ToTensor, Normalize in DataLoader workers; a second DataLoader over a
+                   WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
+                   pasted in the loop with probability 0.5 (benchmarks/torch_reference.py)
+  torch_baseline   (not run by default) the torchvision loader alone, no CMO
 
 Cost terms (not run by default; DALI work only, nothing converted to torch; images/s counts
 samples): ``read`` reads P-stream bytes through ``external_source`` without decoding;
@@ -90,14 +92,8 @@ PIPELINES = {
                   description="DALI CMO p=0.5, both streams fully decoded every step"),
     "full": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="full",
                  description="DALI CMO p=0.5, pasted foregrounds decoded whole"),
-    "cmo_single": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="region",
-                       split=False, description="DALI CMO p=0.5, one graph with a conditional"),
-    "cmo_p1_single": dict(kind="dali", variant="cmo", probability=1.0,
-                          foreground_decode="region", split=False,
-                          description="DALI CMO p=1.0, one graph with a conditional"),
-    "cmo_p0_single": dict(kind="dali", variant="cmo", probability=0.0,
-                          foreground_decode="region", split=False,
-                          description="DALI CMO p=0, one graph: its fixed cost"),
+    "cmo_p0": dict(kind="dali", variant="cmo", probability=0.0, foreground_decode="region",
+                   description="DALI CMO p=0: its fixed cost"),
     "read": dict(kind="term", graph="read", description="reading P-stream bytes, no decode"),
     "fg_decode": dict(kind="term", graph="fg_decode",
                       description="pasted foregrounds: region decode of the box window alone"),
@@ -127,14 +123,25 @@ def baseline_of(key: str) -> str:
     return f"baseline{plus}{augment}"
 
 
-class DaliLoader:
+class InProcessLoader:
+    """A loader running one DALI pipeline (``self.pipe``) in this process: no worker pids."""
+
+    def pids(self) -> list[int]:
+        return []
+
+    def close(self):
+        del self.pipe
+        self.pipe = None
+
+
+class DaliLoader(InProcessLoader):
     """One of the repository's training pipelines, yielding ``(images, y_b, y_f, lam)``."""
 
-    def __init__(self, dataset, config, device: str, split: bool | None = None):
+    def __init__(self, dataset, config, device: str):
         from pipelines.training import TrainingPipeline
         self.training = TrainingPipeline(dataset, config, device=device,
                                          device_id=0 if device == "gpu" else None)
-        self.pipe = self.training.build(split=split)
+        self.pipe = self.training.build()
         self.device = device
         self.batches = self.pasted = 0
 
@@ -157,16 +164,11 @@ class DaliLoader:
         self.pasted += bool((lam.cpu() < 1.0).any())
         return images, target_b, small(outputs[2]).long(), lam
 
-    def pids(self) -> list[int]:
-        return []
-
-    def close(self):
-        del self.pipe
-        self.pipe = None
 
 
-class TermLoader:
-    """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``); yields nothing useful."""
+class TermLoader(InProcessLoader):
+    """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``; see the module docstring)
+    on the CPU; its outputs stay in DALI."""
 
     def __init__(self, dataset, config, graph: str):
         from nvidia.dali import fn, pipeline_def, types
@@ -188,7 +190,7 @@ class TermLoader:
             mirror = fn.random.coin_flip(probability=0.5)
             box, _ = fn.cmo_box(size=[size, size], alpha=config.alpha, per_sample=True)
             if graph == "fg_prepared":
-                return pasted_foreground(encoded, box, mirror, config, "cpu")
+                return pasted_foreground(encoded, box, mirror, config, "cpu", raw=False)
             anchor, window = fn.random_crop_generator(
                 fn.peek_image_shape(encoded), random_area=RRC_AREA,
                 random_aspect_ratio=RRC_ASPECT, num_attempts=10)
@@ -210,12 +212,6 @@ class TermLoader:
             self.pipe.run()
         self.batches += 1
 
-    def pids(self) -> list[int]:
-        return []
-
-    def close(self):
-        del self.pipe
-        self.pipe = None
 
 
 class TorchLoader:
@@ -257,17 +253,13 @@ def paste_schedule(probability: float, seed: int, per_sample: bool = False):
 def balanced_seed(seed: int, probability: float, first: int, count: int,
                   per_sample: bool = False) -> int:
     """The first seed >= ``seed`` whose per-batch coins paste exactly
-    ``round(probability * count)`` of batches ``first .. first + count - 1`` and, with two or
-    more warm-up batches ``0 .. first - 1``, paste some but not all of those: both pipelines of
-    a split schedule (dali_cmo.data.split) are then running, with their prefetch queues full,
-    when the clock starts."""
+    ``round(probability * count)`` of batches ``first .. first + count - 1``."""
     if per_sample or not 0 < probability < 1:
         return seed
     want = round(probability * count)
     for candidate in range(seed, seed + 100_000):
         schedule = paste_schedule(probability, candidate)
-        coins = [bool(schedule.flags(0, it, 1)[0]) for it in range(first + count)]
-        if sum(coins[first:]) == want and (first < 2 or 0 < sum(coins[:first]) < first):
+        if sum(bool(schedule.flags(0, it, 1)[0]) for it in range(first, first + count)) == want:
             return candidate
     return seed
 
@@ -286,7 +278,7 @@ def train_config(spec: dict, args, seed: int):
 def make_loader(key: str, dataset, args, seed: int):
     spec = spec_of(key)
     if spec["kind"] == "dali":
-        return DaliLoader(dataset, train_config(spec, args, seed), args.device, spec.get("split"))
+        return DaliLoader(dataset, train_config(spec, args, seed), args.device)
     if spec["kind"] == "term":
         config = train_config(dict(variant="cmo", probability=1.0), args, seed)
         return TermLoader(dataset, config, spec["graph"])

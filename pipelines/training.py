@@ -18,11 +18,6 @@ step, as the reference code does (for benchmarks).
 each stream independently before the paste. Region decoding needs a pointwise augmentation
 (``standard``); with the others a foreground's pixels depend on pixels outside its box (the
 contrast's grayscale mean, warps, blur), so pasted foregrounds are decoded whole instead.
-
-With one coin per batch (the reference), a batch is pasted whole or not at all, so
-:meth:`TrainingPipeline.build` runs two graphs (:mod:`dali_cmo.data.split`): the baseline graph
-for unpasted batches and the CMO graph without its conditional for pasted ones. Outside the CMO
-window and on lost coins, CMO then costs exactly what the baseline costs.
 """
 from __future__ import annotations
 
@@ -38,7 +33,6 @@ from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
-from dali_cmo.data.split import BatchCoins, ScheduledSource, SplitPipelines, pipeline_seed
 
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
@@ -230,79 +224,40 @@ class TrainingPipeline:
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
 
-    @property
-    def splits_by_schedule(self) -> bool:
-        """Whether :meth:`build` runs the per-batch schedule on two DALI graphs
-        (:class:`~dali_cmo.data.split.SplitPipelines`): with one coin per batch, unpasted
-        batches then run the baseline graph and cost what the baseline costs. Per-sample coins
-        and ``foreground_decode="naive"`` keep the single graph."""
-        return (self.has_foreground and not self.config.per_sample
-                and self.config.foreground_decode != "naive")
-
-    def build(self, checkpoint: str | None = None, with_box: bool = False,
-              split: bool | None = None):
-        """The DALI pipeline, or with ``split`` (default :attr:`splits_by_schedule`) a
-        :class:`~dali_cmo.data.split.SplitPipelines` with the same ``run``/``reset``/
-        ``checkpoint`` interface; ``with_box`` adds the pasted boxes as a last output (for
-        pictures and checks)."""
-        split = self.splits_by_schedule if split is None else split
-        if split and not self.splits_by_schedule:
-            raise ValueError("split=True needs a variant with foregrounds, per-batch coins "
-                             "(per_sample=False) and foreground_decode 'region' or 'full'")
-        streams, seed = self.streams, self.seed
-        if not split:
-            return self._pipeline(lambda: self._graph(streams.background, streams.foreground,
-                                                      with_box), seed, checkpoint)
-        coins = BatchCoins(streams.foreground, self.batches_per_epoch())
-
-        def plain(state):
-            source = ScheduledSource(streams.background, coins, pasted=False)
-            return self._pipeline(lambda: self._graph(source, None), seed, state)
-
-        def pasted(state):
-            background = ScheduledSource(streams.background, coins, pasted=True)
-            foreground = ScheduledSource(streams.foreground, coins, pasted=True)
-            return self._pipeline(lambda: self._graph(background, foreground, with_box,
-                                                      all_pasted=True),
-                                  pipeline_seed(seed, "pasted"), state)
-
-        return SplitPipelines(plain, pasted, coins, streams.foreground, with_box, checkpoint)
-
-    def _pipeline(self, graph, seed: int, checkpoint: str | None):
-        """A built DALI pipeline running ``graph`` (restored from ``checkpoint`` if given)."""
+    def build(self, checkpoint: str | None = None, with_box: bool = False):
+        """The DALI pipeline (restored from a DALI ``checkpoint`` if given); ``with_box`` adds
+        the pasted boxes as a last output (for pictures and checks)."""
         config = self.config
 
         @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads,
-                      device_id=self.device_id, seed=seed,
+                      device_id=self.device_id, seed=self.seed,
                       prefetch_queue_depth=config.prefetch, enable_conditionals=True,
                       enable_checkpointing=True)
         def pipeline():
-            return graph()
+            return self._graph(with_box)
 
         pipe = pipeline(checkpoint=checkpoint) if checkpoint else pipeline()
         pipe.build()
         return pipe
 
-    def _graph(self, background_source, foreground_source, with_box: bool = False,
-               all_pasted: bool = False):
-        """The graph over the given sources: without ``foreground_source`` the baseline
-        (``crop_mirror_normalize``), with it CMO; ``all_pasted`` (every batch of the source
-        pasted) drops the conditional that keeps unpasted foregrounds from being decoded."""
+    def _graph(self, with_box: bool):
+        """The baseline graph (``crop_mirror_normalize``) for variants without a foreground
+        stream, the CMO graph for the others."""
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
         raw = isinstance(self.dataset, ArrayDataset)  # uint8 HWC pixels, not encoded bytes
         layout = "HWC" if raw else ""
-        encoded_b, label_b = fn.external_source(background_source, num_outputs=2, batch=True,
-                                                batch_info=True, layout=[layout, ""])
+        encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
+                                                batch=True, batch_info=True, layout=[layout, ""])
         mirror_b = fn.random.coin_flip(probability=0.5)
         background = train_images(encoded_b, mirror_b, config, device, raw)
         paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
-        if foreground_source is None:
+        if not self.has_foreground:
             images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
                                               std=std, dtype=out_dtype, output_layout="CHW")
             return images, label_b
-        encoded_f, label_f, flags = fn.external_source(foreground_source, num_outputs=3,
+        encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
                                                        batch=True, batch_info=True,
                                                        layout=[layout, "", ""])
         mirror_f = fn.random.coin_flip(probability=0.5)
@@ -313,8 +268,6 @@ class TrainingPipeline:
                               per_sample=config.per_sample, seed=self.box_seed)
         if config.foreground_decode == "naive":
             foreground = train_images(encoded_f, mirror_f, config, device, raw)
-        elif all_pasted:
-            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
         elif (box[2] > box[0]) & (box[3] > box[1]):
             foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
         else:

@@ -258,13 +258,6 @@ class StreamSource:
             raise StopIteration
         return indices[start:start + self.batch_size]
 
-    def batch_labels(self, epoch: int, iteration: int) -> np.ndarray:
-        return self.dataset.labels[self.batch_indices(epoch, iteration)]
-
-    def paste_flags(self, epoch: int, iteration: int, count: int) -> np.ndarray:
-        """The schedule's paste flags of the ``count`` samples of batch ``iteration``."""
-        return self.schedule.flags(epoch, iteration, count, self.shard_id)
-
     def __call__(self, info):
         epoch, iteration = info.epoch_idx, info.iteration
         indices = self.batch_indices(epoch, iteration)
@@ -272,7 +265,7 @@ class StreamSource:
         if self.schedule is None:
             flags, wanted = None, np.ones(len(indices), bool)
         else:
-            flags = self.paste_flags(epoch, iteration, len(indices))
+            flags = self.schedule.flags(epoch, iteration, len(indices), self.shard_id)
             wanted = flags | self.read_unflagged
         data, used = self.reader.read_batch(self.dataset, indices, wanted, epoch, iteration)
         read = used[wanted]
