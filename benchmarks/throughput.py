@@ -165,7 +165,6 @@ class DaliLoader(InProcessLoader):
         return images, target_b, small(outputs[2]).long(), lam
 
 
-
 class TermLoader(InProcessLoader):
     """A cost-term pipeline (``read``, ``fg_decode``, ``fg_prepared``; see the module docstring)
     on the CPU; its outputs stay in DALI."""
