@@ -286,9 +286,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                                       shard_id=rank, num_shards=world)
     except ValueError as error:
         raise UsageError(flag_names(str(error))) from None
-    sources = [s for s in (train_pipe.streams.background, train_pipe.streams.foreground) if s]
-    tracer.candidates = lambda: [path for source in sources + evaluation.sources()
-                                 for (*_, paths) in list(source.recent) for path in paths]
+    iterator = CMOIterator(train_pipe)
+    tracer.candidates = lambda: iterator.recent_paths() + [
+        path for source in evaluation.sources() for (*_, paths) in list(source.recent)
+        for path in paths]
     counts = train_set.class_counts
     run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
             f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
@@ -325,7 +326,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
     # exact stream position and the sums of the epoch in progress.
     identity = run_identity(vars(args), world, train_set, data.val)
-    iterator_state, history, totals = None, [], EpochTotals()
+    history, totals = [], EpochTotals()
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
@@ -336,10 +337,12 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             set_rng_states(state["rng"][rank])
-            iterator_state = state["iterators"][rank]
+            try:
+                iterator.load_state_dict(state["iterators"][rank])
+            except ValueError as error:  # saved with the other reader
+                raise UsageError(f"--resume {args.resume}: {error}") from None
             history = state.get("history", [])
             totals = EpochTotals(**state.get("epoch_totals", [{}] * world)[rank])
-    iterator = CMOIterator(train_pipe, state=iterator_state)
     start_epoch = iterator.epoch
 
     run.output.mkdir(parents=True, exist_ok=True)

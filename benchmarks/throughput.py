@@ -29,6 +29,9 @@ and nothing else: the least an exact region-decoding pipeline does per pasted fo
                    WeightedRandomSampler (n_y^-1) for foregrounds, loaded every step; CutMix
                    pasted in the loop with probability 0.5 (benchmarks/torch_reference.py)
   torch_baseline   (not run by default) the torchvision loader alone, no CMO
+  baseline_python, cmo_python
+                   (not run by default) baseline and cmo reading through the Python sources
+                   (external_source, reader="python") instead of the native reader
 
 Every pipeline delivers torch tensors (images N x 3 x S x S float32, labels, lam) on the
 training device; images/s counts delivered images. Each repetition builds every pipeline
@@ -103,6 +106,10 @@ PIPELINES = {
                             description="torchvision reference CMO (PIL, 2 DataLoaders) p=0.5"),
     "torch_baseline": dict(kind="torch", variant="none",
                            description="torchvision loader alone (PIL), no CMO"),
+    "baseline_python": dict(kind="dali", variant="none", reader="python",
+                            description="DALI baseline, bytes from the Python source"),
+    "cmo_python": dict(kind="dali", variant="cmo", probability=0.5, foreground_decode="region",
+                       reader="python", description="DALI CMO p=0.5, bytes from the Python source"),
 }
 DEFAULT_PIPELINES = ("baseline", "cmo", "cmo_p1", "naive", "full", "torch_reference")
 TARGETS = {"cmo": 0.80, "cmo_p1": 0.65}  # README promise, ratio to baseline
@@ -271,7 +278,8 @@ def train_config(spec: dict, args, seed: int):
                        per_sample=args.per_sample, image_size=args.image_size,
                        foreground_decode=spec.get("foreground_decode", "region"),
                        dtype="float32", seed=seed, num_threads=args.threads,
-                       prefetch=args.prefetch, augment=spec.get("augment", "standard"))
+                       prefetch=args.prefetch, augment=spec.get("augment", "standard"),
+                       reader=spec.get("reader", "native"))
 
 
 def make_loader(key: str, dataset, args, seed: int):

@@ -6,9 +6,16 @@ crop), an independent horizontal flip, then ``cmo_paste`` fused with normalisati
 float32/float16. Variants without a foreground end in ``crop_mirror_normalize`` instead, with the
 same decode and crop operators.
 
+Bytes come from the native reader ``fn.readers.weighted_file`` (``reader="native"``: sampling,
+reading and checking in C++, in DALI's threads) or from the Python sources (``reader="python"``:
+``external_source`` callables with a Python thread pool); both draw the same P permutations and
+paste coins for the same seed (:mod:`dali_cmo.data.reader`). In-memory pixels and short epochs
+always come from the Python sources (:func:`reader_for`).
+
 Work nobody uses is skipped: the paste schedule is decided before reading, so foregrounds that
 will not be pasted (outside the augmentation window, or a lost coin) are neither read nor
-decoded; with ``foreground_decode="region"`` only the pasted box of a foreground is decoded
+decoded (the native reader tosses the schedule's coins itself); with
+``foreground_decode="region"`` only the pasted box of a foreground is decoded
 (``decoders.image_slice`` of the matching window of its random-resized-crop, resampled into the
 box by ``cmo_paste(..., resize_foreground=True)``).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
@@ -32,9 +39,11 @@ from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import check_policy
+from dali_cmo.data.reader import NativeStream, NativeStreams
 from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
 
 STYLES = ("imagenet", "cifar")
+READERS = ("native", "python")
 FOREGROUND_DECODES = ("region", "full", "naive")
 OUTPUT_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
 RRC_AREA = [0.08, 1.0]
@@ -67,6 +76,7 @@ class TrainConfig:
     prefetch: int = 2
     on_bad_image: str = "error"
     max_batches_per_epoch: int = 0  # > 0: each epoch ends after this many batches (short runs)
+    reader: str = "native"  # or "python" (in-memory pixels and short epochs: see reader_for)
 
     def __post_init__(self):
         check_variant(self.variant)
@@ -74,7 +84,8 @@ class TrainConfig:
         for name, value, choices in (("style", self.style, STYLES),
                                      ("foreground_decode", self.foreground_decode,
                                       FOREGROUND_DECODES),
-                                     ("dtype", self.dtype, tuple(OUTPUT_DTYPES))):
+                                     ("dtype", self.dtype, tuple(OUTPUT_DTYPES)),
+                                     ("reader", self.reader, READERS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         if self.normalisation is not None:
@@ -118,6 +129,24 @@ class TrainConfig:
     def paste_schedule(self) -> PasteSchedule:
         return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
                              self.per_sample, self.seed)
+
+
+def reader_for(dataset: LongTailDataset, config: TrainConfig) -> str:
+    """The reader a pipeline uses: ``config.reader``, except that in-memory pixels
+    (``ArrayDataset``) and short epochs (``max_batches_per_epoch``, which read nothing past their
+    batches) always come from the Python sources."""
+    if isinstance(dataset, ArrayDataset) or config.max_batches_per_epoch:
+        return "python"
+    return config.reader
+
+
+def read_stream(stream, with_flags: bool, layout: str = ""):
+    """``(encoded, labels[, paste flags])`` of a stream in the graph: the native reader's
+    outputs, or an ``external_source`` over a Python source (``layout``: of its images)."""
+    if isinstance(stream, NativeStream):
+        return stream.read()
+    return fn.external_source(stream, num_outputs=3 if with_flags else 2, batch=True,
+                              batch_info=True, layout=[layout, ""] + [""] * with_flags)
 
 
 def decoder_device(device: str) -> str:
@@ -203,12 +232,16 @@ class TrainingPipeline:
         self.seed = rank_seed(config.seed, "pipeline", shard_id)
         self.schedule = config.paste_schedule()
         self.box_seed = self.schedule.box_seed(shard_id)
-        self.streams = TrainingStreams.for_variant(
-            dataset, config.variant, batch_size=config.batch_size, seed=config.seed,
-            schedule=self.schedule, shard_id=shard_id, num_shards=num_shards,
-            q_scheme=config.q_scheme, q_r=config.q_r, q_beta=config.q_beta,
-            on_bad_image=config.on_bad_image, reader_threads=max(2, config.num_threads),
-            max_batches=config.max_batches_per_epoch)
+        common = dict(batch_size=config.batch_size, seed=config.seed, schedule=self.schedule,
+                      shard_id=shard_id, num_shards=num_shards, q_scheme=config.q_scheme,
+                      q_r=config.q_r, q_beta=config.q_beta, on_bad_image=config.on_bad_image)
+        self.reader = reader_for(dataset, config)
+        if self.reader == "native":
+            self.streams = NativeStreams.for_variant(dataset, config.variant, **common)
+        else:
+            self.streams = TrainingStreams.for_variant(
+                dataset, config.variant, reader_threads=max(2, config.num_threads),
+                max_batches=config.max_batches_per_epoch, **common)
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
 
@@ -223,6 +256,18 @@ class TrainingPipeline:
 
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
+
+    @property
+    def counts_epochs(self) -> bool:
+        """True when the pipeline never ends an epoch itself (the native reader runs on): the
+        iterator counts :meth:`batches_per_epoch` batches and cuts the last one to
+        :meth:`last_batch_size` (the reader pads it by repeating a sample)."""
+        return self.reader == "native"
+
+    def last_batch_size(self) -> int:
+        background = self.streams.background
+        length = background.sampler.epoch_length(background.num_shards)
+        return length - (self.batches_per_epoch() - 1) * self.config.batch_size
 
     def build(self, checkpoint: str | None = None, with_box: bool = False):
         """The DALI pipeline (restored from a DALI ``checkpoint`` if given); ``with_box`` adds
@@ -248,8 +293,7 @@ class TrainingPipeline:
         out_dtype = OUTPUT_DTYPES[config.dtype]
         raw = isinstance(self.dataset, ArrayDataset)  # uint8 HWC pixels, not encoded bytes
         layout = "HWC" if raw else ""
-        encoded_b, label_b = fn.external_source(self.streams.background, num_outputs=2,
-                                                batch=True, batch_info=True, layout=[layout, ""])
+        encoded_b, label_b = read_stream(self.streams.background, False, layout)
         mirror_b = fn.random.coin_flip(probability=0.5)
         background = train_images(encoded_b, mirror_b, config, device, raw)
         paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
@@ -257,9 +301,7 @@ class TrainingPipeline:
             images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
                                               std=std, dtype=out_dtype, output_layout="CHW")
             return images, label_b
-        encoded_f, label_f, flags = fn.external_source(self.streams.foreground, num_outputs=3,
-                                                       batch=True, batch_info=True,
-                                                       layout=[layout, "", ""])
+        encoded_f, label_f, flags = read_stream(self.streams.foreground, True, layout)
         mirror_f = fn.random.coin_flip(probability=0.5)
         paste_mirror_f = 0 if config.recipe.flips else mirror_f
         size = config.image_size

@@ -85,6 +85,22 @@ def test_throughput_augmentation_rows_are_paired_with_their_baseline(jpeg_dir, t
                                                       / base)
 
 
+def test_reader_quick_compares_both_readers(jpeg_dir, tmp_path, plugin):
+    out = tmp_path / "reader.json"
+    run_script("reader.py", "--quick", "--images-dir", str(jpeg_dir), "--n-max", "16",
+               "--batch-size", "8", "--image-size", "64", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert set(report["reader_alone"]) == {"native/1", "python/1", "native/2", "python/2"}
+    for key, result in report["reader_alone"].items():
+        assert result["images_per_s"]["median"] > 0 and result["mb_per_s"]["median"] > 0, key
+        assert result["cpu_ms_per_image"]["median"] > 0, key
+    assert report["reader_alone"]["native/2"]["speedup_over_python"]["median"] > 0
+    assert set(report["pipelines"]) == {"baseline", "baseline_python", "cmo", "cmo_python"}
+    assert report["pipelines"]["cmo"]["speedup_over_python"]["median"] > 0
+    assert report["settings"]["distinct_file_bytes_cached"] == \
+        sum(p.stat().st_size for p in jpeg_dir.glob("*.jpg"))
+
+
 def test_paste_op_quick(tmp_path, plugin):
     import paste_op
     out = tmp_path / "paste_op.json"

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -105,6 +106,21 @@ def command_line_advice(error: BadImageError, *, on_bad_image: str, dataset: str
 
 class BadImageWarning(UserWarning):
     """A bad image was skipped (``on_bad_image="skip"``); issued once per file."""
+
+
+def warn_skipped(path, reason: str, index: int | None = None, epoch: int | None = None,
+                 stacklevel: int = 3) -> None:
+    """The :class:`BadImageWarning` for a file replaced under ``on_bad_image="skip"``.
+
+    Args:
+        path: the bad file.
+        reason: what is wrong with it.
+        index, epoch: its dataset index and the epoch it was met in, when known.
+        stacklevel: as :func:`warnings.warn`'s, counted from the caller of this function.
+    """
+    where = f" (dataset index {index}, epoch {epoch})" if index is not None else ""
+    warnings.warn(f"skipping bad image {path}{where}: {reason}; a valid image of the same "
+                  "class is used in its place", BadImageWarning, stacklevel=stacklevel)
 
 
 def _as_bytes(data) -> bytes:
@@ -263,7 +279,6 @@ def full_check(path, decode: bool = True) -> ImageReport:
     if report.problem is not None and report.size_bytes == 0:
         return report
     import io
-    import warnings
 
     from PIL import Image
     try:

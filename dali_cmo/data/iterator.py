@@ -1,9 +1,11 @@
 """PyTorch iterators over the training and evaluation pipelines.
 
 Epochs: P decides the epoch (each shard sees ``ceil(N / num_shards)`` positions, see
-:meth:`dali_cmo.data.sampling.EpochSampler.shard`); Q follows it position by position. The last
+:meth:`dali_cmo.data.sampling.EpochSampler.shard` and, for the native reader,
+:func:`dali_cmo.data.reader.shard_positions`); Q follows it position by position. The last
 batch of an epoch is partial (``len()`` counts it), so every P sample of a shard appears exactly
-once per epoch.
+once per epoch. Python sources end an epoch themselves (StopIteration); the native reader runs
+on, so the iterator counts the epoch's batches and cuts the padding off the last one.
 
 Exact resume uses DALI checkpointing: :meth:`CMOIterator.state_dict` holds the pipeline's
 serialized checkpoint (operator RNG states and the sources' epoch and iteration; the sources are
@@ -17,6 +19,8 @@ from typing import Iterator
 import torch
 
 from dali_cmo.data.integrity import BadImageError, culprit_error
+from dali_cmo.data.reader import NativeStreams, named_by_reader
+from dali_cmo.data.sources import RECENT_BATCHES
 from dali_cmo.data.targets import soft_targets
 
 
@@ -42,16 +46,21 @@ def to_torch(batch, device: str) -> torch.Tensor:
     return tensor.to("cuda", non_blocking=True)
 
 
-def run_naming_bad_files(pipe, sources, epoch: int, position: int, device: str = "cpu"):
+def run_naming_bad_files(pipe, sources, epoch: int, position: int, device: str = "cpu",
+                         native: NativeStreams | None = None):
     """``pipe.run()`` (GPU pipelines on torch's current stream, see :func:`to_torch`); a decoder
     failure is re-raised as a :class:`BadImageError` naming the file when one of the
-    ``sources``' recent batches holds it (StopIteration passes through)."""
+    ``sources``' recent batches holds it, or, for ``native`` readers, when the reader or DALI's
+    decoder names it (StopIteration passes through)."""
     try:
         return pipe.run(torch.cuda.current_stream()) if device == "gpu" else pipe.run()
     except BadImageError:
         raise
     except RuntimeError as error:
-        culprit = culprit_error(error, sources, epoch, position)
+        if native is not None:
+            culprit = named_by_reader(error, native, epoch, position)
+        else:
+            culprit = culprit_error(error, sources, epoch, position)
         if culprit is None:
             raise
         raise culprit from error
@@ -73,6 +82,11 @@ class CMOBatch:
 
     def __len__(self) -> int:
         return len(self.target_b)
+
+    def head(self, count: int) -> "CMOBatch":
+        """The first ``count`` samples."""
+        return CMOBatch(self.images[:count], self.target_b[:count], self.target_f[:count],
+                        self.lam[:count], self.epoch)
 
 
 class CMOIterator:
@@ -110,23 +124,49 @@ class CMOIterator:
         """The remaining batches of the current epoch; afterwards the next epoch is current."""
         streams = self.source.streams
         sources = (streams.background, streams.foreground)
-        while True:
+        counted = self.source.counts_epochs
+        native = streams if isinstance(streams, NativeStreams) else None
+        while not counted or self.position < len(self):
             try:
                 outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position,
-                                               self.source.device)
+                                               self.source.device, native)
             except StopIteration:
                 self.pipe.reset()
-                self.epoch, self.position = self.epoch + 1, 0
-                return
+                break
             self.position += 1
-            yield self._convert(outputs)
+            batch = self._convert(outputs)
+            if native is not None:
+                native.reader.warn_new()
+            if counted and self.position == len(self):
+                batch = batch.head(self.source.last_batch_size())
+            yield batch
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def recent_paths(self) -> list[str]:
+        """The files of the batches the pipeline may be working on (DALI prefetches ahead):
+        the Python sources' recent batches, or the native readers' next ones from their NumPy
+        twins."""
+        streams = self.source.streams
+        sources = [s for s in (streams.background, streams.foreground) if s is not None]
+        if isinstance(streams, NativeStreams):
+            batches = [batch for stream in sources
+                       for batch in stream.batches_read(self.epoch, self.position, RECENT_BATCHES)]
+        else:
+            batches = [batch for source in sources for batch in list(source.recent)]
+        return [path for (*_, paths) in batches for path in paths]
 
     def state_dict(self) -> dict:
         """Where the stream stands: enough to continue exactly (JSON-serialisable)."""
         return {"epoch": self.epoch, "position": self.position,
-                "dali_checkpoint": self.pipe.checkpoint()}
+                "reader": self.source.reader, "dali_checkpoint": self.pipe.checkpoint()}
 
     def load_state_dict(self, state: dict) -> None:
+        # a DALI checkpoint holds the reader's own state: it restores the same reader only
+        saved = state.get("reader", "python")  # states from before the native reader
+        if saved != self.source.reader:
+            raise ValueError(f"this stream position was saved with reader={saved!r}, not "
+                             f"{self.source.reader!r}; resume with reader={saved!r} "
+                             f"(train.py --reader {saved})")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._pipe = self.source.build(checkpoint=state["dali_checkpoint"])
 

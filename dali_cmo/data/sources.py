@@ -7,7 +7,6 @@ a pipeline restored from a checkpoint asks for the same batches again.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
-from dali_cmo.data.integrity import BadImageError, BadImageWarning, check_policy, quick_check
+from dali_cmo.data.integrity import BadImageError, check_policy, quick_check, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, epoch_generator, make_sampler
 
 # variant -> (background stream, foreground stream or None): Park et al., CVPR 2022, Tables 9 and 11.
@@ -45,6 +44,22 @@ def rank_seed(seed: int, stream: str, shard_id: int | None = None) -> int:
     :func:`dali_cmo.data.sampling.epoch_generator`)."""
     key = stream if shard_id is None else f"{stream}/rank{shard_id}"
     return int(epoch_generator(seed, 0, f"seed/{key}").integers(2 ** 31))
+
+
+def variant_streams(variant: str, schedule: "PasteSchedule", make_stream: Callable):
+    """The ``(background, foreground or None)`` streams of a variant.
+
+    Args:
+        variant: a key of :data:`VARIANTS`.
+        schedule: the paste schedule; only the foreground stream follows it.
+        make_stream: ``make_stream(kind, name, schedule or None)`` builds one stream of sampler
+            kind ``"P"``/``"Q"``; ``name`` (``"background"``, ``"foreground"``) names its
+            random stream.
+    """
+    bg_kind, fg_kind = check_variant(variant)
+    background = make_stream(bg_kind, "background", None)
+    foreground = make_stream(fg_kind, "foreground", schedule) if fg_kind else None
+    return background, foreground
 
 
 @dataclass(frozen=True)
@@ -142,9 +157,7 @@ class FileReader:
             if first:
                 self.bad_files[str(path)] = reason
         if first and self.on_bad_image == "skip":
-            where = f" (dataset index {index}, epoch {epoch})" if index is not None else ""
-            warnings.warn(f"skipping bad image {path}{where}: {reason}; a valid image of the "
-                          "same class is used in its place", BadImageWarning, stacklevel=2)
+            warn_skipped(path, reason, index, epoch)
 
     def _replacement(self, dataset, index: int, epoch) -> tuple[int, np.ndarray]:
         """The next index of ``index``'s class (dataset order, wrapping) that reads cleanly."""
@@ -287,7 +300,6 @@ class TrainingStreams:
                     q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
                     reader_threads: int = 4, on_bad_image: str = "error",
                     max_batches: int = 0) -> "TrainingStreams":
-        bg_kind, fg_kind = check_variant(variant)
         reader = make_reader(dataset, reader_threads, on_bad_image)
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
@@ -296,9 +308,7 @@ class TrainingStreams:
             return StreamSource(dataset, sampler, batch_size, shard_id, num_shards,
                                 paste_schedule, reader, max_batches=max_batches)
 
-        background = stream(bg_kind, "background", None)
-        foreground = stream(fg_kind, "foreground", schedule) if fg_kind else None
-        return cls(background, foreground)
+        return cls(*variant_streams(variant, schedule, stream))
 
     @property
     def reader(self) -> FileReader:

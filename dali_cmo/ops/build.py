@@ -1,4 +1,5 @@
-"""Build the DALI operator library (``cmo_paste``, ``cmo_box``, ``cmo_region``).
+"""Build the dali_cmo DALI operator library (``cmo_paste``, ``cmo_box``, ``cmo_region``,
+``readers.weighted_file``).
 
 Compiles ``dali_cmo/ops/csrc`` against the installed DALI (its own include dir, ABI flag and
 ``-ldali``) into ``dali_cmo/ops/lib/libdali_cmo.so``, and records what it was built against in
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,7 +48,24 @@ def _dali_flags() -> tuple[str, list[str], list[str]]:
         raise BuildError(
             "nvidia-dali is not installed in this Python; install nvidia-dali-cuda120 first "
             f"({err})") from err
-    return dali.__version__, sysconfig.get_compile_flags(), sysconfig.get_link_flags()
+    # the reader builds on DALI's reader framework, which lives in libdali_operators
+    return (dali.__version__, sysconfig.get_compile_flags(),
+            [*sysconfig.get_link_flags(), "-ldali_operators"])
+
+
+def _numpy_random_flags() -> tuple[list[str], list[str]]:
+    """NumPy's random C API: the bit-generator header and its distributions library.
+
+    The reader draws its epoch orders with NumPy's own distribution code (``npyrandom``, which
+    NumPy ships for extensions), so that they match ``dali_cmo.data.sampling`` exactly.
+    """
+    import numpy
+    import numpy.random
+
+    library = Path(numpy.random.__file__).parent / "lib" / "libnpyrandom.a"
+    if not library.is_file():
+        raise BuildError(f"NumPy's random C library is missing ({library}); reinstall numpy")
+    return [f"-I{numpy.get_include()}"], [str(library), "-Wl,--exclude-libs,libnpyrandom.a", "-lm"]
 
 
 def find_nvcc() -> str | None:
@@ -57,8 +76,9 @@ def find_nvcc() -> str | None:
     return shutil.which("nvcc")
 
 
-def _cuda_include_dir(nvcc: str | None) -> Path:
-    """CUDA headers: DALI's own headers include them even in a CPU-only build."""
+def _cuda_include_dir(nvcc: str | None, header: str = "cuda_runtime_api.h") -> Path:
+    """The folder with CUDA's ``header``: DALI's own headers include CUDA headers even in a
+    CPU-only build (``curand_kernel.h`` too, for reader checkpoints)."""
     candidates = []
     if nvcc:
         candidates.append(Path(nvcc).resolve().parent.parent / "include")
@@ -68,10 +88,11 @@ def _cuda_include_dir(nvcc: str | None) -> Path:
     for site in sys.path:
         candidates += sorted(Path(site).glob("nvidia/cu*/include")) if site else []
         candidates += sorted(Path(site).glob("nvidia/cuda_runtime/include")) if site else []
+        candidates += sorted(Path(site).glob("nvidia/curand/include")) if site else []
     for path in candidates:
-        if (path / "cuda_runtime_api.h").is_file():
+        if (path / header).is_file():
             return path
-    raise BuildError("CUDA headers (cuda_runtime_api.h) not found: DALI's headers need them even "
+    raise BuildError(f"CUDA headers ({header}) not found: DALI's headers need them even "
                      "for the CPU-only library. Install the CUDA toolkit or set CUDA_HOME.")
 
 
@@ -124,6 +145,8 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
     the same DALI version, CUDA choice and archs (its info then has ``"reused": true``).
     """
     dali_version, compile_flags, link_flags = _dali_flags()
+    numpy_compile, numpy_link = _numpy_random_flags()
+    compile_flags, link_flags = [*compile_flags, *numpy_compile], [*numpy_link, *link_flags]
     nvcc = _resolve_cuda(cuda)
     archs = archs or os.environ.get("DALI_CMO_CUDA_ARCHS", DEFAULT_ARCHS)
     arch_list = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
@@ -132,33 +155,32 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
     info_path = out_dir / BUILD_INFO_NAME
     if if_stale and (reusable := reusable_build(out_dir, wanted)) is not None:
         return reusable
-    cuda_include = _cuda_include_dir(nvcc)
+    cuda_includes = dict.fromkeys(_cuda_include_dir(nvcc, header)
+                                  for header in ("cuda_runtime_api.h", "curand_kernel.h"))
     # No fused multiply-adds in host code: the CPU operator must compute the same float bits as
     # the GPU kernel (paste_pixel.h uses round-to-nearest intrinsics on the device).
     common = ["-std=c++20", "-O3", "-fPIC", "-ffp-contract=off", f"-I{SOURCE_DIR}",
-              f"-I{cuda_include}", *compile_flags]
+              *[f"-I{path}" for path in cuda_includes], *compile_flags]
     if nvcc:
         common.append("-DDALI_CMO_WITH_CUDA=1")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        objects = []
-        for source in sorted(SOURCE_DIR.glob("*.cc")):
-            obj = Path(tmp) / (source.stem + ".o")
-            _run(["g++", *common, "-Wall", "-c", str(source), "-o", str(obj)],
-                 f"compiling {source.name}", verbose)
-            objects.append(str(obj))
+        jobs = [(["g++", *common, "-Wall", "-c", str(source), "-o", f"{tmp}/{source.stem}.o"],
+                 f"compiling {source.name}") for source in sorted(SOURCE_DIR.glob("*.cc"))]
         if nvcc:
             gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in arch_list]
             gencode.append(f"-gencode=arch=compute_{arch_list[-1]},code=compute_{arch_list[-1]}")
-            for source in sorted(SOURCE_DIR.glob("*.cu")):
-                obj = Path(tmp) / (source.stem + ".cu.o")
-                host_only = ("-fPIC", "-ffp-contract=off")
-                _run([nvcc, *gencode, "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
-                      "-Xcompiler", "-ffp-contract=off",
-                      *[f for f in common if f not in host_only], "-c", str(source), "-o", str(obj)],
-                     f"compiling {source.name} with nvcc", verbose)
-                objects.append(str(obj))
+            host_only = ("-fPIC", "-ffp-contract=off")
+            jobs += [([nvcc, *gencode, "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
+                       "-Xcompiler", "-ffp-contract=off",
+                       *[f for f in common if f not in host_only], "-c", str(source), "-o",
+                       f"{tmp}/{source.stem}.cu.o"], f"compiling {source.name} with nvcc")
+                     for source in sorted(SOURCE_DIR.glob("*.cu"))]
+        # the sources compile independently: one compiler per core
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda job: _run(*job, verbose), jobs))
+        objects = [command[-1] for command, _ in jobs]
         staged = Path(tmp) / LIBRARY_NAME
         linker = [nvcc, "-shared", "-Xcompiler", "-fPIC"] if nvcc else ["g++", "-shared", "-fPIC"]
         _run([*linker, *objects, "-o", str(staged), *link_flags], "linking", verbose)

@@ -38,7 +38,7 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
 # "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam).
 FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
          "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
-         "--per-sample", "--normalisation")
+         "--per-sample", "--normalisation", "--reader")
 # What a resumed run may change when --allow-change names it.
 CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
               "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
@@ -168,6 +168,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                        help="an unreadable or undecodable image: stop, naming it, or "
                             "replace it by another image of its class and report it once")
+    group.add_argument("--reader", choices=("native", "python"), default="native",
+                       help="read training files with the C++ reader fn.readers.weighted_file "
+                            "or the Python sources (raw CIFAR pixels and "
+                            "--max-steps-per-epoch always use the Python sources)")
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, default=None, help="training epochs")
     group.add_argument("--batch-size", type=int, default=None,
@@ -449,4 +453,4 @@ def make_train_config(args):
                        augment=args.augment, normalisation=args.normalisation,
                        seed=args.seed, num_threads=args.workers,
                        on_bad_image=args.on_bad_image,
-                       max_batches_per_epoch=args.max_steps_per_epoch)
+                       max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader)

@@ -95,8 +95,9 @@ def test_pasted_pixels_and_lambda_agree(solid_colours, decode):
 
 
 def test_outside_the_window_foregrounds_are_not_read(cifar_lt):
+    """The Python source's read count (the native reader: tests/data/test_reader.py)."""
     config = TrainConfig(style="cifar", image_size=32, batch_size=128, epochs=6, cmo_start=3,
-                         cmo_end=1, probability=1.0)
+                         cmo_end=1, probability=1.0, reader="python")
     pipeline = TrainingPipeline(cifar_lt, config)
     iterator = CMOIterator(pipeline)
     batches = drain(iterator)  # epoch 0: outside 3 < e < 5
@@ -105,7 +106,8 @@ def test_outside_the_window_foregrounds_are_not_read(cifar_lt):
 
 
 def test_per_batch_coin_skips_reading_unpasted_foregrounds(cifar_lt):
-    config = TrainConfig(style="cifar", image_size=32, batch_size=32, probability=0.5, **ACTIVE)
+    config = TrainConfig(style="cifar", image_size=32, batch_size=32, probability=0.5,
+                         reader="python", **ACTIVE)
     pipeline = TrainingPipeline(cifar_lt, config)
     batches = drain(CMOIterator(pipeline))
     pasted = sum(len(b) for b in batches if (b.lam < 1).any())

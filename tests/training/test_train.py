@@ -336,6 +336,12 @@ def test_resume_refuses_another_run_and_names_every_difference(tmp_path, capsys)
     assert re.fullmatch(r"train.py: error: --resume .*: these define the run and cannot change: "
                         r"--data \(checkpoint: 16 images in 3 classes, list \w{12}, now: 6 images "
                         r"in 3 classes, list \w{12}\); start a new run .*", last_error_line(capsys))
+    # a stream position restores with its own reader only
+    assert train.main(again + ["--reader", "python"]) == 2
+    assert last_error_line(capsys) == (
+        f"train.py: error: --resume {checkpoint}: the checkpoint's run differs from this one: "
+        f"these define the run and cannot change: --reader (checkpoint: native, now: python); "
+        f"start a new run (another --output, or --overwrite) to use them")
     # a mistyped path is an error, not the previous checkpoint beside it
     assert train.main(TINY + data + ["--output", str(out), "--resume",
                                      str(out / "checkpiont.pt")]) == 2

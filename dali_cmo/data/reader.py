@@ -1,0 +1,271 @@
+"""The native reader ``fn.readers.weighted_file`` on the Python side.
+
+The reader (``dali_cmo/ops/csrc/cmo_reader.cc``) samples, reads and checks files in C++ inside
+the DALI graph. This module gives the training pipelines the same view of it as of the Python
+sources (:mod:`dali_cmo.data.sources`):
+
+* :class:`NativeStream`: one P or Q stream as reader arguments, with a NumPy twin of the indices
+  the reader draws (:meth:`NativeStream.epoch_indices`) for checks and debugging;
+* :class:`NativeStreams`: the background and foreground streams of a CMO variant;
+* :class:`BadFileReport`: the bad files the reader skipped, with a :class:`BadImageWarning`
+  once per file;
+* :func:`named_by_reader`: a :class:`BadImageError` for a pipeline failure that names its file.
+
+Indices: the reader draws the epoch's order exactly as :mod:`dali_cmo.data.sampling` does
+(same generator, same algorithms), then shards it as DALI's readers do
+(:func:`shard_positions`). Q's weights travel as float32 (DALI's float arguments), so the reader
+is index-for-index equal to a ``WeightedSampler`` over the float32-rounded weights; against the
+float64 weights of the Python source about 1 draw in 10,000 lands on a neighbouring sample.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
+from dali_cmo.data.sampling import EpochSampler, WeightedSampler, make_sampler
+from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, variant_streams
+
+#: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<b>")`` per
+#: batch, ``"paste/<shard>/<b>"`` per sample.
+PASTE_COIN_STREAM = "paste"
+
+_READER_MESSAGE = re.compile(r"bad image (?P<path>.+?) \(dataset index (?P<index>\d+), "
+                             r"epoch (?P<epoch>\d+)(?:, batch (?P<batch>\d+))?\): "
+                             r"(?P<reason>.+?); remove or replace the file")
+_DECODER_MESSAGE = re.compile(r"Failed to decode sample #\d+ ?: (?P<path>[^\n]+)")
+
+
+def start_index(shard: int, num_shards: int, num_samples: int) -> int:
+    """First position of shard ``shard`` in DALI's readers: ``floor(shard * N / S)``."""
+    return num_samples * shard // num_shards
+
+
+def shard_positions(num_samples: int, epoch: int, shard_id: int, num_shards: int,
+                    stick_to_shard: bool = True) -> np.ndarray:
+    """Positions of an epoch's order that shard ``shard_id`` reads, as DALI's readers shard
+    with ``pad_last_batch=True``.
+
+    The shard read in epoch ``e`` is ``shard_id`` with ``stick_to_shard``, else
+    ``(shard_id + e) % num_shards``; it spans ``[start_index(k), start_index(k + 1))``, and its
+    last position is repeated up to ``ceil(N / num_shards)`` entries, so that every shard has
+    as many samples (and batches) per epoch.
+
+    Args:
+        num_samples: N, the length of the epoch's order.
+        epoch: the epoch (0-based).
+        shard_id, num_shards: this shard and how many there are.
+        stick_to_shard: DALI's ``stick_to_shard``.
+    """
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id must lie in 0..{num_shards - 1}, got {shard_id}")
+    shard = shard_id if stick_to_shard else (shard_id + epoch) % num_shards
+    lo = start_index(shard, num_shards, num_samples)
+    hi = start_index(shard + 1, num_shards, num_samples)
+    length = -(-num_samples // num_shards)
+    return np.concatenate([np.arange(lo, hi), np.full(length - (hi - lo), hi - 1)])
+
+
+class BadFileReport:
+    """The files the native readers skipped (``on_bad_image="skip"``).
+
+    The readers append ``path<TAB>index<TAB>epoch<TAB>reason`` lines to :attr:`log_path` (in a
+    temporary folder that lives as long as this object); :attr:`bad_files` reads them
+    (path -> reason) and :meth:`warn_new` issues one
+    :class:`~dali_cmo.data.integrity.BadImageWarning` per file not yet reported.
+    """
+
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="dali_cmo_reader_")
+        self.log_path = Path(self._folder.name) / "bad_files.tsv"
+        self.log_path.touch()
+        self._warned: set[str] = set()
+
+    def _entries(self) -> list[tuple[str, int, int, str]]:
+        entries = []
+        for line in self.log_path.read_text().splitlines():
+            path, index, epoch, reason = line.split("\t", 3)
+            entries.append((path, int(index), int(epoch), reason))
+        return entries
+
+    @property
+    def bad_files(self) -> dict[str, str]:
+        return {path: reason for path, _, _, reason in self._entries()}
+
+    def warn_new(self) -> None:
+        """A :class:`BadImageWarning` for each file logged since the last call (the Python
+        source's warning)."""
+        if self.log_path.stat().st_size == 0:
+            return
+        for path, index, epoch, reason in self._entries():
+            if path not in self._warned:
+                self._warned.add(path)
+                warn_skipped(path, reason, index, epoch, stacklevel=4)
+
+
+@dataclass
+class NativeStream:
+    """One sampled stream (P or Q) of a dataset, read by ``fn.readers.weighted_file``.
+
+    The reader shards as DALI's readers do, sticking to ``shard_id`` and padding every shard to
+    ``ceil(N / num_shards)`` samples (:func:`shard_positions`). With a ``schedule`` it tosses the
+    paste coins itself, exactly as ``PasteSchedule.flags``, and reads only the files of pasted
+    samples unless ``read_unflagged``.
+
+    Args:
+        dataset: the files and labels.
+        sampler: P or Q; its ``seed`` and ``stream`` are the reader's, and its indices those the
+            reader draws (for Q, over ``weights``).
+        batch_size: samples per batch (the pipeline's batch size).
+        shard_id, num_shards: this rank's shard.
+        schedule: the paste schedule, for a foreground stream.
+        read_unflagged: read unpasted foregrounds too (``foreground_decode="naive"``).
+        on_bad_image: ``"error"`` or ``"skip"``.
+        report: where skipped files are reported (shared by a variant's streams).
+        weights: Q's per-sample weights as float32, exactly as the reader receives them.
+    """
+    dataset: LongTailDataset
+    sampler: EpochSampler
+    batch_size: int
+    shard_id: int = 0
+    num_shards: int = 1
+    schedule: PasteSchedule | None = None
+    read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
+    on_bad_image: str = "error"
+    report: BadFileReport = field(default_factory=BadFileReport)
+    weights: np.ndarray | None = None  # Q's float32 weights, as the reader gets them
+
+    def batches_per_epoch(self) -> int:
+        return -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """The dataset indices this shard's reader hands out in ``epoch`` (before bad files are
+        replaced), in order: the twin of the C++ reader, for checks and debugging."""
+        positions = shard_positions(len(self.dataset), epoch, self.shard_id, self.num_shards)
+        return self.sampler.indices(epoch)[positions]
+
+    def batches_read(self, epoch: int, position: int, count: int, skipped=frozenset()
+                     ) -> list[tuple[int, int, np.ndarray, list[str]]]:
+        """``(epoch, iteration, indices, paths)`` of the ``count`` batches from ``position`` of
+        ``epoch`` on, as the reader reads them: only pasted foregrounds (unless
+        ``read_unflagged``), without the ``skipped`` bad files."""
+        batches, per_epoch = [], self.batches_per_epoch()
+        for step in range(position, position + count):
+            e, iteration = epoch + step // per_epoch, step % per_epoch
+            indices = self.epoch_indices(e)[iteration * self.batch_size:
+                                            (iteration + 1) * self.batch_size]
+            if self.schedule is not None and not self.read_unflagged:
+                indices = indices[self.schedule.flags(e, iteration, len(indices), self.shard_id)]
+            paths = [str(self.dataset.path(int(i))) for i in indices]
+            kept = [k for k, path in enumerate(paths) if path not in skipped]
+            batches.append((e, iteration, indices[kept], [paths[k] for k in kept]))
+        return batches
+
+    def reader_arguments(self) -> dict:
+        """Keyword arguments of ``fn.readers.weighted_file`` for this stream."""
+        arguments = dict(file_root=str(self.dataset.root), files=list(self.dataset.files),
+                         labels=self.dataset.labels.tolist(), seed=self.sampler.seed,
+                         stream=self.sampler.stream, shard_id=self.shard_id,
+                         num_shards=self.num_shards, stick_to_shard=True, pad_last_batch=True,
+                         on_bad_image=self.on_bad_image, bad_files_log=str(self.report.log_path))
+        if self.weights is not None:
+            arguments.update(sampling="weighted", weights=self.weights.tolist())
+        if self.schedule is not None:
+            first, stop = self.schedule.start + 1, self.schedule.epochs - self.schedule.end
+            arguments.update(coin_probability=self.schedule.probability,
+                             coin_per_sample=self.schedule.per_sample,
+                             coin_epochs=[first, max(first, stop)],
+                             coin_stream=PASTE_COIN_STREAM, skip_tails=not self.read_unflagged)
+        return arguments
+
+    def read(self):
+        """The reader's outputs in a pipeline graph: ``(encoded, labels)``, plus the paste flags
+        with a schedule; labels and flags as scalars, like the Python sources'."""
+        from nvidia.dali import fn
+        encoded, *scalars = fn.readers.weighted_file(**self.reader_arguments())
+        labels, _, *coin = (fn.reshape(value, shape=[]) for value in scalars)
+        return (encoded, labels, *coin)
+
+
+def native_sampler(kind: str, labels: np.ndarray, *, seed: int, stream: str, scheme: str,
+                   r: float, beta) -> tuple[EpochSampler, np.ndarray | None]:
+    """The sampler the native reader follows and, for Q, the weights to give it:
+    ``make_sampler``'s, with Q's weights rounded to float32 as DALI passes them."""
+    sampler = make_sampler(kind, labels, seed=seed, stream=stream, scheme=scheme, r=r, beta=beta)
+    if not isinstance(sampler, WeightedSampler):
+        return sampler, None
+    weights = sampler.probabilities.astype(np.float32)
+    return WeightedSampler(weights, seed=seed, stream=stream), weights
+
+
+@dataclass
+class NativeStreams:
+    """The background and (optional) foreground streams of a CMO variant, read natively; the
+    counterpart of :class:`dali_cmo.data.sources.TrainingStreams`."""
+    background: NativeStream
+    foreground: NativeStream | None
+
+    @classmethod
+    def for_variant(cls, dataset: LongTailDataset, variant: str, *, batch_size: int, seed: int,
+                    schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
+                    q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
+                    on_bad_image: str = "error") -> "NativeStreams":
+        report = BadFileReport()
+
+        def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> NativeStream:
+            sampler, weights = native_sampler(kind, dataset.labels, seed=seed, stream=name,
+                                              scheme=q_scheme, r=q_r, beta=q_beta)
+            return NativeStream(dataset, sampler, batch_size, shard_id, num_shards,
+                                paste_schedule, on_bad_image=check_policy(on_bad_image),
+                                report=report, weights=weights)
+
+        return cls(*variant_streams(variant, schedule, stream))
+
+    @property
+    def reader(self) -> BadFileReport:
+        """Where the bad files are reported (``.bad_files``), as ``TrainingStreams.reader``."""
+        return self.background.report
+
+
+def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, position: int
+                    ) -> BadImageError | None:
+    """A :class:`BadImageError` for a failed ``pipe.run()`` of a native pipeline, or None.
+
+    The reader's own message names the bad file, its index, epoch and batch. A decoder failure
+    names the file when DALI knows it (the reader sets each sample's source info); otherwise
+    the files of the batches the pipeline may have been working on (``position`` and the
+    :data:`~dali_cmo.data.sources.RECENT_BATCHES` - 1 after it, from the streams' twins) are
+    checked with PIL, as the Python sources' culprit search does.
+
+    Args:
+        error: what ``pipe.run()`` raised.
+        streams: the pipeline's native streams.
+        epoch, position: the batch the iterator asked for.
+    """
+    text = str(error)
+    found = _READER_MESSAGE.search(text)
+    if found:
+        batch = found.group("batch")
+        return BadImageError(found.group("path"), found.group("reason"),
+                             index=int(found.group("index")), epoch=int(found.group("epoch")),
+                             iteration=int(batch) if batch is not None else None)
+    named = _DECODER_MESSAGE.search(text)
+    dataset = streams.background.dataset
+    if named:
+        path = named.group("path").strip()
+        index = next((i for i, file in enumerate(dataset.files)
+                      if str(dataset.path(i)) == path), None)
+        if index is not None:
+            suspect = SimpleNamespace(recent=[(epoch, position, [index], [path])])
+            return culprit_error(error, [suspect], epoch, position)
+    skipped = set(streams.reader.bad_files)
+    suspects = [SimpleNamespace(recent=stream.batches_read(epoch, position, RECENT_BATCHES,
+                                                           skipped))
+                for stream in (streams.background, streams.foreground) if stream is not None]
+    return culprit_error(error, suspects, epoch, position)
