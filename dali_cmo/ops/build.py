@@ -65,7 +65,7 @@ def _numpy_random_flags() -> tuple[list[str], list[str]]:
     library = Path(numpy.random.__file__).parent / "lib" / "libnpyrandom.a"
     if not library.is_file():
         raise BuildError(f"NumPy's random C library is missing ({library}); reinstall numpy")
-    return [f"-I{numpy.get_include()}"], [str(library), "-Wl,--exclude-libs,libnpyrandom.a", "-lm"]
+    return [f"-I{numpy.get_include()}"], [str(library), "-Wl,--exclude-libs=libnpyrandom.a", "-lm"]
 
 
 def find_nvcc() -> str | None:
@@ -183,6 +183,9 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
         objects = [command[-1] for command, _ in jobs]
         staged = Path(tmp) / LIBRARY_NAME
         linker = [nvcc, "-shared", "-Xcompiler", "-fPIC"] if nvcc else ["g++", "-shared", "-fPIC"]
+        if nvcc:  # nvcc hands options to the host linker with -Xlinker, not -Wl,
+            link_flags = [part for flag in link_flags for part in
+                          (["-Xlinker", flag[4:]] if flag.startswith("-Wl,") else [flag])]
         _run([*linker, *objects, "-o", str(staged), *link_flags], "linking", verbose)
         # Replace the library atomically: a running process keeps the old file's inode.
         target = out_dir / LIBRARY_NAME
