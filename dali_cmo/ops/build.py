@@ -93,7 +93,8 @@ def _cuda_include_dir(nvcc: str | None, header: str = "cuda_runtime_api.h") -> P
         if (path / header).is_file():
             return path
     raise BuildError(f"CUDA headers ({header}) not found: DALI's headers need them even "
-                     "for the CPU-only library. Install the CUDA toolkit or set CUDA_HOME.")
+                     "for the CPU-only library. Install the CUDA toolkit (or the wheel that ships "
+                     "the header: pip install nvidia-curand) or set CUDA_HOME.")
 
 
 def _run(cmd: list[str], what: str, verbose: bool) -> None:
