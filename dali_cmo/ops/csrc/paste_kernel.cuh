@@ -11,8 +11,11 @@
 
 namespace dali_cmo {
 
+/** At least 4 blocks of 256 threads per SM: ptxas fits the kernel in 58 registers without
+ *  spilling (81 unbounded, for the resampling path's sake), half the SM's threads resident. */
 template <typename Out, bool kCHW>
-__global__ void PasteKernel(const PasteSampleDesc *__restrict__ descs) {
+__global__ void __launch_bounds__(kBlockSize, 4) PasteKernel(
+    const PasteSampleDesc *__restrict__ descs) {
   PasteKernelBody<Out, kCHW>(descs, ThreadPosition{static_cast<int>(blockIdx.x),
                                                    static_cast<int>(blockIdx.y),
                                                    static_cast<int>(threadIdx.x),

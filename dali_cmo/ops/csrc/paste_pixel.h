@@ -6,6 +6,10 @@
 //   - the CPU test that runs the kernel body over a simulated grid of blocks and threads, and
 //   - the standalone kernel check (nvcc only), which compares device and host results.
 //
+// One file on purpose (about 600 lines): the per-pixel rules must have one home that all four
+// consumers include; it splits into sections: the descriptor, arithmetic and output conversion,
+// the source pixel, resampling, spans (CPU), and the kernel's body (GPU).
+//
 // Arithmetic is identical on host and device: float32 without fused multiply-adds (round-to-
 // nearest intrinsics on the device; the host code is compiled with -ffp-contract=off), the same
 // operations in the same order, then a conversion that rounds ties to even (device intrinsics on
@@ -23,10 +27,8 @@
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
 #define CMO_HOST_DEV __host__ __device__
-#define CMO_NOINLINE __noinline__
 #else
 #define CMO_HOST_DEV
-#define CMO_NOINLINE
 #endif
 
 namespace dali_cmo {
@@ -275,12 +277,11 @@ CMO_HOST_DEV inline int ResampledColumn(const PasteSampleDesc &d, int x) {
 /**
  * The resampled foreground at box pixel (y, x), all channels: for each column tap (in order)
  * the column's vertical sum over the row taps (in order), then the weighted sum of the columns.
- * BoxResampler computes the same sums in two passes, in the same order. Not inlined on the
- * GPU: the kernel's unrolled pixel groups would hold four copies of its loops.
+ * BoxResampler computes the same sums in two passes, in the same order.
  */
 template <int C>
-CMO_HOST_DEV CMO_NOINLINE void ResampledPixel(const PasteSampleDesc &d, int y, int x,
-                                              float (&value)[C]) {
+CMO_HOST_DEV inline void ResampledPixel(const PasteSampleDesc &d, int y, int x,
+                                        float (&value)[C]) {
   float fy, fx;
   const int sy0 = TapStart(d.rows, y - d.box.y1, fy);
   const int sx0 = TapStart(d.cols, ResampledColumn(d, x), fx);
@@ -304,18 +305,6 @@ CMO_HOST_DEV CMO_NOINLINE void ResampledPixel(const PasteSampleDesc &d, int y, i
   }
 }
 
-/** The input values (all channels) of output pixel (y, x): a pixel of the background or of
- *  the foreground, or the resampled foreground. */
-template <int C>
-CMO_HOST_DEV inline void InputValues(const PasteSampleDesc &d, int y, int x, float (&value)[C]) {
-  if (d.resample && InBox(d.box, y, x)) {
-    ResampledPixel<C>(d, y, x, value);
-    return;
-  }
-  const uint8_t *src = SourcePixel(d, y, x);
-  for (int c = 0; c < C; c++)
-    value[c] = src[c];
-}
 
 // ---- spans of pixels (the CPU operator; the GPU's partial groups) -----------------------------
 
@@ -516,10 +505,24 @@ CMO_HOST_DEV inline void StoreValues(T *dst, const T (&values)[N]) {
     dst[i] = values[i];
 }
 
+/** Whether any of the kPixelsPerThread pixels from (y, x) on (rows may wrap) is in the box. */
+CMO_HOST_DEV inline bool GroupTouchesBox(const PasteSampleDesc &d, int y, int x) {
+  bool touches = false;
+#pragma unroll
+  for (int i = 0; i < kPixelsPerThread; i++) {
+    touches |= InBox(d.box, y, x);
+    if (++x == d.W) {
+      x = 0;
+      y++;
+    }
+  }
+  return touches;
+}
+
 /**
  * kPixelsPerThread consecutive output pixels from flat index p = (y, x) on (rows may wrap),
- * all of them inside the sample: values computed into registers, then stored as vectors
- * (CHW: one run per channel plane; HWC: one run of interleaved channels).
+ * all of them inside the sample and none resampled: values computed into registers, then
+ * stored as vectors (CHW: one run per channel plane; HWC: one run of interleaved channels).
  */
 template <typename Out, bool kCHW, int C>
 CMO_HOST_DEV inline void PasteGroup(const PasteSampleDesc &d, int p, int y, int x) {
@@ -527,11 +530,10 @@ CMO_HOST_DEV inline void PasteGroup(const PasteSampleDesc &d, int p, int y, int 
   Out values[C][K];
 #pragma unroll
   for (int i = 0; i < K; i++) {
-    float input[C];
-    InputValues<C>(d, y, x, input);
+    const uint8_t *src = SourcePixel(d, y, x);
 #pragma unroll
     for (int c = 0; c < C; c++)
-      values[c][i] = OutputValue<Out>(d, input[c], c);
+      values[c][i] = OutputValue<Out>(d, src[c], c);
     if (++x == d.W) {
       x = 0;
       y++;
@@ -558,7 +560,9 @@ CMO_HOST_DEV inline void PasteGroup(const PasteSampleDesc &d, int p, int y, int 
 /**
  * The pixels of one sample that thread t of num_threads writes: groups of kPixelsPerThread
  * at flat indices t * K, t * K + num_threads * K, ... The first (y, x) comes from one division;
- * each step then adds a fixed (dy, dx), so there is no division per pixel.
+ * each step then adds a fixed (dy, dx), so there is no division per pixel. Groups past the
+ * sample's end and groups touching a resampled box go through PasteRange (one call site, so
+ * the resampling loops exist once in the kernel; their stores are scalar).
  */
 template <typename Out, bool kCHW, int C>
 CMO_HOST_DEV void PasteThread(const PasteSampleDesc &d, int t, int num_threads) {
@@ -570,10 +574,10 @@ CMO_HOST_DEV void PasteThread(const PasteSampleDesc &d, int t, int num_threads) 
   int y = p / d.W, x = p - y * d.W;
   const int dy = stride / d.W, dx = stride - dy * d.W;
   for (; p < n; p += stride) {
-    if (p + kPixelsPerThread <= n)
+    if (p + kPixelsPerThread <= n && !(d.resample && GroupTouchesBox(d, y, x)))
       PasteGroup<Out, kCHW, C>(d, p, y, x);
     else
-      PasteRange<Out, kCHW, C>(d, p, n);
+      PasteRange<Out, kCHW, C>(d, p, p + kPixelsPerThread < n ? p + kPixelsPerThread : n);
     x += dx;
     y += dy;
     if (x >= d.W) {
