@@ -8,7 +8,9 @@
 // operator's code (PasteSample, paste_pixel.h). Without a GPU it runs the kernel's body over the
 // simulated grid instead (emulate_grid.h), so CI checks the same index arithmetic on a CPU.
 //
-//   kernel_check [--random N] [--seed S] [--json PATH] [--require-gpu] [--no-timing]
+//   kernel_check [--random N] [--seed S] [--json PATH] [--require-gpu] [--no-timing] [--no-large]
+//
+// --no-large leaves out the 4K images and the batch of 300 (for the compute-sanitizer rerun).
 //
 // On a mismatch it says where: case, sample, (y, x, channel), inside or outside the box, the
 // expected and the actual value and their distance in ulps. Exit status: 0 all equal, 1 a
@@ -362,7 +364,7 @@ SampleSpec RandomSample(std::mt19937 &rng, int max_side, int C, bool resample = 
   return s;
 }
 
-std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
+std::vector<Case> MakeCases(int random_cases, bool large, std::mt19937 &rng) {
   std::vector<Case> cases;
   const DType dtypes[] = {kU8, kF32, kF16};
   auto add = [&](std::string name, DType t, bool chw, std::vector<SampleSpec> samples,
@@ -459,6 +461,8 @@ std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
   }
   // A 4K image: more pixels than the block cap covers in one step (the grid-stride loop).
   for (auto [t, chw] : {std::pair{kF16, true}, std::pair{kU8, false}}) {
+    if (!large)
+      break;
     SampleSpec s;
     s.H = 2160;
     s.W = 3840;
@@ -469,7 +473,7 @@ std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
     SetConstants(s, kImageNetMean, kImageNetStd);
     add("4k", t, chw, {s});
   }
-  {
+  if (large) {
     SampleSpec s;
     s.H = 2160;
     s.W = 3840;
@@ -482,7 +486,7 @@ std::vector<Case> MakeCases(int random_cases, std::mt19937 &rng) {
     add("4k_resampled", kF32, true, {s});
   }
   // A batch of 300 small images of mixed sizes and channel counts.
-  {
+  if (large) {
     std::vector<SampleSpec> samples;
     for (int i = 0; i < 300; i++)
       samples.push_back(RandomSample(rng, 40, i % 5 ? 3 : 1));
@@ -508,7 +512,7 @@ struct Options {
   int random_cases = 60;
   unsigned seed = 1;
   const char *json = nullptr;
-  bool require_gpu = false, timing = true;
+  bool require_gpu = false, timing = true, large = true;
 };
 
 bool ParseArgs(int argc, char **argv, Options &o) {
@@ -524,9 +528,11 @@ bool ParseArgs(int argc, char **argv, Options &o) {
       o.require_gpu = true;
     } else if (a == "--no-timing") {
       o.timing = false;
+    } else if (a == "--no-large") {
+      o.large = false;
     } else {
       std::fprintf(stderr, "usage: %s [--random N] [--seed S] [--json PATH] [--require-gpu] "
-                           "[--no-timing]\n", argv[0]);
+                           "[--no-timing] [--no-large]\n", argv[0]);
       return false;
     }
   }
@@ -591,7 +597,7 @@ int main(int argc, char **argv) {
               : "no GPU: the kernel's body on a simulated grid vs CPU code", device.c_str());
 
   std::mt19937 rng(o.seed);
-  std::vector<Case> cases = MakeCases(o.random_cases, rng);
+  std::vector<Case> cases = MakeCases(o.random_cases, o.large, rng);
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> failed;
   for (const Case &c : cases) {
