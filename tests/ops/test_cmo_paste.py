@@ -236,6 +236,7 @@ def test_dynamic_mode_with_rng(plugin):
     ({"output_layout": "NHWC"}, (8, 8, 3), "`output_layout`"),
     ({"dtype": types.INT32}, (8, 8, 3), "`dtype`"),
     ({"mean": [1.0, 2.0]}, (8, 8, 3), "`mean`"),
+    ({"resize_foreground": True}, (8, 8, 3), "argument `resize_foreground` needs the `box`"),
 ])
 def test_errors_name_the_argument_or_sample(plugin, args, fg_shape, message):
     bg = [np.zeros((8, 8, 3), np.uint8)] * 2

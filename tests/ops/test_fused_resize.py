@@ -102,6 +102,27 @@ def test_box_sized_region_is_pasted_exactly(plugin):
         np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
 
 
+def test_a_region_with_other_channels_is_refused(plugin):
+    bg = [np.zeros((8, 8, 3), np.uint8)]
+    region = [np.zeros((5, 6, 1), np.uint8)]
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        return fn.cmo_paste(fn.external_source(source=[bg], cycle=True, layout="HWC"),
+                            fn.external_source(source=[region], cycle=True, layout="HWC"),
+                            box=fn.external_source(source=[[np.array([1, 1, 4, 5], np.int32)]],
+                                                   cycle=True),
+                            resize_foreground=True)[0]
+
+    p = pipe()
+    p.build()
+    with pytest.raises(RuntimeError, match=r"sample 0: with resize_foreground=True the foreground "
+                                           r"must be a non-empty HWC region with the background's "
+                                           r"3 channels and fewer than 2\^31 values; got shape "
+                                           r"5 x 6 x 1\n"):
+        p.run()
+
+
 @pytest.fixture(scope="module")
 def jpegs():
     """Eight smooth random-texture JPEGs of varied sizes, as encoded byte arrays."""

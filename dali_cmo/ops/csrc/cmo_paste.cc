@@ -97,9 +97,11 @@ void CmoPaste<Backend>::ValidateForeground(const dali::TensorListShape<> &bg_sha
       continue;  // nothing is read from this foreground
     const Box &b = boxes_[i].box;
     if (resize_foreground_) {
-      DALI_ENFORCE(fg.size() == 3 && fg[0] > 0 && fg[1] > 0 && fg[2] == bg[2], make_string(
+      DALI_ENFORCE(fg.size() == 3 && fg[0] > 0 && fg[1] > 0 && fg[2] == bg[2] &&
+                   fg.num_elements() <= std::numeric_limits<int32_t>::max(), make_string(
           "cmo_paste: sample ", i, ": with resize_foreground=True the foreground must be a "
-          "non-empty HWC region with the background's ", bg[2], " channels; got shape ", fg));
+          "non-empty HWC region with the background's ", bg[2], " channels and fewer than "
+          "2^31 values; got shape ", fg));
       continue;
     }
     bool full = fg == bg;

@@ -305,7 +305,6 @@ CMO_HOST_DEV inline void ResampledPixel(const PasteSampleDesc &d, int y, int x,
   }
 }
 
-
 // ---- spans of pixels (the CPU operator; the GPU's partial groups) -----------------------------
 
 /**
