@@ -326,6 +326,9 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
     # exact stream position and the sums of the epoch in progress.
     identity = run_identity(vars(args), world, train_set, data.val)
+    # the reader that reads (raw pixels and short epochs always use the Python sources): a
+    # stream position restores with that reader only
+    identity["--reader"] = train_pipe.reader
     history, totals = [], EpochTotals()
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)

@@ -35,7 +35,8 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
                    drw_epoch="drw_epoch", image_size="image_size", augment="augment",
                    groups="groups", normalisation="normalisation")
 # What defines a run, by flag: a resumed run must keep these (the data are compared by content;
-# "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam).
+# "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam; "--reader"
+# is the reader that reads, see pipelines.training.reader_for).
 FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
          "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
          "--per-sample", "--normalisation", "--reader")

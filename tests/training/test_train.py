@@ -336,19 +336,25 @@ def test_resume_refuses_another_run_and_names_every_difference(tmp_path, capsys)
     assert re.fullmatch(r"train.py: error: --resume .*: these define the run and cannot change: "
                         r"--data \(checkpoint: 16 images in 3 classes, list \w{12}, now: 6 images "
                         r"in 3 classes, list \w{12}\); start a new run .*", last_error_line(capsys))
-    # a stream position restores with its own reader only
-    assert train.main(again + ["--reader", "python"]) == 2
+    # a stream position restores with the reader that read it: here the native reader (whole
+    # epochs); with --max-steps-per-epoch both --reader values read through the Python sources
+    native = tmp_path / "native"
+    assert train.main(TINY + data + ["--max-steps-per-epoch", "0", "--output", str(native),
+                                     "--stop-after-steps", "3"]) == 0
+    assert train.main(TINY + data + ["--max-steps-per-epoch", "0", "--output", str(native),
+                                     "--resume", "auto", "--reader", "python"]) == 2
     assert last_error_line(capsys) == (
-        f"train.py: error: --resume {checkpoint}: the checkpoint's run differs from this one: "
-        f"these define the run and cannot change: --reader (checkpoint: native, now: python); "
-        f"start a new run (another --output, or --overwrite) to use them")
+        f"train.py: error: --resume {native / 'checkpoint.pt'}: the checkpoint's run differs "
+        f"from this one: these define the run and cannot change: --reader (checkpoint: native, "
+        f"now: python); start a new run (another --output, or --overwrite) to use them")
     # a mistyped path is an error, not the previous checkpoint beside it
     assert train.main(TINY + data + ["--output", str(out), "--resume",
                                      str(out / "checkpiont.pt")]) == 2
     assert last_error_line(capsys) == (f"train.py: error: --resume {out / 'checkpiont.pt'}: "
                                        f"no such file or folder")
-    # a safe change, allowed by name
-    assert train.main(again + ["--epochs", "3", "--allow-change", "epochs"]) == 0
+    # a safe change, allowed by name (and --reader python reads as the run did)
+    assert train.main(again + ["--reader", "python", "--epochs", "3", "--allow-change",
+                               "epochs"]) == 0
     assert "continuing with changes (--allow-change): --epochs 2 -> 3" in capsys.readouterr().out
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
 
