@@ -166,3 +166,24 @@ def test_summarize_and_table():
     assert s["spread_pct"] == pytest.approx(100.0)
     table = format_table(["name", "value"], [["a", "1.0"], ["long name", "22.5"]]).splitlines()
     assert len(table) == 4 and len({len(line) for line in table}) == 1
+
+
+def test_paste_census_counts_every_background_once_and_pastes_about_half(tmp_path, plugin):
+    from dali_cmo.data.datasets import read_image_folder
+    from dali_cmo.data.demo import demo_dir
+    out = tmp_path / "census.json"
+    run_script("paste_census.py", "--dataset", "demo", "--epochs", "2", "--batch-size", "32",
+               "--json", str(out))
+    report = json.loads(out.read_text())
+    counts = read_image_folder(demo_dir() / "train").class_counts
+    # P: every sample once per epoch
+    assert [c["backgrounds"] for c in report["classes"]] == (2 * counts).tolist()
+    assert report["samples"] == 2 * counts.sum() and report["batches"] == 2 * 24  # 740 / 32
+    # one coin per batch: pasted samples fill whole batches (a clipped-away box pastes nothing)
+    pasted = report["pasted_samples"]
+    assert sum(c["foregrounds"] for c in report["classes"]) == pasted
+    assert pasted <= report["pasted_batches"] * 32
+    assert 0.3 < report["pasted_batch_share"] < 0.7
+    # Q (reference weights n_y^-1): every class 1/10 of the foregrounds
+    assert [c["expected_foreground_share"] for c in report["classes"]] == pytest.approx([0.1] * 10)
+    assert all(0 < report["lam_of_pasted"][k] < 1 for k in ("mean", "min", "max"))
