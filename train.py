@@ -286,6 +286,9 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                                       shard_id=rank, num_shards=world)
     except ValueError as error:
         raise UsageError(flag_names(str(error))) from None
+    # recorded as the reader that reads (raw pixels and short epochs always use the Python
+    # sources): it is part of the run's identity, as a stream position restores with it only
+    args.reader = train_pipe.reader
     iterator = CMOIterator(train_pipe)
     tracer.candidates = lambda: iterator.recent_paths() + [
         path for source in evaluation.sources() for (*_, paths) in list(source.recent)
@@ -326,9 +329,6 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
     # exact stream position and the sums of the epoch in progress.
     identity = run_identity(vars(args), world, train_set, data.val)
-    # the reader that reads (raw pixels and short epochs always use the Python sources): a
-    # stream position restores with that reader only
-    identity["--reader"] = train_pipe.reader
     history, totals = [], EpochTotals()
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)

@@ -169,6 +169,20 @@ def _gain(a, b):
     return None if a is None or b is None else b - a
 
 
+def mean_gain(args, runs: dict, loss: str) -> dict:
+    """CMO's gain for ``loss`` (last-epoch top-1, many, medium, few; best-epoch top-1) averaged
+    over the seeds whose two arms are both complete; ``seeds`` lists them."""
+    complete = [seed for seed in args.seeds
+                if all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in VARIANTS)]
+    mean = {"seeds": complete}
+    for key, moment in [(k, "last") for k in GROUPS] + [("top1", "best")]:
+        gains = [_gain(*(runs[arm_name(loss, v, seed)][moment][key] for v in VARIANTS))
+                 for seed in complete]
+        value = None if not gains or None in gains else sum(gains) / len(gains)
+        mean[key if moment == "last" else "best_top1"] = value
+    return mean
+
+
 def markdown_table(args, runs: dict) -> str:
     """Per pair: baseline, + CMO and the gain, at the last and at the best evaluated epoch."""
     paper = PAPER.get((args.dataset, float(args.imbalance_ratio)), {})
@@ -196,6 +210,12 @@ def markdown_table(args, runs: dict) -> str:
             lines.append(f"| {loss}: CMO gain | | | | {' | '.join(gains)} | "
                          f"{_cell(_gain(base_best.get('top1'), cmo_best.get('top1')))} | | "
                          f"{_cell(_gain(*paper[loss]), 1) if loss in paper else '–'} |")
+        mean = mean_gain(args, runs, loss)
+        if len(args.seeds) > 1 and mean["seeds"]:
+            seeds = ", ".join(str(seed) for seed in mean["seeds"])
+            lines.append(f"| {loss}: mean CMO gain (seeds {seeds}) | | | | "
+                         f"{' | '.join(_cell(mean[k]) for k in GROUPS)} | "
+                         f"{_cell(mean['best_top1'])} | | |")
     if not paper:
         lines += ["", f"The paper reports no {args.dataset} figures (its CIFAR table is "
                       "CIFAR-100-LT)."]
@@ -252,6 +272,7 @@ def report(args) -> dict:
                "paper_top1": {loss: dict(zip(VARIANTS, pair)) for loss, pair in
                               PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
                "plot": str(args.plot) if plotted else None, "runs": runs,
+               "mean_gain": {loss: mean_gain(args, runs, loss) for loss in args.losses},
                "machine": machine_description()}
     write_json(args.json, summary)
     print(table)

@@ -155,10 +155,10 @@ class DaliLoader(InProcessLoader):
     def __next__(self):
         from dali_cmo.data.iterator import run_naming_bad_files, to_torch
         try:
-            outputs = run_naming_bad_files(self.pipe, (), 0, 0, self.device)
+            outputs = run_naming_bad_files(self.pipe, self.device)
         except StopIteration:  # end of an epoch (small datasets)
             self.pipe.reset()
-            outputs = run_naming_bad_files(self.pipe, (), 0, 0, self.device)
+            outputs = run_naming_bad_files(self.pipe, self.device)
         images = to_torch(outputs[0], self.device)
 
         def small(batch):
@@ -178,10 +178,10 @@ class TermLoader(InProcessLoader):
 
     def __init__(self, dataset, config, graph: str):
         from nvidia.dali import fn, pipeline_def, types
-        from dali_cmo.data.sources import TrainingStreams
+        from dali_cmo.data.sources import StreamSettings, TrainingStreams
         from pipelines.training import RRC_AREA, RRC_ASPECT, pasted_foreground
-        streams = TrainingStreams.for_variant(dataset, "cmo", batch_size=config.batch_size,
-                                              seed=config.seed, schedule=config.paste_schedule())
+        streams = TrainingStreams.for_variant(
+            dataset, "cmo", StreamSettings(config.batch_size, config.seed, config.paste_schedule()))
         size = config.image_size
 
         @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads, device_id=None,

@@ -40,7 +40,8 @@ from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.data.reader import NativeStream, NativeStreams
-from dali_cmo.data.sources import PasteSchedule, TrainingStreams, check_variant, rank_seed
+from dali_cmo.data.sources import (PasteSchedule, StreamSettings, TrainingStreams, check_variant,
+                                   rank_seed)
 
 STYLES = ("imagenet", "cifar")
 READERS = ("native", "python")
@@ -232,16 +233,16 @@ class TrainingPipeline:
         self.seed = rank_seed(config.seed, "pipeline", shard_id)
         self.schedule = config.paste_schedule()
         self.box_seed = self.schedule.box_seed(shard_id)
-        common = dict(batch_size=config.batch_size, seed=config.seed, schedule=self.schedule,
-                      shard_id=shard_id, num_shards=num_shards, q_scheme=config.q_scheme,
-                      q_r=config.q_r, q_beta=config.q_beta, on_bad_image=config.on_bad_image)
+        settings = StreamSettings(config.batch_size, config.seed, self.schedule, shard_id,
+                                  num_shards, config.q_scheme, config.q_r, config.q_beta,
+                                  config.on_bad_image)
         self.reader = reader_for(dataset, config)
         if self.reader == "native":
-            self.streams = NativeStreams.for_variant(dataset, config.variant, **common)
+            self.streams = NativeStreams.for_variant(dataset, config.variant, settings)
         else:
             self.streams = TrainingStreams.for_variant(
-                dataset, config.variant, reader_threads=max(2, config.num_threads),
-                max_batches=config.max_batches_per_epoch, **common)
+                dataset, config.variant, settings, reader_threads=max(2, config.num_threads),
+                max_batches=config.max_batches_per_epoch)
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
 

@@ -50,6 +50,31 @@ def test_table_from_a_finished_and_an_unfinished_arm(tmp_path):
     assert summary["plot"] is None  # the unfinished arm has no per-class figures
 
 
+def test_mean_gain_over_the_seeds_whose_pairs_are_complete(tmp_path):
+    done = {"per_class": [1.0], "train_class_counts": [5], "epochs": 2}
+    # seed 0: last-epoch gains +2 / +4 / -1, best +3; seed 1: +1 / -2 / +4, best +6
+    write_run(tmp_path / "ce-none-s0", [entry(1, 40.0, 50.0, 10.0), entry(2, 30.0, 40.0, 20.0)],
+              done)
+    write_run(tmp_path / "ce-cmo-s0", [entry(1, 43.0, 50.0, 10.0), entry(2, 32.0, 44.0, 19.0)],
+              done)
+    write_run(tmp_path / "ce-none-s1", [entry(1, 20.0, 30.0, 5.0), entry(2, 50.0, 60.0, 6.0)],
+              done)
+    write_run(tmp_path / "ce-cmo-s1", [entry(1, 56.0, 30.0, 5.0), entry(2, 51.0, 58.0, 10.0)],
+              done)
+    # seed 2's CMO arm is unfinished: left out of the mean
+    write_run(tmp_path / "ce-none-s2", [entry(1, 20.0, 30.0, 5.0), entry(2, 20.0, 30.0, 5.0)],
+              done)
+    write_run(tmp_path / "ce-cmo-s2", [entry(1, 90.0, 90.0, 90.0)])
+    args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "2", "--report-only",
+                              "--seeds", "0", "1", "2"])
+    summary = accuracy.report(args)
+    assert summary["mean_gain"]["ce"] == {"seeds": [0, 1], "top1": 1.5, "many": 1.0,
+                                          "medium": 1.5, "few": None, "best_top1": 4.5}
+    table = args.markdown.read_text().splitlines()
+    assert "| ce: mean CMO gain (seeds 0, 1) | | | | 1.50 | 1.00 | 1.50 | – | 4.50 | | |" \
+        in table
+
+
 def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--quick",

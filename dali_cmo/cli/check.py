@@ -130,9 +130,9 @@ def format_text(summary: dict) -> str:
         if s:
             lines.append(f"{key:<13} min {s['min']}, median {s['median']:.0f}, "
                          f"mean {s['mean']:.1f}, max {s['max']}")
-    lines.append(f"formats       " + ", ".join(f"{k} {v:,}" for k, v in summary["formats"].items()))
+    lines.append("formats       " + ", ".join(f"{k} {v:,}" for k, v in summary["formats"].items()))
     if summary["modes"]:
-        lines.append(f"modes         " + ", ".join(f"{k} {v:,}" for k, v in summary["modes"].items()))
+        lines.append("modes         " + ", ".join(f"{k} {v:,}" for k, v in summary["modes"].items()))
     labels = summary["labels"]
     lines.append(f"labels        {labels['min']}..{labels['max']} "
                  f"({labels['num_classes']} classes)")

@@ -19,8 +19,6 @@ from typing import Iterator
 import torch
 
 from dali_cmo.data.integrity import BadImageError, culprit_error
-from dali_cmo.data.reader import NativeStreams, named_by_reader
-from dali_cmo.data.sources import RECENT_BATCHES
 from dali_cmo.data.targets import soft_targets
 
 
@@ -46,21 +44,23 @@ def to_torch(batch, device: str) -> torch.Tensor:
     return tensor.to("cuda", non_blocking=True)
 
 
-def run_naming_bad_files(pipe, sources, epoch: int, position: int, device: str = "cpu",
-                         native: NativeStreams | None = None):
+def run_naming_bad_files(pipe, device: str = "cpu", name_culprit=None):
     """``pipe.run()`` (GPU pipelines on torch's current stream, see :func:`to_torch`); a decoder
-    failure is re-raised as a :class:`BadImageError` naming the file when one of the
-    ``sources``' recent batches holds it, or, for ``native`` readers, when the reader or DALI's
-    decoder names it (StopIteration passes through)."""
+    failure is re-raised as the :class:`BadImageError` that ``name_culprit(error)`` finds, when
+    it finds one (StopIteration passes through).
+
+    Args:
+        pipe: a built DALI pipeline.
+        device: the pipeline's device, ``"cpu"`` or ``"gpu"``.
+        name_culprit: ``error -> BadImageError | None``, the search for the file behind a
+            failure (e.g. ``TrainingStreams.culprit`` for the batch asked for); None: no search.
+    """
     try:
         return pipe.run(torch.cuda.current_stream()) if device == "gpu" else pipe.run()
     except BadImageError:
         raise
     except RuntimeError as error:
-        if native is not None:
-            culprit = named_by_reader(error, native, epoch, position)
-        else:
-            culprit = culprit_error(error, sources, epoch, position)
+        culprit = name_culprit(error) if name_culprit is not None else None
         if culprit is None:
             raise
         raise culprit from error
@@ -123,37 +123,27 @@ class CMOIterator:
     def epoch_batches(self) -> Iterator[CMOBatch]:
         """The remaining batches of the current epoch; afterwards the next epoch is current."""
         streams = self.source.streams
-        sources = (streams.background, streams.foreground)
         counted = self.source.counts_epochs
-        native = streams if isinstance(streams, NativeStreams) else None
         while not counted or self.position < len(self):
+            epoch, position = self.epoch, self.position
             try:
-                outputs = run_naming_bad_files(self.pipe, sources, self.epoch, self.position,
-                                               self.source.device, native)
+                outputs = run_naming_bad_files(
+                    self.pipe, self.source.device,
+                    lambda error: streams.culprit(error, epoch, position))
             except StopIteration:
                 self.pipe.reset()
                 break
             self.position += 1
             batch = self._convert(outputs)
-            if native is not None:
-                native.reader.warn_new()
+            streams.after_batch()
             if counted and self.position == len(self):
                 batch = batch.head(self.source.last_batch_size())
             yield batch
         self.epoch, self.position = self.epoch + 1, 0
 
     def recent_paths(self) -> list[str]:
-        """The files of the batches the pipeline may be working on (DALI prefetches ahead):
-        the Python sources' recent batches, or the native readers' next ones from their NumPy
-        twins."""
-        streams = self.source.streams
-        sources = [s for s in (streams.background, streams.foreground) if s is not None]
-        if isinstance(streams, NativeStreams):
-            batches = [batch for stream in sources
-                       for batch in stream.batches_read(self.epoch, self.position, RECENT_BATCHES)]
-        else:
-            batches = [batch for source in sources for batch in list(source.recent)]
-        return [path for (*_, paths) in batches for path in paths]
+        """The files of the batches the pipeline may be working on (DALI prefetches ahead)."""
+        return self.source.streams.recent_paths(self.epoch, self.position)
 
     def state_dict(self) -> dict:
         """Where the stream stands: enough to continue exactly (JSON-serialisable)."""
@@ -188,8 +178,9 @@ class EvalIterator:
         position = 0
         while True:
             try:
-                images, labels = run_naming_bad_files(self._pipe, (self.source.source,), 0,
-                                                      position, device)
+                images, labels = run_naming_bad_files(
+                    self._pipe, device,
+                    lambda error: culprit_error(error, (self.source.source,), 0, position))
             except StopIteration:
                 self._pipe.reset()
                 return

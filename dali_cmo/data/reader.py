@@ -29,8 +29,8 @@ import numpy as np
 
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
-from dali_cmo.data.sampling import EpochSampler, WeightedSampler, make_sampler
-from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, variant_streams
+from dali_cmo.data.sampling import EpochSampler, WeightedSampler
+from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, StreamSettings, variant_streams
 
 #: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<b>")`` per
 #: batch, ``"paste/<shard>/<b>"`` per sample.
@@ -193,44 +193,61 @@ class NativeStream:
         return (encoded, labels, *coin)
 
 
-def native_sampler(kind: str, labels: np.ndarray, *, seed: int, stream: str, scheme: str,
-                   r: float, beta) -> tuple[EpochSampler, np.ndarray | None]:
-    """The sampler the native reader follows and, for Q, the weights to give it:
-    ``make_sampler``'s, with Q's weights rounded to float32 as DALI passes them."""
-    sampler = make_sampler(kind, labels, seed=seed, stream=stream, scheme=scheme, r=r, beta=beta)
+def native_sampler(sampler: EpochSampler) -> tuple[EpochSampler, np.ndarray | None]:
+    """The sampler the native reader follows and, for Q, the weights to give it: ``sampler``,
+    or for a weighted one its twin over the weights rounded to float32 as DALI passes them."""
     if not isinstance(sampler, WeightedSampler):
         return sampler, None
     weights = sampler.probabilities.astype(np.float32)
-    return WeightedSampler(weights, seed=seed, stream=stream), weights
+    return WeightedSampler(weights, seed=sampler.seed, stream=sampler.stream), weights
 
 
 @dataclass
 class NativeStreams:
     """The background and (optional) foreground streams of a CMO variant, read natively; the
-    counterpart of :class:`dali_cmo.data.sources.TrainingStreams`."""
+    counterpart of :class:`dali_cmo.data.sources.TrainingStreams`, with the same methods."""
     background: NativeStream
     foreground: NativeStream | None
 
     @classmethod
-    def for_variant(cls, dataset: LongTailDataset, variant: str, *, batch_size: int, seed: int,
-                    schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
-                    q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
-                    on_bad_image: str = "error") -> "NativeStreams":
+    def for_variant(cls, dataset: LongTailDataset, variant: str,
+                    settings: StreamSettings) -> "NativeStreams":
+        """The streams of ``variant`` (a key of :data:`~dali_cmo.data.sources.VARIANTS`)."""
         report = BadFileReport()
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> NativeStream:
-            sampler, weights = native_sampler(kind, dataset.labels, seed=seed, stream=name,
-                                              scheme=q_scheme, r=q_r, beta=q_beta)
-            return NativeStream(dataset, sampler, batch_size, shard_id, num_shards,
-                                paste_schedule, on_bad_image=check_policy(on_bad_image),
+            sampler, weights = native_sampler(settings.sampler(kind, dataset.labels, name))
+            return NativeStream(dataset, sampler, settings.batch_size, settings.shard_id,
+                                settings.num_shards, paste_schedule,
+                                on_bad_image=check_policy(settings.on_bad_image),
                                 report=report, weights=weights)
 
-        return cls(*variant_streams(variant, schedule, stream))
+        return cls(*variant_streams(variant, settings.schedule, stream))
 
     @property
     def reader(self) -> BadFileReport:
         """Where the bad files are reported (``.bad_files``), as ``TrainingStreams.reader``."""
         return self.background.report
+
+    def streams(self) -> list[NativeStream]:
+        return [s for s in (self.background, self.foreground) if s is not None]
+
+    def culprit(self, error: BaseException, epoch: int, position: int) -> BadImageError | None:
+        """The :class:`BadImageError` behind a failed ``pipe.run()`` for batch ``position`` of
+        ``epoch``, or None (:func:`named_by_reader`)."""
+        return named_by_reader(error, self, epoch, position)
+
+    def recent_paths(self, epoch: int, position: int) -> list[str]:
+        """The files of the batches the pipeline may be working on (DALI prefetches ahead):
+        the readers' next ones from ``position`` on, from their NumPy twins."""
+        return [path for stream in self.streams()
+                for (*_, paths) in stream.batches_read(epoch, position, RECENT_BATCHES)
+                for path in paths]
+
+    def after_batch(self) -> None:
+        """A :class:`~dali_cmo.data.integrity.BadImageWarning` for each file the readers
+        skipped since the last batch."""
+        self.reader.warn_new()
 
 
 def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, position: int
@@ -267,5 +284,5 @@ def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, po
     skipped = set(streams.reader.bad_files)
     suspects = [SimpleNamespace(recent=stream.batches_read(epoch, position, RECENT_BATCHES,
                                                            skipped))
-                for stream in (streams.background, streams.foreground) if stream is not None]
+                for stream in streams.streams()]
     return culprit_error(error, suspects, epoch, position)

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
-from dali_cmo.data.integrity import BadImageError, check_policy, quick_check, warn_skipped
+from dali_cmo.data.integrity import (BadImageError, check_policy, culprit_error, quick_check,
+                                     warn_skipped)
 from dali_cmo.data.sampling import EpochSampler, epoch_generator, make_sampler
 
 # variant -> (background stream, foreground stream or None): Park et al., CVPR 2022, Tables 9 and 11.
@@ -288,31 +289,82 @@ class StreamSource:
         return data, labels, [np.array(f) for f in flags]
 
 
+@dataclass(frozen=True)
+class StreamSettings:
+    """How a CMO variant's streams are sampled, sharded and checked: the same for the Python
+    sources (:class:`TrainingStreams`) and the native reader
+    (:class:`dali_cmo.data.reader.NativeStreams`).
+
+    Args:
+        batch_size: samples per batch of this rank.
+        seed: the run's seed (the samplers' and the paste coins').
+        schedule: the paste schedule; only the foreground stream follows it.
+        shard_id, num_shards: this rank's shard.
+        q_scheme, q_r, q_beta: Q's weighting (:func:`dali_cmo.data.sampling.make_sampler`).
+        on_bad_image: ``"error"`` or ``"skip"``.
+    """
+    batch_size: int
+    seed: int
+    schedule: PasteSchedule
+    shard_id: int = 0
+    num_shards: int = 1
+    q_scheme: str = "reference"
+    q_r: float = 1.0
+    q_beta: float | None = None
+    on_bad_image: str = "error"
+
+    def sampler(self, kind: str, labels: np.ndarray, stream: str) -> EpochSampler:
+        """The ``"P"`` or ``"Q"`` sampler of the random stream ``stream``."""
+        return make_sampler(kind, labels, seed=self.seed, stream=stream, scheme=self.q_scheme,
+                            r=self.q_r, beta=self.q_beta)
+
+
 @dataclass
 class TrainingStreams:
-    """The background and (optional) foreground streams of a CMO variant over one dataset."""
+    """The background and (optional) foreground streams of a CMO variant over one dataset, as
+    ``external_source`` callables.
+
+    The iterators see both readers' stream pairs (this and
+    :class:`dali_cmo.data.reader.NativeStreams`) through the same methods: :meth:`culprit`,
+    :meth:`recent_paths`, :meth:`after_batch` and :attr:`reader` (``.bad_files``).
+    """
     background: StreamSource
     foreground: StreamSource | None
 
     @classmethod
-    def for_variant(cls, dataset: LongTailDataset, variant: str, *, batch_size: int, seed: int,
-                    schedule: PasteSchedule, shard_id: int = 0, num_shards: int = 1,
-                    q_scheme: str = "reference", q_r: float = 1.0, q_beta=None,
-                    reader_threads: int = 4, on_bad_image: str = "error",
-                    max_batches: int = 0) -> "TrainingStreams":
-        reader = make_reader(dataset, reader_threads, on_bad_image)
+    def for_variant(cls, dataset: LongTailDataset, variant: str, settings: StreamSettings, *,
+                    reader_threads: int = 4, max_batches: int = 0) -> "TrainingStreams":
+        """The streams of ``variant`` (a key of :data:`VARIANTS`), read by ``reader_threads``
+        threads; ``max_batches > 0`` ends every epoch after that many batches."""
+        reader = make_reader(dataset, reader_threads, settings.on_bad_image)
 
         def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
-            sampler = make_sampler(kind, dataset.labels, seed=seed, stream=name, scheme=q_scheme,
-                                   r=q_r, beta=q_beta)
-            return StreamSource(dataset, sampler, batch_size, shard_id, num_shards,
+            return StreamSource(dataset, settings.sampler(kind, dataset.labels, name),
+                                settings.batch_size, settings.shard_id, settings.num_shards,
                                 paste_schedule, reader, max_batches=max_batches)
 
-        return cls(*variant_streams(variant, schedule, stream))
+        return cls(*variant_streams(variant, settings.schedule, stream))
 
     @property
     def reader(self) -> FileReader:
         return self.background.reader
+
+    def sources(self) -> list[StreamSource]:
+        return [s for s in (self.background, self.foreground) if s is not None]
+
+    def culprit(self, error: BaseException, epoch: int, position: int) -> BadImageError | None:
+        """The :class:`BadImageError` behind a failed ``pipe.run()`` for batch ``position`` of
+        ``epoch``, found among the sources' recent batches, or None."""
+        return culprit_error(error, self.sources(), epoch, position)
+
+    def recent_paths(self, epoch: int, position: int) -> list[str]:
+        """The files of the batches the pipeline may be working on (the sources' recent ones;
+        DALI prefetches ahead of ``position``)."""
+        return [str(path) for source in self.sources() for (*_, paths) in list(source.recent)
+                for path in paths]
+
+    def after_batch(self) -> None:
+        """Nothing to do: the Python sources warn about a skipped file as they read it."""
 
 
 def sequential_batches(dataset: LongTailDataset, batch_size: int, shard_id: int = 0,

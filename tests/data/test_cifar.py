@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dali_cmo.data.cifar import load_cifar_lt, read_cifar_pickles
+from dali_cmo.data.cifar import load_cifar_lt
 from dali_cmo.data.datasets import ArrayDataset, DatasetError
 from dali_cmo.data.iterator import CMOIterator, EvalIterator
 from dali_cmo.data.shared_data import extract_once

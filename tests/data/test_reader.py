@@ -20,8 +20,7 @@ from scipy.stats import chi2
 from dali_cmo.data.datasets import LongTailDataset, read_split_file
 from dali_cmo.data.integrity import BadImageError, BadImageWarning, quick_check
 from dali_cmo.data.iterator import CMOIterator
-from dali_cmo.data.reader import (PASTE_COIN_STREAM, NativeStreams, named_by_reader,
-                                  shard_positions)
+from dali_cmo.data.reader import PASTE_COIN_STREAM, shard_positions
 from dali_cmo.data.sampling import PermutationSampler, WeightedSampler, sample_weights
 from dali_cmo.data.sources import PasteSchedule
 from pipelines.training import TrainConfig, TrainingPipeline

@@ -29,13 +29,13 @@ def counting_pipeline(device: str):
 
 def check_batches(device: str):
     p = counting_pipeline(device)
-    values, labels = run_naming_bad_files(p, (), 0, 0, device)
+    values, labels = run_naming_bad_files(p, device)
     images, targets = to_torch(values, device), to_torch(labels, device)
     # shared, not copied: the tensor is DALI's own memory
     assert images.data_ptr() == values.as_tensor().data_ptr()
     expected = torch.tensor(np.stack(BATCHES[0]))
     for _ in range(6):  # later iterations do not overwrite the memory the tensor holds
-        run_naming_bad_files(p, (), 0, 0, device)
+        run_naming_bad_files(p, device)
     if device == "gpu":
         torch.cuda.current_stream().synchronize()
     assert images.device.type == targets.device.type == ("cuda" if device == "gpu" else "cpu")

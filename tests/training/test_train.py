@@ -93,7 +93,7 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     assert "overall" in out and "few" in out
     # Stop after the 2nd training step (mid-epoch 1), as a SIGTERM would, then resume.
     out = run_main(capsys, *SHORT, "--output", stopped, "--stop-after-steps", "2")
-    assert f"stopped by --stop-after-steps in epoch 1 after batch 2: checkpoint written" in out
+    assert "stopped by --stop-after-steps in epoch 1 after batch 2: checkpoint written" in out
     assert not (stopped / "metrics.json").exists()
     state = torch.load(stopped / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert (state["epoch"], state["iterators"][0]["position"]) == (0, 2)
