@@ -59,11 +59,12 @@ from dali_cmo.data.sources import VARIANTS
 from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
                                          make_train_config, parse_args)
 from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identity,
-                                          load_checkpoint, run_identity, save_run,
-                                          set_rng_states)
+                                          load_checkpoint, run_identity, save_best_model,
+                                          save_run, set_rng_states)
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
 from dali_cmo.training.evaluation import Evaluation
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
+from dali_cmo.training.metrics import best_evaluation
 from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
 from dali_cmo.training.reports import FirstPastePicture, FirstStepRecord, write_run_report
@@ -401,6 +402,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                 return run.stop.exit_status
             evaluated_epoch = epoch + 1
             entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
+            if run.is_main and best_evaluation(history) is entry:
+                save_best_model(run.output, model, entry)
         if run.is_main:
             with open(run.output / "log.jsonl", "a") as handle:
                 handle.write(json.dumps(entry) + "\n")

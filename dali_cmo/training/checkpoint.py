@@ -20,6 +20,7 @@ from dali_cmo.training.arguments import CHANGEABLE, FIXED, UsageError
 from dali_cmo.training.distributed import any_rank, gather_objects
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+BEST_MODEL = "best_model.pt"
 
 
 class StopRequest:
@@ -70,23 +71,38 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(state: dict, folder: Path) -> Path:
-    """Atomically: write a temporary file in ``folder``, fsync it, keep the current checkpoint
-    as ``checkpoint.prev.pt``, then rename the new one into place."""
-    path, tmp = folder / CHECKPOINT, folder / f".{CHECKPOINT}.tmp"
+def write_atomically(state: dict, path: Path, previous: Path | None = None) -> Path:
+    """``torch.save(state)`` to ``path`` atomically: a temporary file beside it, fsynced, renamed
+    into place (the current file kept as ``previous`` first, when given)."""
+    tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    if path.exists():
-        os.replace(path, folder / PREVIOUS)
+    if previous is not None and path.exists():
+        os.replace(path, previous)
     os.replace(tmp, path)
-    directory = os.open(folder, os.O_RDONLY)
+    directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
     return path
+
+
+def save_checkpoint(state: dict, folder: Path) -> Path:
+    """Atomically into ``folder``: the current checkpoint is kept as ``checkpoint.prev.pt``,
+    then the new one takes its place."""
+    return write_atomically(state, folder / CHECKPOINT, folder / PREVIOUS)
+
+
+def save_best_model(folder: Path, model, evaluation: dict) -> Path:
+    """The weights of the best evaluated epoch so far (highest top-1, as the reference's
+    ``ckpt.best.pth.tar``), atomically into ``folder/best_model.pt``: ``{"model": state_dict,
+    "evaluation": evaluation}``, ``evaluation`` being that epoch's ``log.jsonl`` entry.
+    Load with ``model.load_state_dict(torch.load(path)["model"])``."""
+    return write_atomically({"model": model.state_dict(), "evaluation": evaluation},
+                            folder / BEST_MODEL)
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "world_size")

@@ -68,6 +68,42 @@ def run_main(capsys, *arguments) -> str:
     return out
 
 
+def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_data, capsys):
+    from dali_cmo.data.datasets import read_image_folder
+    from dali_cmo.data.iterator import EvalIterator
+    from dali_cmo.training.models import build_model
+    from pipelines.evaluation import EvalPipeline
+    # here (2-core Xeon) top-1 by epoch: 10.00 15.67 38.67 40.00 40.00, so the best is epoch 4
+    run_main(capsys, "--epochs", "5", "--max-steps-per-epoch", "8", "--batch-size", "32",
+             "--variant", "none", "--warmup", "0", "--lr", "0.2", "--eval-every", "1",
+             "--workers", "1", "--torch-threads", "1", "--seed", "2", "--output", tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    best = torch.load(tmp_path / "best_model.pt", map_location="cpu", weights_only=False)
+    top1s = [entry["top1"] for entry in log]
+    assert best["evaluation"] == log[top1s.index(max(top1s))]  # the earliest of the highest
+    assert best["evaluation"]["epoch"] == metrics["best"]["epoch"]
+    assert best["evaluation"]["top1"] > 20  # scored by a model that tells classes apart
+    last = weights(tmp_path)
+    same = all(torch.equal(best["model"][k], last[k]) for k in last)
+    assert same == (best["evaluation"]["epoch"] == 5)
+    # scored again here, outside the trainer: the same top-1
+    args = metrics["args"]
+    model = build_model(args["model"], 10)
+    model.load_state_dict(best["model"])
+    model.eval()
+    test_set = read_image_folder(demo_data / "test")
+    correct = torch.zeros(10)
+    with torch.no_grad():
+        for images, targets in EvalIterator(EvalPipeline(
+                test_set, style=args["style"], batch_size=32, image_size=args["image_size"],
+                normalisation=args["normalisation"], num_threads=1)):
+            hits = (model(images).argmax(1) == targets).float()
+            correct.index_add_(0, targets, hits)
+    per_class = 100 * correct / torch.tensor(test_set.class_counts, dtype=torch.float32)
+    assert float(per_class.mean()) == pytest.approx(best["evaluation"]["top1"], abs=1e-4)
+
+
 def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     out = run_main(capsys, *SHORT, "--output", straight)
