@@ -20,7 +20,7 @@ def picture(seed: int, size=(32, 32)) -> Image.Image:
 
 def jpeg_bytes(image: Image.Image, **kwargs) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90, **kwargs)
+    image.save(buffer, format="JPEG", **{"quality": 90, **kwargs})
     return buffer.getvalue()
 
 

@@ -5,8 +5,10 @@ loader), then checks every file in parallel: exists, readable, the cheap check t
 on every read (empty, not a format DALI decodes such as GIF, truncated JPEG/PNG) and, with
 ``--decode``, a full PIL decode. Missing files are scanned and reported like every other
 problem. Prints counts by problem, the bad files with the line that lists them (split files),
-images smaller than ``--min-size`` (default 224), size statistics, the label range and empty
-classes; ``--report`` writes everything as JSON (also when the list itself cannot be read).
+images smaller than ``--min-size`` (default 224), size statistics, JPEG quality (the IJG quality
+the quantization tables fit: low quality at small sizes costs accuracy) and chroma subsampling,
+the label range and empty classes; ``--report`` writes everything as JSON (also when the list
+itself cannot be read).
 Exit status 1 when a bad file (or a dataset error) was found.
 """
 from __future__ import annotations
@@ -97,6 +99,10 @@ def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: in
                       for i, r in bad],
         "formats": dict(Counter(r.format or "unknown" for r in reports).most_common()),
         "modes": dict(Counter(r.mode for r in reports if r.mode).most_common()),
+        "jpeg_quality": stats(np.array([r.jpeg_quality for r in reports if r.jpeg_quality])),
+        "jpeg_quality_below_90": sum(1 for r in reports if r.jpeg_quality and
+                                     r.jpeg_quality < 90),
+        "chroma": dict(Counter(r.chroma for r in reports if r.chroma).most_common()),
         "smaller_than_min_size": {"min_size": min_size,
                                   "count": int(np.count_nonzero(np.minimum(widths, heights)
                                                                 < min_size))},
@@ -133,6 +139,13 @@ def format_text(summary: dict) -> str:
     lines.append("formats       " + ", ".join(f"{k} {v:,}" for k, v in summary["formats"].items()))
     if summary["modes"]:
         lines.append("modes         " + ", ".join(f"{k} {v:,}" for k, v in summary["modes"].items()))
+    quality = summary["jpeg_quality"]
+    if quality:
+        lines.append(f"jpeg quality  min {quality['min']}, median {quality['median']:.0f}, "
+                     f"max {quality['max']} (IJG scale, from the quantization tables); "
+                     f"{summary['jpeg_quality_below_90']:,} below 90")
+    if summary["chroma"]:
+        lines.append("jpeg chroma   " + ", ".join(f"{k} {v:,}" for k, v in summary["chroma"].items()))
     labels = summary["labels"]
     lines.append(f"labels        {labels['min']}..{labels['max']} "
                  f"({labels['num_classes']} classes)")

@@ -247,6 +247,8 @@ class ImageReport:
     width: int | None = None
     height: int | None = None
     mode: str | None = None         # PIL mode: RGB, L, CMYK, P, ...
+    jpeg_quality: int | None = None  # JPEG: the IJG quality its tables fit (jpeg_quality())
+    chroma: str | None = None       # JPEG colour: chroma subsampling, "4:4:4", "4:2:2", "4:2:0"
     problem: str | None = None
 
     @property
@@ -257,8 +259,45 @@ class ImageReport:
         return asdict(self)
 
 
+#: The IJG (libjpeg) luminance quantization table at quality 50, row by row (ITU T.81 K.1).
+IJG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+                 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+                 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """The luminance table libjpeg writes at ``quality`` (1..100; ``jpeg_set_quality``)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((np.array(IJG_LUMINANCE) * scale + 50) // 100, 1, 255)
+
+
+_IJG_TABLES = np.stack([ijg_table(q) for q in range(1, 101)])  # row q - 1: quality q
+
+
+def jpeg_quality(image) -> int | None:
+    """The IJG quality (1..100) whose luminance table is closest to the JPEG's (PIL image,
+    tables in row order): exact for files written by libjpeg, PIL or OpenCV, an estimate for
+    encoders with tables of their own. None without tables."""
+    tables = getattr(image, "quantization", None) or {}
+    if 0 not in tables or len(tables[0]) != 64:
+        return None
+    errors = np.abs(_IJG_TABLES - np.array(tables[0])).sum(axis=1)
+    return 1 + int(np.argmin(errors))
+
+
+def jpeg_chroma(image) -> str | None:
+    """The chroma subsampling of a colour JPEG (PIL image): ``"4:4:4"``, ``"4:2:2"``,
+    ``"4:2:0"``, ``"other"``; None for one channel."""
+    from PIL import JpegImagePlugin
+    if image.mode in ("L", "1"):
+        return None
+    return {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(JpegImagePlugin.get_sampling(image), "other")
+
+
 def full_check(path, decode: bool = True) -> ImageReport:
-    """Exists, readable, quick check, sizes and mode and, with ``decode``, a full PIL decode."""
+    """Exists, readable, quick check, sizes, mode, JPEG quality and chroma subsampling and,
+    with ``decode``, a full PIL decode."""
     report = ImageReport(str(path))
     try:
         with open(path, "rb") as f:
@@ -287,6 +326,8 @@ def full_check(path, decode: bool = True) -> ImageReport:
             with Image.open(io.BytesIO(data)) as image:
                 report.width, report.height = image.size
                 report.mode = image.mode
+                if image.format == "JPEG":
+                    report.jpeg_quality, report.chroma = jpeg_quality(image), jpeg_chroma(image)
                 if decode and report.problem is None:
                     image.load()
                     rgb = image.convert("RGB")

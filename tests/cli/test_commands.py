@@ -51,3 +51,35 @@ def test_stats_into_a_closed_pipe_ends_quietly(tmp_path):
     error = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert error == ""
+
+
+def test_check_reports_jpeg_quality_and_chroma_subsampling(tmp_path, capsys):
+    from io import BytesIO
+    from PIL import Image
+
+    def png(image):
+        buffer = BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    written = {"q75.jpg": dict(quality=75, subsampling="4:2:0"),
+               "q95.jpg": dict(quality=95, subsampling="4:4:4"),
+               "q30.jpg": dict(quality=30, subsampling="4:2:2"),
+               "q89.jpg": dict(quality=89, subsampling="4:2:0")}
+    extra = {f"train/c0/{name}": (jpeg_bytes(picture(k), **options), 0)
+             for k, (name, options) in enumerate(written.items())}
+    extra["train/c1/grey.jpg"] = (jpeg_bytes(picture(7).convert("L"), quality=60), 1)
+    extra["train/c1/flat.png"] = (png(picture(8)), 1)
+    listing = split_dataset(tmp_path, "train", per_class=(0, 0), extra=extra)
+    report = tmp_path / "report.json"
+    assert cli_main(["check", str(listing), "--report", str(report), "--workers", "2"]) == 0
+    files = {Path(f["path"]).name: f for f in json.loads(report.read_text())["files"]}
+    for name, options in written.items():
+        assert (files[name]["jpeg_quality"], files[name]["chroma"]) == \
+            (options["quality"], options["subsampling"])
+    assert (files["grey.jpg"]["jpeg_quality"], files["grey.jpg"]["chroma"]) == (60, None)
+    assert (files["flat.png"]["jpeg_quality"], files["flat.png"]["chroma"]) == (None, None)
+    out = capsys.readouterr().out.splitlines()
+    assert ("jpeg quality  min 30, median 75, max 95 (IJG scale, from the quantization "
+            "tables); 4 below 90") in out
+    assert "jpeg chroma   4:2:0 2, 4:4:4 1, 4:2:2 1" in out
