@@ -1,8 +1,9 @@
 """Accuracy of matched pairs: each loss trained without and with CMO, same seed and budget.
 
 Every arm is one ``train.py`` run folder ``<runs-dir>/<loss>-<variant>-s<seed>`` (variant
-``none`` or ``cmo``), started or continued with ``--resume auto``, so an interrupted benchmark
-picks up where it stopped. Both arms of a pair share the seed, hence the background (P) order.
+``none``, ``cmo`` or a control from ``--variants``, e.g. ``cutmix``: P foregrounds), started or
+continued with ``--resume auto``, so an interrupted benchmark picks up where it stopped. The arms
+of a loss and seed share the seed, hence the background (P) order.
 The report is built from the folders alone (``log.jsonl``: one line per evaluated epoch;
 ``metrics.json``: written when a run finishes), so it can be made at any time; unfinished arms
 are marked as such. Outputs: a JSON summary of every arm, a markdown table (overall / many /
@@ -11,6 +12,8 @@ and a plot of the per-class gain of CMO against the class's training size.
 
     # the reference CIFAR-10-LT pair (200 epochs), two arms at a time:
     python benchmarks/accuracy.py --dataset cifar10-lt --losses ce --runs-dir runs/acc
+    # CutMix (P foregrounds) as a control beside CMO, seed 0:
+    python benchmarks/accuracy.py --losses ce --variants cmo cutmix --runs-dir runs/acc
     # the table of whatever is in the folders (runs still going are marked):
     python benchmarks/accuracy.py --runs-dir runs/acc --losses ce --report-only \\
         --json benchmarks/results/accuracy.json --markdown benchmarks/results/accuracy.md \\
@@ -33,7 +36,10 @@ from common import REPO_ROOT, machine_description, write_json
 # 160 of 200 epochs, scaled with --epochs)
 LOSSES = {"ce": ["--loss", "ce"], "ce-drw": ["--loss", "ce", "--drw-epoch", "{drw}"],
           "bs": ["--loss", "bs"], "ldam-drw": ["--loss", "ldam", "--drw-epoch", "{drw}"]}
-VARIANTS = ("none", "cmo")
+BASELINE = "none"
+COMPARED = ("cmo", "cutmix", "cmo_back", "cmo_minor", "ros")  # train.py --variant
+LABELS = {"cmo": "CMO", "cutmix": "CutMix", "cmo_back": "CMO (Q backgrounds)",
+          "cmo_minor": "CMO (Q both)", "ros": "ROS"}
 # The paper's top-1 (Park et al., CVPR 2022, Table 2: CIFAR-100-LT, imbalance ratio 100, 200
 # epochs), baseline -> + CMO. It reports no CIFAR-10-LT figures.
 PAPER = {("cifar100-lt", 100.0): {"ce": (38.6, 43.9), "ce-drw": (41.1, 47.0),
@@ -54,6 +60,9 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--data", default=None, help="train.py --data (default: train.py's)")
     add("--imbalance-ratio", type=float, default=100.0)
     add("--losses", nargs="+", choices=tuple(LOSSES), default=["ce"])
+    add("--variants", nargs="+", choices=COMPARED, default=["cmo"],
+        help="what is trained beside the baseline (variant none) of every loss and seed: cmo, "
+             "or controls such as cutmix (P foregrounds; train.py --variant)")
     add("--seeds", type=int, nargs="+", default=[0])
     add("--epochs", type=int, default=200)
     add("--train-args", default="--amp --channels-last --workers 1 --torch-threads 1",
@@ -82,9 +91,9 @@ def arm_name(loss: str, variant: str, seed: int) -> str:
 
 
 def arms(args) -> list[tuple[str, str, int]]:
-    """(loss, variant, seed) of every arm, pair by pair."""
+    """(loss, variant, seed) of every arm: per loss and seed the baseline, then the variants."""
     return [(loss, variant, seed) for loss in args.losses for seed in args.seeds
-            for variant in VARIANTS]
+            for variant in (BASELINE, *args.variants)]
 
 
 def train_command(args, loss: str, variant: str, seed: int, folder: Path) -> list[str]:
@@ -169,14 +178,16 @@ def _gain(a, b):
     return None if a is None or b is None else b - a
 
 
-def mean_gain(args, runs: dict, loss: str) -> dict:
-    """CMO's gain for ``loss`` (last-epoch top-1, many, medium, few; best-epoch top-1) averaged
-    over the seeds whose two arms are both complete; ``seeds`` lists them."""
+def mean_gain(args, runs: dict, loss: str, variant: str = "cmo") -> dict:
+    """The gain of ``variant`` over the baseline for ``loss`` (last-epoch top-1, many, medium,
+    few; best-epoch top-1) averaged over the seeds whose two arms are both complete; ``seeds``
+    lists them."""
+    pair = (BASELINE, variant)
     complete = [seed for seed in args.seeds
-                if all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in VARIANTS)]
+                if all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in pair)]
     mean = {"seeds": complete}
     for key, moment in [(k, "last") for k in GROUPS] + [("top1", "best")]:
-        gains = [_gain(*(runs[arm_name(loss, v, seed)][moment][key] for v in VARIANTS))
+        gains = [_gain(*(runs[arm_name(loss, v, seed)][moment][key] for v in pair))
                  for seed in complete]
         value = None if not gains or None in gains else sum(gains) / len(gains)
         mean[key if moment == "last" else "best_top1"] = value
@@ -184,7 +195,8 @@ def mean_gain(args, runs: dict, loss: str) -> dict:
 
 
 def markdown_table(args, runs: dict) -> str:
-    """Per pair: baseline, + CMO and the gain, at the last and at the best evaluated epoch."""
+    """Per loss and seed: the baseline, each variant and its gain over the baseline, at the
+    last and at the best evaluated epoch; with several seeds, the mean gains."""
     paper = PAPER.get((args.dataset, float(args.imbalance_ratio)), {})
     lines = [f"{args.dataset}, imbalance ratio {args.imbalance_ratio:g}, {args.epochs} epochs; "
              "top-1 and Many (>100 training images) / Medium (20..100) / Few (<20) class "
@@ -194,28 +206,36 @@ def markdown_table(args, runs: dict) -> str:
              "top-1 (best) | best epoch | paper top-1 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for loss in args.losses:
+        reference = dict(zip((BASELINE, "cmo"), paper.get(loss, (None, None))))
         for seed in args.seeds:
-            pair = [runs[arm_name(loss, v, seed)] for v in VARIANTS]
-            for variant, run, reference in zip(VARIANTS, pair, paper.get(loss, (None, None))):
+            base = runs[arm_name(loss, BASELINE, seed)]
+            for variant in (BASELINE, *args.variants):
+                run = runs[arm_name(loss, variant, seed)]
                 last, best = run["last"] or {}, run["best"] or {}
-                name = f"{loss} (seed {seed})" if variant == "none" else f"{loss} + CMO"
+                name = f"{loss} (seed {seed})" if variant == BASELINE \
+                    else f"{loss} + {LABELS[variant]}"
                 lines.append(f"| {name} | {variant} | {run['epochs_done']}/{run['epochs']} | "
                              f"{run['status'].split(' (')[0]} | {_cell(last.get('top1'))} | "
                              f"{_cell(last.get('many'))} | {_cell(last.get('medium'))} | "
                              f"{_cell(last.get('few'))} | {_cell(best.get('top1'))} | "
-                             f"{best.get('epoch', '–')} | {_cell(reference, 1)} |")
-            (base_last, cmo_last), (base_best, cmo_best) = \
-                [[run[key] or {} for run in pair] for key in ("last", "best")]
-            gains = [_cell(_gain(base_last.get(k), cmo_last.get(k))) for k in GROUPS]
-            lines.append(f"| {loss}: CMO gain | | | | {' | '.join(gains)} | "
-                         f"{_cell(_gain(base_best.get('top1'), cmo_best.get('top1')))} | | "
-                         f"{_cell(_gain(*paper[loss]), 1) if loss in paper else '–'} |")
-        mean = mean_gain(args, runs, loss)
-        if len(args.seeds) > 1 and mean["seeds"]:
-            seeds = ", ".join(str(seed) for seed in mean["seeds"])
-            lines.append(f"| {loss}: mean CMO gain (seeds {seeds}) | | | | "
-                         f"{' | '.join(_cell(mean[k]) for k in GROUPS)} | "
-                         f"{_cell(mean['best_top1'])} | | |")
+                             f"{best.get('epoch', '–')} | {_cell(reference.get(variant), 1)} |")
+            for variant in args.variants:
+                (base_last, last), (base_best, best) = \
+                    [[run[key] or {} for run in (base, runs[arm_name(loss, variant, seed)])]
+                     for key in ("last", "best")]
+                gains = [_cell(_gain(base_last.get(k), last.get(k))) for k in GROUPS]
+                paper_gain = _cell(_gain(*paper[loss]), 1) \
+                    if loss in paper and variant == "cmo" else "–"
+                lines.append(f"| {loss}: {LABELS[variant]} gain | | | | {' | '.join(gains)} | "
+                             f"{_cell(_gain(base_best.get('top1'), best.get('top1')))} | | "
+                             f"{paper_gain} |")
+        for variant in args.variants:
+            mean = mean_gain(args, runs, loss, variant)
+            if len(args.seeds) > 1 and mean["seeds"]:
+                seeds = ", ".join(str(seed) for seed in mean["seeds"])
+                lines.append(f"| {loss}: mean {LABELS[variant]} gain (seeds {seeds}) | | | | "
+                             f"{' | '.join(_cell(mean[k]) for k in GROUPS)} | "
+                             f"{_cell(mean['best_top1'])} | | |")
     if not paper:
         lines += ["", f"The paper reports no {args.dataset} figures (its CIFAR table is "
                       "CIFAR-100-LT)."]
@@ -234,13 +254,18 @@ def plot_gain(args, runs: dict) -> bool:
     series = []
     for loss in args.losses:
         for seed in args.seeds:
-            base, cmo = (runs[arm_name(loss, v, seed)] for v in VARIANTS)
-            counts = base["train_class_counts"] or cmo["train_class_counts"]
-            if base["per_class"] and cmo["per_class"] and counts:
-                gain = [None if a is None or b is None else b - a
-                        for a, b in zip(base["per_class"], cmo["per_class"])]
-                epochs = min(base["last"]["epoch"], cmo["last"]["epoch"])
-                series.append((f"{loss}, seed {seed} (epoch {epochs})", counts, gain))
+            base = runs[arm_name(loss, BASELINE, seed)]
+            for variant in args.variants:
+                other = runs[arm_name(loss, variant, seed)]
+                counts = base["train_class_counts"] or other["train_class_counts"]
+                if base["per_class"] and other["per_class"] and counts:
+                    gain = [None if a is None or b is None else b - a
+                            for a, b in zip(base["per_class"], other["per_class"])]
+                    epochs = min(base["last"]["epoch"], other["last"]["epoch"])
+                    label = f"{loss}, seed {seed} (epoch {epochs})"
+                    if args.variants != ["cmo"]:
+                        label = f"{LABELS[variant]}: {label}"
+                    series.append((label, counts, gain))
     if not series:
         return False
     fig = Figure(figsize=(6.5, 4.0), dpi=100)
@@ -251,8 +276,10 @@ def plot_gain(args, runs: dict) -> bool:
         ax.plot([n for n, _ in points], [g for _, g in points], "o-", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale)")
-    ax.set_ylabel("test accuracy gain from CMO (points)")
-    ax.set_title(f"{args.dataset} (ratio {args.imbalance_ratio:g}): per-class gain of CMO")
+    compared = " / ".join(LABELS[v] for v in args.variants)
+    ax.set_ylabel(f"test accuracy gain from {compared} (points)")
+    ax.set_title(f"{args.dataset} (ratio {args.imbalance_ratio:g}): per-class gain of "
+                 f"{compared}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     args.plot.parent.mkdir(parents=True, exist_ok=True)
@@ -269,10 +296,12 @@ def report(args) -> dict:
     summary = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
                "epochs": args.epochs, "losses": args.losses, "seeds": args.seeds,
                "train_args": args.train_args, "runs_dir": str(args.runs_dir),
-               "paper_top1": {loss: dict(zip(VARIANTS, pair)) for loss, pair in
+               "variants": args.variants,
+               "paper_top1": {loss: dict(zip((BASELINE, "cmo"), pair)) for loss, pair in
                               PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
                "plot": str(args.plot) if plotted else None, "runs": runs,
-               "mean_gain": {loss: mean_gain(args, runs, loss) for loss in args.losses},
+               "mean_gain": {loss: {variant: mean_gain(args, runs, loss, variant)
+                                    for variant in args.variants} for loss in args.losses},
                "machine": machine_description()}
     write_json(args.json, summary)
     print(table)

@@ -68,11 +68,33 @@ def test_mean_gain_over_the_seeds_whose_pairs_are_complete(tmp_path):
     args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "2", "--report-only",
                               "--seeds", "0", "1", "2"])
     summary = accuracy.report(args)
-    assert summary["mean_gain"]["ce"] == {"seeds": [0, 1], "top1": 1.5, "many": 1.0,
-                                          "medium": 1.5, "few": None, "best_top1": 4.5}
+    assert summary["mean_gain"]["ce"]["cmo"] == {"seeds": [0, 1], "top1": 1.5, "many": 1.0,
+                                                 "medium": 1.5, "few": None, "best_top1": 4.5}
     table = args.markdown.read_text().splitlines()
     assert "| ce: mean CMO gain (seeds 0, 1) | | | | 1.50 | 1.00 | 1.50 | – | 4.50 | | |" \
         in table
+
+
+def test_a_control_variant_gets_its_rows_and_gain_beside_cmo(tmp_path):
+    done = {"per_class": [60.0, 10.0], "train_class_counts": [500, 5], "epochs": 1}
+    write_run(tmp_path / "ce-none-s0", [entry(1, 30.0, 40.0, 10.0)], done)
+    write_run(tmp_path / "ce-cmo-s0", [entry(1, 35.0, 41.0, 12.5)],
+              {**done, "per_class": [61.0, 15.0]})
+    write_run(tmp_path / "ce-cutmix-s0", [entry(1, 29.0, 43.0, 8.0)],
+              {**done, "per_class": [66.0, 4.0]})
+    args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "1", "--report-only",
+                              "--variants", "cmo", "cutmix"])
+    assert accuracy.arms(args) == [("ce", "none", 0), ("ce", "cmo", 0), ("ce", "cutmix", 0)]
+    summary = accuracy.report(args)
+    table = args.markdown.read_text().splitlines()
+    assert table[4:9] == [
+        "| ce (seed 0) | none | 1/1 | complete | 30.00 | 40.00 | 10.00 | – | 30.00 | 1 | – |",
+        "| ce + CMO | cmo | 1/1 | complete | 35.00 | 41.00 | 12.50 | – | 35.00 | 1 | – |",
+        "| ce + CutMix | cutmix | 1/1 | complete | 29.00 | 43.00 | 8.00 | – | 29.00 | 1 | – |",
+        "| ce: CMO gain | | | | 5.00 | 1.00 | 2.50 | – | 5.00 | | – |",
+        "| ce: CutMix gain | | | | -1.00 | 3.00 | -2.00 | – | -1.00 | | – |"]
+    assert summary["mean_gain"]["ce"]["cutmix"]["top1"] == -1.0
+    assert summary["plot"] == str(args.plot) and args.plot.stat().st_size > 0
 
 
 def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
