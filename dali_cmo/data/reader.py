@@ -24,13 +24,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler
-from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, StreamSettings, variant_streams
+from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, StreamPair, StreamSettings
 
 #: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<b>")`` per
 #: batch, ``"paste/<shard>/<b>"`` per sample.
@@ -203,43 +204,34 @@ def native_sampler(sampler: EpochSampler) -> tuple[EpochSampler, np.ndarray | No
 
 
 @dataclass
-class NativeStreams:
-    """The background and (optional) foreground streams of a CMO variant, read natively; the
-    counterpart of :class:`dali_cmo.data.sources.TrainingStreams`, with the same methods."""
+class NativeStreams(StreamPair):
+    """A variant's streams read natively (:class:`NativeStream`)."""
     background: NativeStream
     foreground: NativeStream | None
 
     @classmethod
-    def for_variant(cls, dataset: LongTailDataset, variant: str,
-                    settings: StreamSettings) -> "NativeStreams":
-        """The streams of ``variant`` (a key of :data:`~dali_cmo.data.sources.VARIANTS`)."""
+    def stream_maker(cls, dataset: LongTailDataset, settings: StreamSettings) -> Callable:
+        """Streams sharing one :class:`BadFileReport`."""
         report = BadFileReport()
 
-        def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> NativeStream:
+        def make(kind: str, name: str, paste_schedule: PasteSchedule | None) -> NativeStream:
             sampler, weights = native_sampler(settings.sampler(kind, dataset.labels, name))
             return NativeStream(dataset, sampler, settings.batch_size, settings.shard_id,
                                 settings.num_shards, paste_schedule,
                                 on_bad_image=check_policy(settings.on_bad_image),
                                 report=report, weights=weights)
-
-        return cls(*variant_streams(variant, settings.schedule, stream))
+        return make
 
     @property
     def reader(self) -> BadFileReport:
-        """Where the bad files are reported (``.bad_files``), as ``TrainingStreams.reader``."""
         return self.background.report
 
-    def streams(self) -> list[NativeStream]:
-        return [s for s in (self.background, self.foreground) if s is not None]
-
     def culprit(self, error: BaseException, epoch: int, position: int) -> BadImageError | None:
-        """The :class:`BadImageError` behind a failed ``pipe.run()`` for batch ``position`` of
-        ``epoch``, or None (:func:`named_by_reader`)."""
+        """See :func:`named_by_reader`."""
         return named_by_reader(error, self, epoch, position)
 
     def recent_paths(self, epoch: int, position: int) -> list[str]:
-        """The files of the batches the pipeline may be working on (DALI prefetches ahead):
-        the readers' next ones from ``position`` on, from their NumPy twins."""
+        """The readers' next batches from ``position`` on, from their NumPy twins."""
         return [path for stream in self.streams()
                 for (*_, paths) in stream.batches_read(epoch, position, RECENT_BATCHES)
                 for path in paths]

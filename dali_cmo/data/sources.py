@@ -7,6 +7,7 @@ a pipeline restored from a checkpoint asks for the same batches again.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,22 +46,6 @@ def rank_seed(seed: int, stream: str, shard_id: int | None = None) -> int:
     :func:`dali_cmo.data.sampling.epoch_generator`)."""
     key = stream if shard_id is None else f"{stream}/rank{shard_id}"
     return int(epoch_generator(seed, 0, f"seed/{key}").integers(2 ** 31))
-
-
-def variant_streams(variant: str, schedule: "PasteSchedule", make_stream: Callable):
-    """The ``(background, foreground or None)`` streams of a variant.
-
-    Args:
-        variant: a key of :data:`VARIANTS`.
-        schedule: the paste schedule; only the foreground stream follows it.
-        make_stream: ``make_stream(kind, name, schedule or None)`` builds one stream of sampler
-            kind ``"P"``/``"Q"``; ``name`` (``"background"``, ``"foreground"``) names its
-            random stream.
-    """
-    bg_kind, fg_kind = check_variant(variant)
-    background = make_stream(bg_kind, "background", None)
-    foreground = make_stream(fg_kind, "foreground", schedule) if fg_kind else None
-    return background, foreground
 
 
 @dataclass(frozen=True)
@@ -320,47 +305,88 @@ class StreamSettings:
 
 
 @dataclass
-class TrainingStreams:
-    """The background and (optional) foreground streams of a CMO variant over one dataset, as
-    ``external_source`` callables.
+class StreamPair(ABC):
+    """The background and (optional) foreground streams of a CMO variant over one dataset: the
+    one interface the iterators see, whichever reader reads (:class:`TrainingStreams`, the
+    Python sources; :class:`dali_cmo.data.reader.NativeStreams`, the native reader).
 
-    The iterators see both readers' stream pairs (this and
-    :class:`dali_cmo.data.reader.NativeStreams`) through the same methods: :meth:`culprit`,
+    Subclasses say how one stream is made (:meth:`stream_maker`) and answer :meth:`culprit`,
     :meth:`recent_paths`, :meth:`after_batch` and :attr:`reader` (``.bad_files``).
     """
+    background: object
+    foreground: object | None
+
+    @classmethod
+    def for_variant(cls, dataset: LongTailDataset, variant: str, settings: StreamSettings,
+                    **options) -> "StreamPair":
+        """The streams of ``variant`` (a key of :data:`VARIANTS`): the background stream of
+        its sampler kind, and the foreground stream, which alone follows the paste schedule.
+        ``options`` go to :meth:`stream_maker`."""
+        bg_kind, fg_kind = check_variant(variant)
+        make = cls.stream_maker(dataset, settings, **options)
+        background = make(bg_kind, "background", None)
+        foreground = make(fg_kind, "foreground", settings.schedule) if fg_kind else None
+        return cls(background, foreground)
+
+    @classmethod
+    @abstractmethod
+    def stream_maker(cls, dataset: LongTailDataset, settings: StreamSettings, **options
+                     ) -> Callable:
+        """``make(kind, name, schedule or None)``: one stream of sampler kind ``"P"``/``"Q"``
+        whose random stream is ``name`` (``"background"``, ``"foreground"``)."""
+
+    def streams(self) -> list:
+        return [s for s in (self.background, self.foreground) if s is not None]
+
+    @property
+    @abstractmethod
+    def reader(self):
+        """Where bad files are recorded (``.bad_files``: path -> reason)."""
+
+    @abstractmethod
+    def culprit(self, error: BaseException, epoch: int, position: int) -> BadImageError | None:
+        """The :class:`BadImageError` behind a failed ``pipe.run()`` for batch ``position`` of
+        ``epoch``, or None."""
+
+    @abstractmethod
+    def recent_paths(self, epoch: int, position: int) -> list[str]:
+        """The files of the batches the pipeline may be working on (DALI prefetches ahead)."""
+
+    @abstractmethod
+    def after_batch(self) -> None:
+        """Called after every batch (warnings about skipped files)."""
+
+
+@dataclass
+class TrainingStreams(StreamPair):
+    """A variant's streams as ``external_source`` callables (:class:`StreamSource`)."""
     background: StreamSource
     foreground: StreamSource | None
 
     @classmethod
-    def for_variant(cls, dataset: LongTailDataset, variant: str, settings: StreamSettings, *,
-                    reader_threads: int = 4, max_batches: int = 0) -> "TrainingStreams":
-        """The streams of ``variant`` (a key of :data:`VARIANTS`), read by ``reader_threads``
-        threads; ``max_batches > 0`` ends every epoch after that many batches."""
+    def stream_maker(cls, dataset: LongTailDataset, settings: StreamSettings, *,
+                     reader_threads: int = 4, max_batches: int = 0) -> Callable:
+        """Streams sharing one reader of ``reader_threads`` threads; ``max_batches > 0`` ends
+        every epoch after that many batches."""
         reader = make_reader(dataset, reader_threads, settings.on_bad_image)
 
-        def stream(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
+        def make(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
             return StreamSource(dataset, settings.sampler(kind, dataset.labels, name),
                                 settings.batch_size, settings.shard_id, settings.num_shards,
                                 paste_schedule, reader, max_batches=max_batches)
-
-        return cls(*variant_streams(variant, settings.schedule, stream))
+        return make
 
     @property
     def reader(self) -> FileReader:
         return self.background.reader
 
-    def sources(self) -> list[StreamSource]:
-        return [s for s in (self.background, self.foreground) if s is not None]
-
     def culprit(self, error: BaseException, epoch: int, position: int) -> BadImageError | None:
-        """The :class:`BadImageError` behind a failed ``pipe.run()`` for batch ``position`` of
-        ``epoch``, found among the sources' recent batches, or None."""
-        return culprit_error(error, self.sources(), epoch, position)
+        """Searched among the sources' recent batches."""
+        return culprit_error(error, self.streams(), epoch, position)
 
     def recent_paths(self, epoch: int, position: int) -> list[str]:
-        """The files of the batches the pipeline may be working on (the sources' recent ones;
-        DALI prefetches ahead of ``position``)."""
-        return [str(path) for source in self.sources() for (*_, paths) in list(source.recent)
+        """The sources' recent batches."""
+        return [str(path) for source in self.streams() for (*_, paths) in list(source.recent)
                 for path in paths]
 
     def after_batch(self) -> None:
