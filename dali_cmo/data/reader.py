@@ -31,7 +31,8 @@ import numpy as np
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler
-from dali_cmo.data.sources import RECENT_BATCHES, PasteSchedule, StreamPair, StreamSettings
+from dali_cmo.data.sources import (RECENT_BATCHES, PasteSchedule, SampledStream, StreamPair,
+                                   StreamSettings)
 
 #: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<b>")`` per
 #: batch, ``"paste/<shard>/<b>"`` per sample.
@@ -111,7 +112,7 @@ class BadFileReport:
 
 
 @dataclass
-class NativeStream:
+class NativeStream(SampledStream):
     """One sampled stream (P or Q) of a dataset, read by ``fn.readers.weighted_file``.
 
     The reader shards as DALI's readers do, sticking to ``shard_id`` and padding every shard to
@@ -131,19 +132,9 @@ class NativeStream:
         report: where skipped files are reported (shared by a variant's streams).
         weights: Q's per-sample weights as float32, exactly as the reader receives them.
     """
-    dataset: LongTailDataset
-    sampler: EpochSampler
-    batch_size: int
-    shard_id: int = 0
-    num_shards: int = 1
-    schedule: PasteSchedule | None = None
-    read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
     on_bad_image: str = "error"
     report: BadFileReport = field(default_factory=BadFileReport)
     weights: np.ndarray | None = None  # Q's float32 weights, as the reader gets them
-
-    def batches_per_epoch(self) -> int:
-        return -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """The dataset indices this shard's reader hands out in ``epoch`` (before bad files are

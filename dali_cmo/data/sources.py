@@ -218,7 +218,25 @@ def make_reader(dataset: LongTailDataset, threads: int = 4, on_bad_image: str = 
 
 
 @dataclass
-class StreamSource:
+class SampledStream:
+    """One sampled stream (P or Q) of a dataset: the samples of shard ``shard_id`` of
+    ``num_shards`` in ``sampler`` order, ``batch_size`` at a time. With a paste ``schedule``
+    (a foreground stream) only the samples to be pasted are read, unless ``read_unflagged``
+    (``foreground_decode="naive"``, the reference's behaviour)."""
+    dataset: LongTailDataset
+    sampler: EpochSampler
+    batch_size: int
+    shard_id: int = 0
+    num_shards: int = 1
+    schedule: PasteSchedule | None = None
+    read_unflagged: bool = False
+
+    def batches_per_epoch(self) -> int:
+        return -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
+
+
+@dataclass
+class StreamSource(SampledStream):
     """One sampled stream (P or Q) of a dataset, as an ``external_source`` batch callable.
 
     Returns ``(encoded images, labels)``, or with a ``schedule`` ``(encoded, labels, flags)``:
@@ -226,14 +244,7 @@ class StreamSource:
     ``read_unflagged``. ``max_batches > 0`` ends every epoch after that many batches (short
     runs read nothing more).
     """
-    dataset: LongTailDataset
-    sampler: EpochSampler
-    batch_size: int
-    shard_id: int = 0
-    num_shards: int = 1
-    schedule: PasteSchedule | None = None
     reader: FileReader | ArrayReader = field(default_factory=FileReader)
-    read_unflagged: bool = False  # read every sample anyway (the reference's behaviour)
     max_batches: int = 0  # > 0: the epoch ends after this many batches (nothing more is read)
     _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
     # (epoch, iteration, indices read, paths read) of the last batches handed to DALI: when the
@@ -247,7 +258,7 @@ class StreamSource:
         return self._epoch_cache[1]
 
     def batches_per_epoch(self) -> int:
-        full = -(-self.sampler.epoch_length(self.num_shards) // self.batch_size)
+        full = super().batches_per_epoch()
         return min(full, self.max_batches) if self.max_batches else full
 
     def batch_indices(self, epoch: int, iteration: int) -> np.ndarray:
@@ -373,7 +384,7 @@ class TrainingStreams(StreamPair):
         def make(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
             return StreamSource(dataset, settings.sampler(kind, dataset.labels, name),
                                 settings.batch_size, settings.shard_id, settings.num_shards,
-                                paste_schedule, reader, max_batches=max_batches)
+                                paste_schedule, reader=reader, max_batches=max_batches)
         return make
 
     @property
