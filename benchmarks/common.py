@@ -183,6 +183,14 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     path.write_text(json.dumps(_plain(data), indent=2) + "\n")
 
 
+def save_result(path: str | os.PathLike | None, data: dict) -> None:
+    """A benchmark's ``--json``: ``data`` written to ``path`` (nothing without one), said on
+    stderr."""
+    if path:
+        write_json(path, data)
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A plain-text table, first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]

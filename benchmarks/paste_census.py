@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import format_table, machine_description, write_json  # noqa: E402
+from common import format_table, machine_description, save_result  # noqa: E402
 
 
 def expected_shares(labels: np.ndarray, num_classes: int, q_scheme: str) -> dict:
@@ -133,9 +133,7 @@ def main(argv=None) -> dict:
                          seed=args.seed, num_threads=2)
     result = report(dataset, config, census(dataset, config, args.epochs), args.epochs)
     print(render(result))
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}", file=sys.stderr)
+    save_result(args.json, result)
     return result
 
 

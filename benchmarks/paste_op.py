@@ -235,9 +235,7 @@ def main(argv=None) -> dict:
     fused = ratios["fused_vs_unfused"]["time_ratio"]["median"]
     print(f"fused resize: {fused:.2f} x the time of fn.resize + paste ({big_side} px regions "
           f"into {box[2] - box[0]} px boxes)")
-    if args.json:
-        common.write_json(args.json, report)
-        print(f"wrote {args.json}", file=sys.stderr)
+    common.save_result(args.json, report)
     return report
 
 

@@ -228,9 +228,7 @@ def main(argv=None) -> dict:
         "load_average_after": list(os.getloadavg()),
     }
     print(render(report))
-    if args.json:
-        common.write_json(args.json, report)
-        print(f"wrote {args.json}", file=sys.stderr)
+    common.save_result(args.json, report)
     return report
 
 

@@ -536,9 +536,7 @@ def main(argv=None) -> dict:
         "targets": targets(results),
     }
     print(render(report))
-    if args.json:
-        common.write_json(args.json, report)
-        print(f"wrote {args.json}", file=sys.stderr)
+    common.save_result(args.json, report)
     return report
 
 
