@@ -62,7 +62,7 @@ from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identit
                                           load_checkpoint, run_identity, save_best_model,
                                           save_run, set_rng_states)
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
-from dali_cmo.training.evaluation import Evaluation
+from dali_cmo.training.evaluation import Evaluation, evaluate_saved_weights
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.training.metrics import best_evaluation
 from dali_cmo.training.models import autocast
@@ -280,6 +280,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     if run.stop.requested(world):
         run.log(f"stopped by {run.stop.reason} before training")
         return run.stop.exit_status
+    if args.test_only:  # score saved weights, train nothing
+        status = evaluate_saved_weights(args, run, evaluation, train_set, data.val_source)
+        finish(world)
+        return status
     config = make_train_config(args)
     dali_device = "gpu" if args.device == "cuda" else "cpu"
     try:
@@ -403,7 +407,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             evaluated_epoch = epoch + 1
             entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
             if run.is_main and best_evaluation(history) is entry:
-                save_best_model(run.output, model, entry)
+                save_best_model(run.output, model, entry, identity)
         if run.is_main:
             with open(run.output / "log.jsonl", "a") as handle:
                 handle.write(json.dumps(entry) + "\n")

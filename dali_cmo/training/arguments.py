@@ -207,6 +207,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="--resume: continue although these flags differ from the "
                             "checkpoint's (those a run may change: "
                             + ", ".join(f.lstrip("-") for f in CHANGEABLE) + ")")
+    group.add_argument("--test-only", nargs="?", const="last", choices=("last", "best"),
+                       default=None,
+                       help="train nothing: score the --output run's saved weights once, "
+                            "'last' (checkpoint.pt; the default) or 'best' (best_model.pt), on "
+                            "the evaluation set (--val-data may name another); give the flags "
+                            "the run was trained with. Writes evaluation_<last|best>.json and "
+                            "a per-class picture beside them")
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in an --output folder that already holds a "
                             "checkpoint (otherwise refused: use --resume auto to continue)")
@@ -402,8 +409,8 @@ def check_args(args) -> None:
     if problems:
         raise UsageError("; ".join(problems))
     # Never overwrite a run's checkpoint by accident (the demo always starts afresh).
-    if (not args.resume and not args.overwrite and args.dataset != "demo"
-            and (Path(args.output) / "checkpoint.pt").exists()):
+    if (not args.resume and not args.overwrite and not args.test_only
+            and args.dataset != "demo" and (Path(args.output) / "checkpoint.pt").exists()):
         raise UsageError(f"--output {args.output} already holds a checkpoint: continue it with "
                          f"--resume auto, start afresh with --overwrite, or choose another "
                          f"--output")

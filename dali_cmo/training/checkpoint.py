@@ -96,13 +96,55 @@ def save_checkpoint(state: dict, folder: Path) -> Path:
     return write_atomically(state, folder / CHECKPOINT, folder / PREVIOUS)
 
 
-def save_best_model(folder: Path, model, evaluation: dict) -> Path:
+def save_best_model(folder: Path, model, evaluation: dict, identity: dict) -> Path:
     """The weights of the best evaluated epoch so far (highest top-1, as the reference's
     ``ckpt.best.pth.tar``), atomically into ``folder/best_model.pt``: ``{"model": state_dict,
-    "evaluation": evaluation}``, ``evaluation`` being that epoch's ``log.jsonl`` entry.
+    "evaluation": evaluation, "identity": identity}``, ``evaluation`` being that epoch's
+    ``log.jsonl`` entry and ``identity`` the run's (:func:`run_identity`).
     Load with ``model.load_state_dict(torch.load(path)["model"])``."""
-    return write_atomically({"model": model.state_dict(), "evaluation": evaluation},
-                            folder / BEST_MODEL)
+    return write_atomically({"model": model.state_dict(), "evaluation": evaluation,
+                             "identity": identity}, folder / BEST_MODEL)
+
+
+def load_weights(folder: Path, which: str) -> tuple[Path, dict, str]:
+    """``--test-only``: the saved weights of the run in ``folder``, ``which`` being ``"last"``
+    (``checkpoint.pt``) or ``"best"`` (``best_model.pt``). Returns the file, its contents and
+    where the weights stand (for the report).
+
+    Raises:
+        UsageError: no such file, or one that cannot be read.
+    """
+    path = folder / (CHECKPOINT if which == "last" else BEST_MODEL)
+    if not path.exists():
+        raise UsageError(f"--test-only {which}: {path} not found (the weights of a run trained "
+                         f"with --output {folder})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # truncated zip, bad pickle
+        raise UsageError(f"--test-only {which}: {path} cannot be read ({type(error).__name__}: "
+                         f"{error})") from None
+    if which == "best":
+        return path, state, f"best epoch {state['evaluation']['epoch']}"
+    epoch, position = state["epoch"], state["iterators"][0]["position"]
+    return path, state, (f"after epoch {epoch}" if position == 0 else
+                         f"in epoch {epoch + 1} after batch {position}")
+
+
+def check_weights_identity(state: dict, now: dict, which: str, path: Path) -> None:
+    """``--test-only``: refuse weights trained with other flags that define the model or its
+    data (the number of ranks and the reader do not matter to an evaluation).
+
+    Raises:
+        UsageError: naming every difference.
+    """
+    saved = state.get("identity") or run_identity(state["args"], state["world_size"])
+    differ = [flag for flag in FIXED if flag not in ("world size", "--reader")
+              and flag in saved and flag in now and saved[flag] != now[flag]]
+    if differ:
+        listed = ", ".join(f"{flag} (weights: {saved[flag]}, now: {now[flag]})"
+                           for flag in differ)
+        raise UsageError(f"--test-only {which}: {path} was trained with other flags: {listed}; "
+                         f"give the flags the run was trained with")
 
 
 CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "world_size")

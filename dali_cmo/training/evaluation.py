@@ -127,3 +127,29 @@ class Evaluation:
         counts = all_reduce_sum(counter.counts(), run.world).cpu()
         return accuracy_report(counts[0], counts[1], self.train_counts,
                                GROUP_RULES[self.args.groups])
+
+
+def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_source: str) -> int:
+    """``train.py --test-only last|best``: score the run's saved weights once on the evaluation
+    set and report (:func:`dali_cmo.training.reports.write_test_report`); returns the exit
+    status. The flags that define the model and its data must be the training run's."""
+    from dali_cmo.training.checkpoint import check_weights_identity, load_weights, run_identity
+    from dali_cmo.training.models import build_model
+    from dali_cmo.training.reports import write_test_report
+    path, state, where = load_weights(run.output, args.test_only)
+    identity = run_identity(vars(args), run.world, train_set, evaluation.dataset)
+    check_weights_identity(state, identity, args.test_only, path)
+    model = build_model(args.model, train_set.num_classes, normed_linear=args.loss == "ldam")
+    model.load_state_dict(state["model"])
+    model = model.to(run.device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    run.log(f"--test-only {args.test_only}: scoring {path} ({where}) on "
+            f"{len(evaluation.dataset):,} evaluation images")
+    report = evaluation(model)
+    if report is None:
+        return run.stop.exit_status
+    if run.is_main:
+        write_test_report(run, args, report, path, where, train_set, val_source,
+                          evaluation.left_out)
+    return 0

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from dali_cmo.data.groups import CIFAR_RULE, GroupRule
+from dali_cmo.data.groups import CIFAR_RULE, GROUP_RULES, GroupRule
 
 _GROUP_COLOURS = {"many": "#dbe9f6", "medium": "#fdebd0", "few": "#f9d6d5"}
 
@@ -242,7 +242,8 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
                "args": vars(args)}
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
-                            title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}")
+                            title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}",
+                            rule=GROUP_RULES[args.groups])
     name = f"{args.model} {args.loss} + {args.variant}"
     print(f"\nTest accuracy (%) after {args.epochs} epochs, the last and the best evaluated "
           f"epoch; classes grouped by training images: {report['groups']} (--groups "
@@ -258,3 +259,36 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
     written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
                                     "cmo_samples.png") if (output / n).exists()]
     print(f"\nwritten: {', '.join(map(str, written))}")
+
+
+def write_test_report(run, args, report, weights: Path, where: str, train_set, val_source: str,
+                      left_out) -> None:
+    """The end of ``train.py --test-only`` (rank 0): ``evaluation_<last|best>.json`` and its
+    per-class picture in the run folder (``metrics.json`` is left as training wrote it), and
+    the accuracy table on stdout.
+
+    Args:
+        run: the trainer's ``Run`` (its output folder).
+        args: the resolved arguments (``test_only``: which weights).
+        report: the evaluation (:func:`dali_cmo.training.metrics.accuracy_report`).
+        weights: the file scored; ``where``: where its weights stand (epoch).
+        train_set: the training dataset (class counts and names).
+        val_source: the evaluation set read.
+        left_out: evaluation files not scored under ``--on-bad-image skip`` (path -> problem).
+    """
+    from dali_cmo.training.metrics import format_report_table
+    stem = f"evaluation_{args.test_only}"
+    counts = train_set.class_counts
+    result = {**report, "weights": str(weights), "weights_at": where,
+              "evaluation_set": val_source, "train_class_counts": counts.tolist(),
+              "class_names": list(train_set.class_names), "eval_images_left_out": left_out,
+              "args": vars(args)}
+    (run.output / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    picture = plot_per_class_accuracy(
+        report["per_class"], counts, run.output / f"{stem}_per_class.png",
+        title=f"{args.dataset}: {weights.name} ({where})", rule=GROUP_RULES[args.groups])
+    print(f"\nTest accuracy (%) of {weights} ({where}) on {val_source}; classes grouped by "
+          f"training images: {report['groups']} (--groups {args.groups})")
+    print(format_report_table({f"{args.model} {args.loss} + {args.variant}, {args.test_only}":
+                               report}))
+    print(f"\nwritten: {run.output / (stem + '.json')}, {picture}")

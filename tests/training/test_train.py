@@ -103,6 +103,32 @@ def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_
     per_class = 100 * correct / torch.tensor(test_set.class_counts, dtype=torch.float32)
     assert float(per_class.mean()) == pytest.approx(best["evaluation"]["top1"], abs=1e-4)
 
+    # --test-only: the same scores again, from the run's flags; training outputs untouched
+    flags = ["--max-steps-per-epoch", "8", "--batch-size", "32", "--variant", "none",
+             "--seed", "2", "--workers", "1", "--torch-threads", "1", "--output", tmp_path]
+    before = (tmp_path / "metrics.json").read_bytes(), (tmp_path / "log.jsonl").read_bytes()
+    for which, expected in (("best", best["evaluation"]), ("last", log[-1])):
+        out = run_main(capsys, *flags, "--test-only", which)
+        scored = json.loads((tmp_path / f"evaluation_{which}.json").read_text())
+        for key in ("top1", "many", "medium", "few"):
+            assert scored[key] == pytest.approx(expected[key], abs=1e-9), (which, key)
+        at = "best epoch 4" if which == "best" else "after epoch 5"
+        assert scored["weights_at"] == at
+        assert (tmp_path / f"evaluation_{which}_per_class.png").stat().st_size > 0
+        weights_file = tmp_path / ("best_model.pt" if which == "best" else "checkpoint.pt")
+        assert f"--test-only {which}: scoring {weights_file} ({at}) on 300 evaluation" in out
+    assert ((tmp_path / "metrics.json").read_bytes(), (tmp_path / "log.jsonl").read_bytes()) \
+        == before
+    # weights of another run, or none: refused by name
+    assert train.main([*map(str, flags), "--seed", "5", "--test-only", "best"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"train.py: error: --test-only best: {tmp_path / 'best_model.pt'} was trained with "
+        f"other flags: --seed (weights: 2, now: 5); give the flags the run was trained with")
+    assert train.main([*map(str, flags[:-1]), str(tmp_path / "none"), "--test-only"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"train.py: error: --test-only last: {tmp_path / 'none' / 'checkpoint.pt'} not found "
+        f"(the weights of a run trained with --output {tmp_path / 'none'})")
+
 
 def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
