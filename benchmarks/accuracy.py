@@ -231,7 +231,7 @@ def markdown_table(args, runs: dict) -> str:
                              f"{paper_gain} |")
         for variant in args.variants:
             mean = mean_gain(args, runs, loss, variant)
-            if len(args.seeds) > 1 and mean["seeds"]:
+            if len(mean["seeds"]) > 1:  # a mean of one seed says nothing new
                 seeds = ", ".join(str(seed) for seed in mean["seeds"])
                 lines.append(f"| {loss}: mean {LABELS[variant]} gain (seeds {seeds}) | | | | "
                              f"{' | '.join(_cell(mean[k]) for k in GROUPS)} | "
