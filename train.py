@@ -67,7 +67,8 @@ from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.training.metrics import best_evaluation
 from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
-from dali_cmo.training.reports import FirstPastePicture, FirstStepRecord, write_run_report
+from dali_cmo.training.reports import (FirstPastePicture, FirstStepRecord, code_version,
+                                       describe_code, write_run_report)
 
 
 @dataclass
@@ -372,7 +373,8 @@ def train(args, tracer: DecoderWarningTracer) -> int:
     # The loops.
     report, evaluated_epoch = None, None
     run.log(f"training {args.model} ({args.loss} loss) for epochs {start_epoch + 1}.."
-            f"{args.epochs} on {args.device}; output in {run.output}")
+            f"{args.epochs} on {args.device}; output in {run.output}; code: "
+            f"{describe_code(code_version())}")
     run_tic = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         if drw is not None:

@@ -146,7 +146,7 @@ def read_run(folder: Path, epochs: int) -> dict:
         status = "stopped" if history else "not started"
     summary = {"folder": str(folder), "status": status, "epochs_done": done,
                "epochs": epochs, "images_per_second": None, "last": None, "best": None,
-               "per_class": None, "train_class_counts": None,
+               "per_class": None, "train_class_counts": None, "code": None,
                "top1_by_epoch": [[h["epoch"], h["top1"]] for h in evaluated]}
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
     if speeds:
@@ -160,6 +160,7 @@ def read_run(folder: Path, epochs: int) -> dict:
         summary["per_class"] = metrics["per_class"]
         summary["train_class_counts"] = metrics["train_class_counts"]
         summary["seconds_last_process"] = metrics.get("train_seconds_this_process")
+        summary["code"] = metrics.get("code")  # the commit that trained it (newer runs)
     return summary
 
 

@@ -209,6 +209,36 @@ class FirstStepRecord:
             "class_weights": None if weights is None else weights.tolist()}))
 
 
+def code_version() -> dict:
+    """Which code runs: the package version and, in a git checkout, the commit and whether the
+    working tree differs from it (``None`` where there is no git checkout)."""
+    import subprocess
+
+    import dali_cmo
+    root = Path(dali_cmo.__file__).resolve().parent.parent
+
+    def git(*arguments):
+        try:
+            done = subprocess.run(["git", "-C", str(root), *arguments], capture_output=True,
+                                  text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"version": dali_cmo.__version__, "git_commit": commit,
+            "uncommitted_changes": None if changed is None else bool(changed)}
+
+
+def describe_code(code: dict) -> str:
+    """``code_version()`` in words, for the log."""
+    if code["git_commit"] is None:
+        return f"dali-cmo {code['version']}"
+    return (f"dali-cmo {code['version']}, git {code['git_commit'][:10]}"
+            + (" with uncommitted changes" if code["uncommitted_changes"] else ""))
+
+
 def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
                      bad_images, left_out) -> None:
     """The end of a ``train.py`` run (rank 0): ``metrics.json``, the per-class plot and the
@@ -239,7 +269,7 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
                "class_names": list(train_set.class_names),
                "bad_images": bad_images,  # training files replaced under --on-bad-image skip
                "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
-               "args": vars(args)}
+               "code": code_version(), "args": vars(args)}
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
                             title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}",
@@ -282,7 +312,7 @@ def write_test_report(run, args, report, weights: Path, where: str, train_set, v
     result = {**report, "weights": str(weights), "weights_at": where,
               "evaluation_set": val_source, "train_class_counts": counts.tolist(),
               "class_names": list(train_set.class_names), "eval_images_left_out": left_out,
-              "args": vars(args)}
+              "code": code_version(), "args": vars(args)}
     (run.output / f"{stem}.json").write_text(json.dumps(result, indent=2))
     picture = plot_per_class_accuracy(
         report["per_class"], counts, run.output / f"{stem}_per_class.png",

@@ -68,6 +68,15 @@ def run_main(capsys, *arguments) -> str:
     return out
 
 
+def test_code_is_described_for_the_log():
+    from dali_cmo.training.reports import describe_code
+    assert describe_code({"version": "0.1.0", "git_commit": None,
+                          "uncommitted_changes": None}) == "dali-cmo 0.1.0"
+    assert describe_code({"version": "0.1.0", "git_commit": "0123456789abcdef",
+                          "uncommitted_changes": True}) == \
+        "dali-cmo 0.1.0, git 0123456789 with uncommitted changes"
+
+
 def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_data, capsys):
     from dali_cmo.data.datasets import read_image_folder
     from dali_cmo.data.iterator import EvalIterator
@@ -142,6 +151,11 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     assert metrics["evaluated_epoch"] == 2 and metrics["best"]["epoch"] == 2
     assert metrics["best"]["top1"] == metrics["top1"]
     assert metrics["groups"] == "many > 100, medium 20..100, few < 20"
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    if head.returncode == 0:  # a git checkout: the commit that ran is recorded and logged
+        assert metrics["code"]["git_commit"] == head.stdout.strip()
+        assert f"code: dali-cmo {metrics['code']['version']}, git {head.stdout[:10]}" in out
     assert (metrics["global_batch"], metrics["rank_batch"], metrics["world_size"]) == (16, 16, 1)
     assert "global batch 16 = 1 rank(s) x 16" in out
     assert "few < 20 (--groups lt20)" in out
