@@ -70,6 +70,8 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--parallel", type=int, default=2,
         help="arms trained at once (2 on a 2-core CPU: measured faster than one at a time)")
     add("--report-only", action="store_true", help="train nothing, only report")
+    add("--print-every", type=float, default=600.0,
+        help="seconds between progress lines while training (epochs done, ETA per arm)")
     add("--quick", action="store_true", help="smoke run: a few demo batches per arm")
     add("--json", default=None, help="summary JSON (default: <runs-dir>/accuracy.json)")
     add("--markdown", default=None, help="table (default: <runs-dir>/accuracy.md)")
@@ -321,6 +323,8 @@ def train(args) -> None:
     pending = [arm for arm in arms(args)
                if read_run(runs_dir / arm_name(*arm), args.epochs)["status"] != "complete"]
     active: list[tuple[str, subprocess.Popen]] = []
+    started: dict[str, tuple[float, int]] = {}  # arm -> (time, epochs done) when started
+    last_line = time.monotonic()
     while pending or active:
         while pending and len(active) < args.parallel:
             arm = pending.pop(0)
@@ -332,6 +336,7 @@ def train(args) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             log = open(runs_dir / f"{folder.name}.log", "a")
             print(f"{folder.name}: training (log {log.name})", flush=True)
+            started[folder.name] = (time.monotonic(), epochs_logged(folder))
             active.append((folder.name, subprocess.Popen(
                 train_command(args, *arm, folder), cwd=REPO_ROOT, stdout=log,
                 stderr=subprocess.STDOUT)))
@@ -343,6 +348,27 @@ def train(args) -> None:
                 if process.returncode != 0:
                     raise SystemExit(f"error: {name} failed (exit {process.returncode}); see "
                                      f"{runs_dir / (name + '.log')}; rerun to resume it")
+        if active and time.monotonic() - last_line >= args.print_every:
+            last_line = time.monotonic()
+            print("; ".join(progress(name, runs_dir / name, *started[name], args.epochs)
+                            for name, _ in active), flush=True)
+
+
+def epochs_logged(folder: Path) -> int:
+    """Epochs an arm has finished (its ``log.jsonl`` lines)."""
+    log = folder / "log.jsonl"
+    return sum(1 for line in log.read_text().splitlines() if line.strip()) if log.exists() else 0
+
+
+def progress(name: str, folder: Path, since: float, done_then: int, epochs: int) -> str:
+    """``<arm> epoch <done>/<epochs>`` and, once an epoch has finished since ``since``, the time
+    left at this process's pace."""
+    done = epochs_logged(folder)
+    line = f"{name} epoch {done}/{epochs}"
+    if done > done_then:
+        left = (time.monotonic() - since) / (done - done_then) * (epochs - done)
+        line += f", about {left / 3600:.1f} h left"
+    return line
 
 
 def main(argv=None) -> int:

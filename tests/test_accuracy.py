@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,9 +101,12 @@ def test_a_control_variant_gets_its_rows_and_gain_beside_cmo(tmp_path):
 def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--quick",
-                             "--runs-dir", str(tmp_path)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+                             "--runs-dir", str(tmp_path), "--print-every", "0"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    # progress while training: both arms, epochs done of 1
+    assert re.search(r"^ce-none-s0 epoch 0/1; ce-cmo-s0 epoch 0/1$", result.stdout, re.M), \
+        result.stdout
     summary = json.loads((tmp_path / "accuracy.json").read_text())
     for arm in ("ce-none-s0", "ce-cmo-s0"):
         run = summary["runs"][arm]
@@ -115,3 +119,13 @@ def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
         assert metrics["args"]["variant"] == arm.split("-")[1]
     assert summary["plot"] == str(tmp_path / "accuracy_gain.png")
     assert (tmp_path / "accuracy_gain.png").stat().st_size > 0
+
+
+def test_progress_line_counts_epochs_and_estimates_the_time_left(tmp_path):
+    import time
+    write_run(tmp_path / "arm", [entry(1, 1.0, 1.0, 1.0), entry(2, 1.0, 1.0, 1.0),
+                                 entry(3, 1.0, 1.0, 1.0)])
+    # 2 epochs in the last 3,600 s: 7 left take 3.5 h
+    line = accuracy.progress("arm", tmp_path / "arm", time.monotonic() - 3600, 1, 10)
+    assert line == "arm epoch 3/10, about 3.5 h left"
+    assert accuracy.progress("arm", tmp_path / "arm", time.monotonic(), 3, 10) == "arm epoch 3/10"
