@@ -282,7 +282,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
         run.log(f"stopped by {run.stop.reason} before training")
         return run.stop.exit_status
     if args.test_only:  # score saved weights, train nothing
-        status = evaluate_saved_weights(args, run, evaluation, train_set, data.val_source)
+        try:
+            status = evaluate_saved_weights(args, run, evaluation, train_set, data.val_source)
+        except BadImageError as error:
+            raise bad_image(error, evaluation.dataset, data.val_source, args) from None
         finish(world)
         return status
     config = make_train_config(args)

@@ -466,6 +466,21 @@ def test_bad_evaluation_image_is_found_before_training(tmp_path, capsys):
         f"`python -m dali_cmo check {tmp_path / 'val.txt'} --decode` lists every such file")
 
 
+def test_test_only_names_an_evaluation_image_the_decoder_fails_on(tmp_path, capsys):
+    from image_fixtures import garbled_tables, jpeg_bytes, picture, split_dataset
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    assert train.main(TINY + data + ["--output", str(out)]) == 0
+    other = split_dataset(tmp_path, "test", per_class=(2, 2, 2), seed=2, extra={
+        "test/c1/tables.jpg": (garbled_tables(jpeg_bytes(picture(61))), 1)})
+    capsys.readouterr()
+    assert train.main(TINY + data[:2] + ["--val-data", str(other), "--output", str(out),
+                                         "--test-only"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(
+        f"train.py: error: bad image {tmp_path / 'test/c1/tables.jpg'} (line 7 of {other}")
+
+
 class _ClassZero(torch.nn.Module):
     """Predicts class 0 for every image."""
 
