@@ -375,9 +375,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
 
     # The loops.
     report, evaluated_epoch = None, None
+    code = code_version() if run.is_main else None  # recorded in metrics.json
     run.log(f"training {args.model} ({args.loss} loss) for epochs {start_epoch + 1}.."
             f"{args.epochs} on {args.device}; output in {run.output}; code: "
-            f"{describe_code(code_version())}")
+            f"{describe_code(code) if code else ''}")
     run_tic = time.perf_counter()
     for epoch in range(start_epoch, args.epochs):
         if drw is not None:
@@ -430,7 +431,7 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             return run.stop.exit_status
     if run.is_main:
         write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
-                     train_pipe.streams.reader.bad_files, evaluation.left_out)
+                     train_pipe.streams.reader.bad_files, evaluation.left_out, code)
     finish(world)
     return 0
 

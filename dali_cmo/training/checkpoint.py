@@ -137,11 +137,10 @@ def check_weights_identity(state: dict, now: dict, which: str, path: Path) -> No
     Raises:
         UsageError: naming every difference.
     """
-    saved = state.get("identity") or run_identity(state["args"], state["world_size"])
-    differ = [flag for flag in FIXED if flag not in ("world size", "--reader")
-              and flag in saved and flag in now and saved[flag] != now[flag]]
+    changes = identity_changes(state, now)
+    differ = [flag for flag in FIXED if flag not in ("world size", "--reader") and flag in changes]
     if differ:
-        listed = ", ".join(f"{flag} (weights: {saved[flag]}, now: {now[flag]})"
+        listed = ", ".join(f"{flag} (weights: {changes[flag][0]}, now: {changes[flag][1]})"
                            for flag in differ)
         raise UsageError(f"--test-only {which}: {path} was trained with other flags: {listed}; "
                          f"give the flags the run was trained with")
@@ -269,6 +268,14 @@ def run_identity(args: dict, world: int, train_set=None, val_set=None) -> dict:
     return identity
 
 
+def identity_changes(state: dict, now: dict) -> dict:
+    """Flag -> (saved, now) for every flag of the run's identity ``now`` (:func:`run_identity`)
+    that differs from the one saved in ``state`` (a checkpoint or ``best_model.pt``)."""
+    saved = state.get("identity") or run_identity(state["args"], state["world_size"])
+    return {flag: (saved[flag], now[flag]) for flag in now
+            if flag in saved and saved[flag] != now[flag]}
+
+
 def check_identity(state: dict, now: dict, allowed) -> list[str]:
     """Refuse to continue ``state`` (a checkpoint) as the run ``now`` describes when they differ
     in a flag that defines the run, or in one the run may change that ``allowed`` (from
@@ -277,9 +284,7 @@ def check_identity(state: dict, now: dict, allowed) -> list[str]:
     Raises:
         UsageError: naming every difference, and what to do.
     """
-    saved = state.get("identity") or run_identity(state["args"], state["world_size"])
-    changes = {flag: (saved[flag], now[flag]) for flag in now
-               if flag in saved and saved[flag] != now[flag]}
+    changes = identity_changes(state, now)
 
     def listed(flags):
         return ", ".join(f"{flag} (checkpoint: {changes[flag][0]}, now: {changes[flag][1]})"

@@ -137,8 +137,9 @@ def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_sou
     from dali_cmo.training.models import build_model
     from dali_cmo.training.reports import write_test_report
     path, state, where = load_weights(run.output, args.test_only)
-    identity = run_identity(vars(args), run.world, train_set, evaluation.dataset)
-    check_weights_identity(state, identity, args.test_only, path)
+    # the evaluation set may differ from training's: it is left out of the comparison
+    check_weights_identity(state, run_identity(vars(args), run.world, train_set),
+                           args.test_only, path)
     model = build_model(args.model, train_set.num_classes, normed_linear=args.loss == "ldam")
     model.load_state_dict(state["model"])
     model = model.to(run.device)

@@ -240,7 +240,7 @@ def describe_code(code: dict) -> str:
 
 
 def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
-                     bad_images, left_out) -> None:
+                     bad_images, left_out, code: dict) -> None:
     """The end of a ``train.py`` run (rank 0): ``metrics.json``, the per-class plot and the
     accuracy table on stdout, with the last evaluation and the best one (highest top-1, the
     earlier on a tie, as the reference).
@@ -255,6 +255,7 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
         train_set: the training dataset (class counts and names).
         bad_images: training files replaced under ``--on-bad-image skip`` (path -> problem).
         left_out: evaluation files not scored under ``skip`` (path -> problem).
+        code: :func:`code_version` of this process.
     """
     from dali_cmo.training.metrics import best_evaluation, format_report_table
     best = best_evaluation(history) or {**report, "epoch": evaluated_epoch}
@@ -269,7 +270,7 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
                "class_names": list(train_set.class_names),
                "bad_images": bad_images,  # training files replaced under --on-bad-image skip
                "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
-               "code": code_version(), "args": vars(args)}
+               "code": code, "args": vars(args)}
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
                             title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}",
