@@ -7,8 +7,9 @@ of a loss and seed share the seed, hence the background (P) order.
 The report is built from the folders alone (``log.jsonl``: one line per evaluated epoch;
 ``metrics.json``: written when a run finishes), so it can be made at any time; unfinished arms
 are marked as such. Outputs: a JSON summary of every arm, a markdown table (overall / many /
-medium / few at the last and at the best epoch, the paper's numbers beside where it has them)
-and a plot of the per-class gain of CMO against the class's training size.
+medium / few at the last and at the best epoch, the paper's numbers beside where it has them),
+a plot of the per-class gain of CMO against the class's training size and a plot of every arm's
+top-1 per epoch.
 
     # the reference CIFAR-10-LT pair (200 epochs), two arms at a time:
     python benchmarks/accuracy.py --dataset cifar10-lt --losses ce --runs-dir runs/acc
@@ -17,7 +18,7 @@ and a plot of the per-class gain of CMO against the class's training size.
     # the table of whatever is in the folders (runs still going are marked):
     python benchmarks/accuracy.py --runs-dir runs/acc --losses ce --report-only \\
         --json benchmarks/results/accuracy.json --markdown benchmarks/results/accuracy.md \\
-        --plot benchmarks/results/accuracy_gain.png
+        --plot benchmarks/results/accuracy_gain.png --curves benchmarks/results/accuracy_curves.png
 """
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
+# common puts the repository root on sys.path
 from common import REPO_ROOT, machine_description, write_json
+from dali_cmo.data.sources import VARIANTS, paste_window  # noqa: E402
 
 # loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (the reference's
 # 160 of 200 epochs, scaled with --epochs)
@@ -76,6 +79,8 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--json", default=None, help="summary JSON (default: <runs-dir>/accuracy.json)")
     add("--markdown", default=None, help="table (default: <runs-dir>/accuracy.md)")
     add("--plot", default=None, help="per-class gain plot (default: <runs-dir>/accuracy_gain.png)")
+    add("--curves", default=None,
+        help="top-1 per epoch of every arm (default: <runs-dir>/accuracy_curves.png)")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.dataset = 1, "demo"
@@ -83,6 +88,7 @@ def get_args(argv=None) -> argparse.Namespace:
     args.json = Path(args.json or runs / "accuracy.json")
     args.markdown = Path(args.markdown or runs / "accuracy.md")
     args.plot = Path(args.plot or runs / "accuracy_gain.png")
+    args.curves = Path(args.curves or runs / "accuracy_curves.png")
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1; got {args.parallel}")
     return args
@@ -149,6 +155,7 @@ def read_run(folder: Path, epochs: int) -> dict:
     summary = {"folder": str(folder), "status": status, "epochs_done": done,
                "epochs": epochs, "images_per_second": None, "last": None, "best": None,
                "per_class": None, "train_class_counts": None, "code": None,
+               "pasting_epochs": None,
                "top1_by_epoch": [[h["epoch"], h["top1"]] for h in evaluated]}
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
     if speeds:
@@ -163,7 +170,20 @@ def read_run(folder: Path, epochs: int) -> dict:
         summary["train_class_counts"] = metrics["train_class_counts"]
         summary["seconds_last_process"] = metrics.get("train_seconds_this_process")
         summary["code"] = metrics.get("code")  # the commit that trained it (newer runs)
+        summary["pasting_epochs"] = pasting_epochs(metrics.get("args", {}))
     return summary
+
+
+def pasting_epochs(run_args: dict) -> list[int] | None:
+    """First and last epoch (from 1) in which a finished run pasted, from its recorded
+    arguments; None for the variants that do not paste or when the arguments are not
+    recorded."""
+    if VARIANTS.get(run_args.get("variant"), (None, None))[1] is None or \
+            not run_args.get("cmo_prob") or "cmo_start" not in run_args or \
+            "cmo_end" not in run_args:
+        return None
+    window = paste_window(run_args["epochs"], run_args["cmo_start"], run_args["cmo_end"])
+    return [window[0] + 1, window[-1] + 1] if window else None
 
 
 def collect(args) -> dict:
@@ -290,26 +310,72 @@ def plot_gain(args, runs: dict) -> bool:
     return True
 
 
+def curve_axes(args, runs: dict) -> list:
+    """Top-1 per evaluated epoch, one panel per loss and seed with an evaluated epoch, one line
+    per arm; the epochs in which a variant pasted are shaded. The panels' axes (of one figure),
+    empty when no arm has evaluated an epoch."""
+    from matplotlib.figure import Figure
+
+    panels = [(loss, seed) for loss in args.losses for seed in args.seeds
+              if any(runs[arm_name(loss, v, seed)]["top1_by_epoch"]
+                     for v in (BASELINE, *args.variants))]
+    if not panels:
+        return []
+    fig = Figure(figsize=(6.5, 3.2 * len(panels)), dpi=100)
+    axes = [fig.add_subplot(len(panels), 1, row + 1) for row in range(len(panels))]
+    for ax, (loss, seed) in zip(axes, panels):
+        for variant in (BASELINE, *args.variants):
+            run = runs[arm_name(loss, variant, seed)]
+            if run["top1_by_epoch"]:
+                epochs, top1 = zip(*run["top1_by_epoch"])
+                label = loss if variant == BASELINE else f"{loss} + {LABELS[variant]}"
+                ax.plot(epochs, top1, linewidth=1.0, label=label)
+            if run["pasting_epochs"]:
+                first, last = run["pasting_epochs"]
+                ax.axvspan(first - 0.5, last + 0.5, color="grey", alpha=0.08, linewidth=0)
+        ax.set_xlim(0, args.epochs)
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"{args.dataset} (ratio {args.imbalance_ratio:g}), {loss}, seed {seed}, "
+                     "shaded: epochs that paste", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[-1].set_xlabel("epoch")
+    fig.tight_layout()
+    return axes
+
+
+def plot_curves(args, runs: dict) -> bool:
+    """Save :func:`curve_axes`'s figure to ``--curves``; False when it has no panel."""
+    axes = curve_axes(args, runs)
+    if not axes:
+        return False
+    args.curves.parent.mkdir(parents=True, exist_ok=True)
+    axes[0].figure.savefig(args.curves)
+    return True
+
+
 def report(args) -> dict:
     runs = collect(args)
     table = markdown_table(args, runs)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(table)
     plotted = plot_gain(args, runs)
+    curves = plot_curves(args, runs)
     summary = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
                "epochs": args.epochs, "losses": args.losses, "seeds": args.seeds,
                "train_args": args.train_args, "runs_dir": str(args.runs_dir),
                "variants": args.variants,
                "paper_top1": {loss: dict(zip((BASELINE, "cmo"), pair)) for loss, pair in
                               PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
-               "plot": str(args.plot) if plotted else None, "runs": runs,
+               "plot": str(args.plot) if plotted else None,
+               "curves": str(args.curves) if curves else None, "runs": runs,
                "mean_gain": {loss: {variant: mean_gain(args, runs, loss, variant)
                                     for variant in args.variants} for loss in args.losses},
                "machine": machine_description()}
     write_json(args.json, summary)
     print(table)
-    print(f"written: {args.json}, {args.markdown}" + (f", {args.plot}" if plotted else
-                                                      " (no per-class figures yet: no plot)"))
+    print(f"written: {args.json}, {args.markdown}" + (f", {args.curves}" if curves else "")
+          + (f", {args.plot}" if plotted else " (no per-class figures yet: no gain plot)"))
     return summary
 
 

@@ -98,6 +98,34 @@ def test_a_control_variant_gets_its_rows_and_gain_beside_cmo(tmp_path):
     assert summary["plot"] == str(args.plot) and args.plot.stat().st_size > 0
 
 
+def test_curves_plot_every_arms_top1_by_epoch_and_the_epochs_that_paste(tmp_path):
+    done = {"per_class": [1.0], "train_class_counts": [5], "epochs": 4}
+    window = {"epochs": 4, "cmo_start": 0, "cmo_end": 1, "cmo_prob": 0.5}
+    write_run(tmp_path / "ce-none-s0", [entry(e, 10.0 * e, 0, 0) for e in (1, 2, 3, 4)],
+              {**done, "args": {**window, "variant": "none"}})
+    write_run(tmp_path / "ce-cmo-s0", [entry(e, 11.0 * e, 0, 0) for e in (1, 2, 3, 4)],
+              {**done, "args": {**window, "variant": "cmo"}})
+    write_run(tmp_path / "ce-none-s1", [entry(1, 5.0, 0, 0)])  # seed 1: one arm begun
+    args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "4", "--report-only",
+                              "--seeds", "0", "1", "2"])
+    summary = accuracy.report(args)
+    runs = summary["runs"]
+    # 0 < e < 3 counted from 0: epochs 2 and 3 counted from 1; the baseline pastes nothing
+    assert runs["ce-cmo-s0"]["pasting_epochs"] == [2, 3]
+    assert runs["ce-none-s0"]["pasting_epochs"] is None
+    assert runs["ce-cmo-s1"]["pasting_epochs"] is None  # not started: nothing recorded
+    axes = accuracy.curve_axes(args, runs)
+    assert [ax.get_title().split(", ")[2] for ax in axes] == ["seed 0", "seed 1"]  # no seed 2
+    lines = [[(line.get_label(), list(line.get_xdata()), list(line.get_ydata()))
+              for line in ax.get_lines()] for ax in axes]
+    assert lines == [[("ce", [1, 2, 3, 4], [10.0, 20.0, 30.0, 40.0]),
+                      ("ce + CMO", [1, 2, 3, 4], [11.0, 22.0, 33.0, 44.0])],
+                     [("ce", [1], [5.0])]]
+    shaded = [patch.get_x() for patch in axes[0].patches]
+    assert len(shaded) == 1 and shaded[0] == 1.5 and axes[0].patches[0].get_width() == 2.0
+    assert summary["curves"] == str(args.curves) and args.curves.stat().st_size > 0
+
+
 def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--quick",

@@ -30,6 +30,16 @@ VARIANTS: dict[str, tuple[str, str | None]] = {
     "none": ("P", None),      # plain training on P
 }
 
+
+
+def paste_window(epochs: int, start: int, end: int) -> range:
+    """The epochs (counted from 0) in which CMO may paste: ``start < e < epochs - end``, the
+    reference's ``start_data_aug < epoch < epochs - end_data_aug`` (naver-ai/cmo,
+    ``cifar_train.py``); ``start=-1`` includes epoch 0. Empty when the margins leave none."""
+    first = max(start + 1, 0)
+    return range(first, max(epochs - end, first))
+
+
 EMPTY_BYTES = np.zeros(0, dtype=np.uint8)
 RECENT_BATCHES = 6  # batches remembered per source for finding a file the decoder failed on
 
@@ -80,10 +90,10 @@ class PasteSchedule:
                              f"cmo_end={self.end}, epochs={self.epochs}) leaves no epoch to paste in")
 
     def active(self, epoch: int) -> bool:
-        return self.start < epoch < self.epochs - self.end
+        return epoch in paste_window(self.epochs, self.start, self.end)
 
     def any_active(self) -> bool:
-        return any(self.active(e) for e in range(self.epochs))
+        return len(paste_window(self.epochs, self.start, self.end)) > 0
 
     def flags(self, epoch: int, iteration: int, count: int, shard_id: int = 0) -> np.ndarray:
         """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``

@@ -18,7 +18,7 @@ from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
-from dali_cmo.data.sources import VARIANTS
+from dali_cmo.data.sources import VARIANTS, paste_window
 from dali_cmo.training.distributed import default_workers, launched_world_size
 from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
 from dali_cmo.training.models import MODEL_NAMES
@@ -214,6 +214,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "the evaluation set (--val-data may name another); give the flags "
                             "the run was trained with. Writes evaluation_<last|best>.json and "
                             "a per-class picture beside them")
+    group.add_argument("--bn-stats-from", choices=tuple(VARIANTS), default=None,
+                       metavar="VARIANT",
+                       help="--test-only: first replace the BatchNorm running statistics by "
+                            "their mean over one epoch of the training stream of VARIANT ("
+                            + ", ".join(VARIANTS) + "; pasting as inside the CMO window), "
+                            "weights unchanged; writes evaluation_<last|best>_bn-VARIANT.json")
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in an --output folder that already holds a "
                             "checkpoint (otherwise refused: use --resume auto to continue)")
@@ -336,7 +342,7 @@ def shorten_recipe(values: dict, preset_epochs: int, epochs: int) -> dict:
         return math.floor(value * factor + 0.5)
 
     start, end = max(-1, scale(values["cmo_start"])), scale(values["cmo_end"])
-    while not any(start < e < epochs - end for e in range(epochs)) and (start > -1 or end > 0):
+    while not paste_window(epochs, start, end) and (start > -1 or end > 0):
         start, end = (start - 1, end) if start > -1 else (start, end - 1)
     return {"warmup": min(scale(values["warmup"]), epochs - 1),
             "decay_epochs": sorted({scale(m) for m in values["decay_epochs"]
@@ -370,6 +376,9 @@ def check_args(args) -> None:
         (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
         (args.dataset != "demo" or args.data is None,
          "--data does not apply to --dataset demo"),
+        (args.bn_stats_from is None or args.test_only is not None,
+         f"--bn-stats-from {args.bn_stats_from} applies to --test-only (scoring saved "
+         f"weights); add --test-only last or best"),
         (not set(args.allow_change) - set(CHANGEABLE),
          f"--allow-change {' '.join(f.lstrip('-') for f in args.allow_change)}: only these "
          f"may change within a run: {', '.join(f.lstrip('-') for f in CHANGEABLE)}"),
@@ -427,8 +436,7 @@ def _epoch_problems(args) -> list[str]:
         problems.append(f"--decay-epochs {' '.join(map(str, args.decay_epochs))} must lie in "
                         f"1..{epochs - 1} for --epochs {epochs} (give {fits})")
     pastes = VARIANTS[args.variant][1] is not None
-    if pastes and args.cmo_prob > 0 and not any(
-            args.cmo_start < e < epochs - args.cmo_end for e in range(epochs)):
+    if pastes and args.cmo_prob > 0 and not paste_window(epochs, args.cmo_start, args.cmo_end):
         problems.append(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO "
                         f"window cmo_start < epoch < epochs - cmo_end (epochs={epochs}, "
                         f"counted from 0) leaves no augmented epoch (--cmo-start -1 --cmo-end 0 "

@@ -9,6 +9,8 @@ met (one process; with several ranks it ends the run, naming the file).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from dali_cmo.data.datasets import ArrayDataset
@@ -129,6 +131,54 @@ class Evaluation:
                                GROUP_RULES[self.args.groups])
 
 
+def stream_of(args, run, train_set):
+    """A :class:`~dali_cmo.data.iterator.CMOIterator` over one epoch of the training stream of
+    variant ``--bn-stats-from``, pasting (for variants that paste) as inside the CMO window:
+    the run's flags otherwise, this rank's shard."""
+    from dali_cmo.data.iterator import CMOIterator
+    from dali_cmo.training.arguments import make_train_config
+    from pipelines.training import TrainingPipeline
+    config = dataclasses.replace(make_train_config(args), variant=args.bn_stats_from, epochs=1,
+                                 cmo_start=-1, cmo_end=0)
+    return CMOIterator(TrainingPipeline(
+        train_set, config, device="gpu" if run.device.type == "cuda" else "cpu",
+        device_id=run.device.index or 0, shard_id=run.rank, num_shards=run.world))
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model, iterator, args, run) -> bool:
+    """Replace ``model``'s BatchNorm running statistics by their plain mean over one epoch of
+    ``iterator`` (training-mode forward passes, no gradient: the weights stay as saved), in
+    place of the momentum average the last training batches left; with several ranks, the
+    mean of the ranks' means. A diagnostic: which batches' statistics the weights score best
+    with (CMO trains on pasted batches; the reference's last epochs paste nothing). Returns
+    False when a stop request ended the pass."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean
+    model.train()
+    line = ProgressLine(every_s=args.print_every) if run.is_main else None
+    for done, batch in enumerate(iterator.epoch_batches(), 1):
+        images = batch.images
+        if run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(run.device.type, args.amp):
+            model(images)
+        if line is not None:
+            line.show(f"BatchNorm statistics from the {args.bn_stats_from} stream: "
+                      f"{done}/{len(iterator)} batches", final=done == len(iterator))
+        if run.stop.requested(run.world):
+            return False
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+        for stat in (norm.running_mean, norm.running_var):
+            stat.copy_(all_reduce_sum(stat, run.world) / run.world)
+    model.eval()
+    return True
+
+
 def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_source: str) -> int:
     """``train.py --test-only last|best``: score the run's saved weights once on the evaluation
     set and report (:func:`dali_cmo.training.reports.write_test_report`); returns the exit
@@ -145,6 +195,10 @@ def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_sou
     model = model.to(run.device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if args.bn_stats_from is not None:
+        where += f"; BatchNorm statistics from one epoch of the {args.bn_stats_from} stream"
+        if not recompute_bn_statistics(model, stream_of(args, run, train_set), args, run):
+            return run.stop.exit_status
     run.log(f"--test-only {args.test_only}: scoring {path} ({where}) on "
             f"{len(evaluation.dataset):,} evaluation images")
     report = evaluation(model)

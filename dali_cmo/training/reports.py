@@ -308,7 +308,8 @@ def write_test_report(run, args, report, weights: Path, where: str, train_set, v
         left_out: evaluation files not scored under ``--on-bad-image skip`` (path -> problem).
     """
     from dali_cmo.training.metrics import format_report_table
-    stem = f"evaluation_{args.test_only}"
+    stem = f"evaluation_{args.test_only}" + (f"_bn-{args.bn_stats_from}"
+                                             if args.bn_stats_from else "")
     counts = train_set.class_counts
     result = {**report, "weights": str(weights), "weights_at": where,
               "evaluation_set": val_source, "train_class_counts": counts.tolist(),

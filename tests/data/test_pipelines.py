@@ -11,6 +11,7 @@ from dali_cmo.data.datasets import LongTailDataset, read_image_folder
 from dali_cmo.data.demo import demo_dir
 from dali_cmo.data.iterator import CMOIterator, EvalIterator
 from dali_cmo.data.sampling import PermutationSampler, WeightedSampler
+from dali_cmo.data.sources import PasteSchedule, paste_window
 from pipelines.evaluation import EvalPipeline
 from pipelines.training import TrainConfig, TrainingPipeline
 
@@ -92,6 +93,19 @@ def test_pasted_pixels_and_lambda_agree(solid_colours, decode):
             if (~inside).any():
                 assert np.abs(pixels[:, ~inside] - colours[yb][:, None]).max() < 6
     assert checked > 10
+
+
+@pytest.mark.parametrize("epochs,start,end,expected", [
+    (200, 3, 3, range(4, 197)),  # the reference: epochs 4..196 counted from 0, 5..197 from 1
+    (6, -1, 0, range(0, 6)),     # every epoch
+    (6, 3, 1, range(4, 5)),
+    (4, 3, 3, range(0)), (5, 2, 2, range(0))])  # margins that leave no epoch
+def test_paste_window_is_start_below_epoch_below_epochs_minus_end(epochs, start, end, expected):
+    assert list(paste_window(epochs, start, end)) == list(expected) == \
+        [e for e in range(epochs) if start < e < epochs - end]
+    if expected:
+        schedule = PasteSchedule(epochs, start, end, probability=1.0)
+        assert [e for e in range(epochs) if schedule.flags(e, 0, 1)[0]] == list(expected)
 
 
 def test_outside_the_window_foregrounds_are_not_read(cifar_lt):

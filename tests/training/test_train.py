@@ -78,10 +78,7 @@ def test_code_is_described_for_the_log():
 
 
 def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_data, capsys):
-    from dali_cmo.data.datasets import read_image_folder
-    from dali_cmo.data.iterator import EvalIterator
     from dali_cmo.training.models import build_model
-    from pipelines.evaluation import EvalPipeline
     # here (2-core Xeon) top-1 by epoch: 10.00 15.67 38.67 40.00 40.00, so the best is epoch 4
     run_main(capsys, "--epochs", "5", "--max-steps-per-epoch", "8", "--batch-size", "32",
              "--variant", "none", "--warmup", "0", "--lr", "0.2", "--eval-every", "1",
@@ -100,17 +97,8 @@ def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_
     args = metrics["args"]
     model = build_model(args["model"], 10)
     model.load_state_dict(best["model"])
-    model.eval()
-    test_set = read_image_folder(demo_data / "test")
-    correct = torch.zeros(10)
-    with torch.no_grad():
-        for images, targets in EvalIterator(EvalPipeline(
-                test_set, style=args["style"], batch_size=32, image_size=args["image_size"],
-                normalisation=args["normalisation"], num_threads=1)):
-            hits = (model(images).argmax(1) == targets).float()
-            correct.index_add_(0, targets, hits)
-    per_class = 100 * correct / torch.tensor(test_set.class_counts, dtype=torch.float32)
-    assert float(per_class.mean()) == pytest.approx(best["evaluation"]["top1"], abs=1e-4)
+    assert top1_by_hand(model, args, demo_data) == pytest.approx(best["evaluation"]["top1"],
+                                                                 abs=1e-4)
 
     # --test-only: the same scores again, from the run's flags; training outputs untouched
     flags = ["--max-steps-per-epoch", "8", "--batch-size", "32", "--variant", "none",
@@ -128,6 +116,23 @@ def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_
         assert f"--test-only {which}: scoring {weights_file} ({at}) on 300 evaluation" in out
     assert ((tmp_path / "metrics.json").read_bytes(), (tmp_path / "log.jsonl").read_bytes()) \
         == before
+    # --bn-stats-from ros: the last weights scored with BatchNorm statistics from one epoch of
+    # the ROS stream (8 batches of Q-sampled images here): the top-1 of that model scored by hand
+    assert train.main([*map(str, flags), "--test-only", "last", "--bn-stats-from", "ros"]) == 0
+    capsys.readouterr()
+    scored = json.loads((tmp_path / "evaluation_last_bn-ros.json").read_text())
+    assert scored["weights_at"] == ("after epoch 5; BatchNorm statistics from one epoch of the "
+                                    "ros stream")
+    assert (tmp_path / "evaluation_last_bn-ros_per_class.png").stat().st_size > 0
+    model.load_state_dict(last)
+    recalibrated = bn_statistics_by_hand(model, parse_args([*map(str, flags), "--test-only",
+                                                            "--bn-stats-from", "ros"]))
+    assert scored["top1"] == pytest.approx(top1_by_hand(recalibrated, args, demo_data), abs=1e-4)
+    assert scored["top1"] != pytest.approx(log[-1]["top1"], abs=1e-4)  # 40.00 as saved
+    assert train.main([*map(str, flags), "--bn-stats-from", "cmo"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "train.py: error: --bn-stats-from cmo applies to --test-only (scoring saved weights); "
+        "add --test-only last or best")
     # weights of another run, or none: refused by name
     assert train.main([*map(str, flags), "--seed", "5", "--test-only", "best"]) == 2
     assert capsys.readouterr().err.strip() == (
@@ -137,6 +142,72 @@ def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_
     assert capsys.readouterr().err.strip() == (
         f"train.py: error: --test-only last: {tmp_path / 'none' / 'checkpoint.pt'} not found "
         f"(the weights of a run trained with --output {tmp_path / 'none'})")
+
+
+def top1_by_hand(model, args: dict, demo_data) -> float:
+    """Top-1 (mean per-class accuracy, %) of ``model`` on the demo test set, scored here."""
+    from dali_cmo.data.datasets import read_image_folder
+    from dali_cmo.data.iterator import EvalIterator
+    from pipelines.evaluation import EvalPipeline
+    model.eval()
+    test_set = read_image_folder(demo_data / "test")
+    correct = torch.zeros(10)
+    with torch.no_grad():
+        for images, targets in EvalIterator(EvalPipeline(
+                test_set, style=args["style"], batch_size=32, image_size=args["image_size"],
+                normalisation=args["normalisation"], num_threads=1)):
+            correct.index_add_(0, targets, (model(images).argmax(1) == targets).float())
+    return float((100 * correct / torch.tensor(test_set.class_counts)).mean())
+
+
+def demo_stream(args):
+    """The ``--bn-stats-from`` stream of ``args`` over the demo training set (one process)."""
+    from dali_cmo.data.datasets import read_image_folder
+    from dali_cmo.data.demo import demo_dir
+    from dali_cmo.training.checkpoint import StopRequest
+    from dali_cmo.training.evaluation import stream_of
+    run = train.Run(0, 1, torch.device("cpu"), Path("."), StopRequest())
+    return stream_of(args, run, read_image_folder(demo_dir() / "train"))
+
+
+def bn_statistics_by_hand(model, args):
+    """A copy of ``model`` whose BatchNorm running statistics are the plain mean, over the
+    batches of the ``--bn-stats-from`` stream, of each layer's per-batch mean and unbiased
+    variance of its input (recorded by hooks in training-mode passes)."""
+    import copy
+    model = copy.deepcopy(model).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen = {norm: [] for norm in norms}
+    hooks = [norm.register_forward_pre_hook(
+        lambda module, inputs: seen[module].append(
+            (inputs[0].double().mean((0, 2, 3)), inputs[0].double().var((0, 2, 3)))))
+        for norm in norms]
+    with torch.no_grad():
+        for batch in demo_stream(args).epoch_batches():
+            model(batch.images)
+    for hook in hooks:
+        hook.remove()
+    for norm in norms:
+        means, variances = zip(*seen[norm])
+        norm.running_mean.copy_(torch.stack(means).mean(0))
+        norm.running_var.copy_(torch.stack(variances).mean(0))
+    return model
+
+
+def test_the_bn_statistics_stream_is_one_epoch_of_the_variant_pasting_as_in_the_window(
+        demo_data):
+    from dali_cmo.data.datasets import read_image_folder
+    images = len(read_image_folder(demo_data / "train"))
+    base = ["--epochs", "200", "--batch-size", "64", "--workers", "1", "--test-only"]
+    pasted = {}
+    for variant in ("cmo", "none"):
+        lams = [batch.lam for batch in
+                demo_stream(parse_args([*base, "--bn-stats-from", variant])).epoch_batches()]
+        assert sum(map(len, lams)) == images  # one epoch, every image once
+        pasted[variant] = sum(bool((lam < 1).any()) for lam in lams)
+    # although epoch 0 lies outside the run's window (3 < e < 197), one coin per batch at
+    # p = 0.5 (the run's --cmo-prob): some of the 12 batches pasted
+    assert len(lams) == 12 and 0 < pasted["cmo"] < 12 and pasted["none"] == 0
 
 
 def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys):
