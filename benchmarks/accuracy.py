@@ -11,6 +11,12 @@ medium / few at the last and at the best epoch, the paper's numbers beside where
 a plot of the per-class gain of CMO against the class's training size and a plot of every arm's
 top-1 per epoch.
 
+``--bn-stats`` also scores every complete arm's last weights with BatchNorm statistics
+re-estimated over one epoch of the arm's own training stream (``train.py --test-only last
+--bn-stats-from <variant>``, once per arm): CMO's weights are trained on pasted batches, while
+the reference's last epochs paste nothing and leave clean-batch statistics behind; the table
+gains that column.
+
     # the reference CIFAR-10-LT pair (200 epochs), two arms at a time:
     python benchmarks/accuracy.py --dataset cifar10-lt --losses ce --runs-dir runs/acc
     # CutMix (P foregrounds) as a control beside CMO, seed 0:
@@ -76,6 +82,9 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--print-every", type=float, default=600.0,
         help="seconds between progress lines while training (epochs done, ETA per arm)")
     add("--quick", action="store_true", help="smoke run: a few demo batches per arm")
+    add("--bn-stats", action="store_true",
+        help="score each complete arm's last weights with BatchNorm statistics from one epoch "
+             "of its own training stream (once; also with --report-only)")
     add("--json", default=None, help="summary JSON (default: <runs-dir>/accuracy.json)")
     add("--markdown", default=None, help="table (default: <runs-dir>/accuracy.md)")
     add("--plot", default=None, help="per-class gain plot (default: <runs-dir>/accuracy_gain.png)")
@@ -104,12 +113,14 @@ def arms(args) -> list[tuple[str, str, int]]:
             for variant in (BASELINE, *args.variants)]
 
 
-def train_command(args, loss: str, variant: str, seed: int, folder: Path) -> list[str]:
+def train_command(args, loss: str, variant: str, seed: int, folder: Path,
+                  resume: bool = True) -> list[str]:
+    """The arm's ``train.py`` command (continuing its folder with ``resume``)."""
     drw = str(round(args.epochs * 0.8))
     command = [sys.executable, str(REPO_ROOT / "train.py"), "--variant", variant,
                "--seed", str(seed), "--epochs", str(args.epochs), "--eval-every", "1",
-               "--output", str(folder), "--resume", "auto", "--print-every", "300",
-               *[a.replace("{drw}", drw) for a in LOSSES[loss]]]
+               "--output", str(folder), *(["--resume", "auto"] if resume else []),
+               "--print-every", "300", *[a.replace("{drw}", drw) for a in LOSSES[loss]]]
     if args.quick:
         command += QUICK
     else:
@@ -135,9 +146,15 @@ def running_pid(folder: Path) -> int | None:
     return None
 
 
-def read_run(folder: Path, epochs: int) -> dict:
+def own_bn_report(folder: Path, variant: str) -> Path:
+    """Where ``train.py --test-only last --bn-stats-from <variant>`` writes its scores."""
+    return folder / f"evaluation_last_bn-{variant}.json"
+
+
+def read_run(folder: Path, epochs: int, variant: str) -> dict:
     """One arm's summary from its folder: status, last and best evaluated epoch, per-class
-    accuracy (of the last epoch, when the run finished or logged it)."""
+    accuracy (of the last epoch, when the run finished or logged it), and the last weights'
+    scores with BatchNorm statistics from the arm's own stream (``--bn-stats``) when made."""
     log = folder / "log.jsonl"
     history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] \
         if log.exists() else []
@@ -155,7 +172,7 @@ def read_run(folder: Path, epochs: int) -> dict:
     summary = {"folder": str(folder), "status": status, "epochs_done": done,
                "epochs": epochs, "images_per_second": None, "last": None, "best": None,
                "per_class": None, "train_class_counts": None, "code": None,
-               "pasting_epochs": None,
+               "pasting_epochs": None, "last_own_bn": None,
                "top1_by_epoch": [[h["epoch"], h["top1"]] for h in evaluated]}
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
     if speeds:
@@ -171,6 +188,9 @@ def read_run(folder: Path, epochs: int) -> dict:
         summary["seconds_last_process"] = metrics.get("train_seconds_this_process")
         summary["code"] = metrics.get("code")  # the commit that trained it (newer runs)
         summary["pasting_epochs"] = pasting_epochs(metrics.get("args", {}))
+    if own_bn_report(folder, variant).exists():
+        scored = json.loads(own_bn_report(folder, variant).read_text())
+        summary["last_own_bn"] = {k: scored.get(k) for k in GROUPS}
     return summary
 
 
@@ -188,7 +208,8 @@ def pasting_epochs(run_args: dict) -> list[int] | None:
 
 def collect(args) -> dict:
     runs = Path(args.runs_dir)
-    return {arm_name(*arm): read_run(runs / arm_name(*arm), args.epochs) for arm in arms(args)}
+    return {arm_name(*arm): read_run(runs / arm_name(*arm), args.epochs, arm[1])
+            for arm in arms(args)}
 
 
 # --------------------------------------------------------------------------- report
@@ -209,25 +230,31 @@ def mean_gain(args, runs: dict, loss: str, variant: str = "cmo") -> dict:
     complete = [seed for seed in args.seeds
                 if all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in pair)]
     mean = {"seeds": complete}
-    for key, moment in [(k, "last") for k in GROUPS] + [("top1", "best")]:
-        gains = [_gain(*(runs[arm_name(loss, v, seed)][moment][key] for v in pair))
+    for key, moment, name in [(k, "last", k) for k in GROUPS] + [
+            ("top1", "best", "best_top1"), ("top1", "last_own_bn", "own_bn_top1")]:
+        gains = [_gain(*((runs[arm_name(loss, v, seed)][moment] or {}).get(key) for v in pair))
                  for seed in complete]
-        value = None if not gains or None in gains else sum(gains) / len(gains)
-        mean[key if moment == "last" else "best_top1"] = value
+        mean[name] = None if not gains or None in gains else sum(gains) / len(gains)
     return mean
 
 
 def markdown_table(args, runs: dict) -> str:
     """Per loss and seed: the baseline, each variant and its gain over the baseline, at the
-    last and at the best evaluated epoch; with several seeds, the mean gains."""
+    last and at the best evaluated epoch (and, once scored, the last weights with BatchNorm
+    statistics from the arm's own stream); with several seeds, the mean gains."""
     paper = PAPER.get((args.dataset, float(args.imbalance_ratio)), {})
+    own_bn = any(run["last_own_bn"] for run in runs.values())
     lines = [f"{args.dataset}, imbalance ratio {args.imbalance_ratio:g}, {args.epochs} epochs; "
              "top-1 and Many (>100 training images) / Medium (20..100) / Few (<20) class "
              "accuracy, %, on the balanced test set.",
              "",
              "| loss | arm | epochs done | status | top-1 (last) | many | medium | few | "
-             "top-1 (best) | best epoch | paper top-1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "top-1 (best) | best epoch | " + ("top-1 (last, own-stream BN) | " if own_bn else "")
+             + "paper top-1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if own_bn else "")]
+
+    def own(*cells) -> str:  # the own-stream BN cell, when the column is shown
+        return f" {_cell(_gain(*cells) if len(cells) == 2 else cells[0])} |" if own_bn else ""
     for loss in args.losses:
         reference = dict(zip((BASELINE, "cmo"), paper.get(loss, (None, None))))
         for seed in args.seeds:
@@ -241,24 +268,26 @@ def markdown_table(args, runs: dict) -> str:
                              f"{run['status'].split(' (')[0]} | {_cell(last.get('top1'))} | "
                              f"{_cell(last.get('many'))} | {_cell(last.get('medium'))} | "
                              f"{_cell(last.get('few'))} | {_cell(best.get('top1'))} | "
-                             f"{best.get('epoch', '–')} | {_cell(reference.get(variant), 1)} |")
+                             f"{best.get('epoch', '–')} |"
+                             f"{own((run['last_own_bn'] or {}).get('top1'))} "
+                             f"{_cell(reference.get(variant), 1)} |")
             for variant in args.variants:
-                (base_last, last), (base_best, best) = \
+                (base_last, last), (base_best, best), (base_bn, bn) = \
                     [[run[key] or {} for run in (base, runs[arm_name(loss, variant, seed)])]
-                     for key in ("last", "best")]
+                     for key in ("last", "best", "last_own_bn")]
                 gains = [_cell(_gain(base_last.get(k), last.get(k))) for k in GROUPS]
                 paper_gain = _cell(_gain(*paper[loss]), 1) \
                     if loss in paper and variant == "cmo" else "–"
                 lines.append(f"| {loss}: {LABELS[variant]} gain | | | | {' | '.join(gains)} | "
-                             f"{_cell(_gain(base_best.get('top1'), best.get('top1')))} | | "
-                             f"{paper_gain} |")
+                             f"{_cell(_gain(base_best.get('top1'), best.get('top1')))} | |"
+                             f"{own(base_bn.get('top1'), bn.get('top1'))} {paper_gain} |")
         for variant in args.variants:
             mean = mean_gain(args, runs, loss, variant)
             if len(mean["seeds"]) > 1:  # a mean of one seed says nothing new
                 seeds = ", ".join(str(seed) for seed in mean["seeds"])
                 lines.append(f"| {loss}: mean {LABELS[variant]} gain (seeds {seeds}) | | | | "
                              f"{' | '.join(_cell(mean[k]) for k in GROUPS)} | "
-                             f"{_cell(mean['best_top1'])} | | |")
+                             f"{_cell(mean['best_top1'])} | |{own(mean['own_bn_top1'])} |")
     if not paper:
         lines += ["", f"The paper reports no {args.dataset} figures (its CIFAR table is "
                       "CIFAR-100-LT)."]
@@ -387,7 +416,7 @@ def train(args) -> None:
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     pending = [arm for arm in arms(args)
-               if read_run(runs_dir / arm_name(*arm), args.epochs)["status"] != "complete"]
+               if read_run(runs_dir / arm_name(*arm), args.epochs, arm[1])["status"] != "complete"]
     active: list[tuple[str, subprocess.Popen]] = []
     started: dict[str, tuple[float, int]] = {}  # arm -> (time, epochs done) when started
     last_line = time.monotonic()
@@ -437,10 +466,34 @@ def progress(name: str, folder: Path, since: float, done_then: int, epochs: int)
     return line
 
 
+def score_own_bn(args) -> None:
+    """``--bn-stats``: every complete arm's last weights scored once with BatchNorm statistics
+    from one epoch of its own training stream (``train.py --test-only last --bn-stats-from``,
+    output appended to the arm's log)."""
+    runs_dir = Path(args.runs_dir)
+    for loss, variant, seed in arms(args):
+        folder = runs_dir / arm_name(loss, variant, seed)
+        if own_bn_report(folder, variant).exists() or \
+                read_run(folder, args.epochs, variant)["status"] != "complete":
+            continue
+        print(f"{folder.name}: scoring the last weights with BatchNorm statistics from its own "
+              f"({variant}) stream", flush=True)
+        command = train_command(args, loss, variant, seed, folder, resume=False) + [
+            "--test-only", "last", "--bn-stats-from", variant]
+        with open(runs_dir / f"{folder.name}.log", "a") as log:
+            status = subprocess.run(command, cwd=REPO_ROOT, stdout=log,
+                                    stderr=subprocess.STDOUT).returncode
+        if status != 0:
+            raise SystemExit(f"error: {folder.name}: train.py --test-only exited with {status}; "
+                             f"see {runs_dir / (folder.name + '.log')}")
+
+
 def main(argv=None) -> int:
     args = get_args(argv)
     if not args.report_only:
         train(args)
+    if args.bn_stats:
+        score_own_bn(args)
     report(args)
     return 0
 

@@ -70,9 +70,33 @@ def test_mean_gain_over_the_seeds_whose_pairs_are_complete(tmp_path):
                               "--seeds", "0", "1", "2"])
     summary = accuracy.report(args)
     assert summary["mean_gain"]["ce"]["cmo"] == {"seeds": [0, 1], "top1": 1.5, "many": 1.0,
-                                                 "medium": 1.5, "few": None, "best_top1": 4.5}
+                                                 "medium": 1.5, "few": None, "best_top1": 4.5,
+                                                 "own_bn_top1": None}
     table = args.markdown.read_text().splitlines()
     assert "| ce: mean CMO gain (seeds 0, 1) | | | | 1.50 | 1.00 | 1.50 | – | 4.50 | | |" \
+        in table
+    # the last weights scored with BatchNorm statistics from the arm's own stream: a column;
+    # seed 0: 31.0 -> 34.5 (+3.5), seed 1: 52.0 -> 51.0 (-1.0), mean +1.25
+    for arm, top1 in (("ce-none-s0", 31.0), ("ce-cmo-s0", 34.5), ("ce-none-s1", 52.0),
+                      ("ce-cmo-s1", 51.0)):
+        variant = arm.split("-")[1]
+        (tmp_path / arm / f"evaluation_last_bn-{variant}.json").write_text(json.dumps(
+            {"top1": top1, "many": 0.0, "medium": 0.0, "few": None}))
+    summary = accuracy.report(args)
+    assert summary["mean_gain"]["ce"]["cmo"]["own_bn_top1"] == 1.25
+    assert summary["runs"]["ce-cmo-s0"]["last_own_bn"] == {"top1": 34.5, "many": 0.0,
+                                                           "medium": 0.0, "few": None}
+    table = args.markdown.read_text().splitlines()
+    assert table[2] == ("| loss | arm | epochs done | status | top-1 (last) | many | medium | "
+                        "few | top-1 (best) | best epoch | top-1 (last, own-stream BN) | "
+                        "paper top-1 |")
+    assert table[4:7] == [
+        "| ce (seed 0) | none | 2/2 | complete | 30.00 | 40.00 | 20.00 | – | 40.00 | 1 | 31.00 "
+        "| – |",
+        "| ce + CMO | cmo | 2/2 | complete | 32.00 | 44.00 | 19.00 | – | 43.00 | 1 | 34.50 "
+        "| – |",
+        "| ce: CMO gain | | | | 2.00 | 4.00 | -1.00 | – | 3.00 | | 3.50 | – |"]
+    assert "| ce: mean CMO gain (seeds 0, 1) | | | | 1.50 | 1.00 | 1.50 | – | 4.50 | | 1.25 | |" \
         in table
 
 
@@ -129,8 +153,8 @@ def test_curves_plot_every_arms_top1_by_epoch_and_the_epochs_that_paste(tmp_path
 def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--quick",
-                             "--runs-dir", str(tmp_path), "--print-every", "0"], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=300)
+                             "--runs-dir", str(tmp_path), "--print-every", "0", "--bn-stats"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     # progress while training: both arms, epochs done of 1
     assert re.search(r"^ce-none-s0 epoch 0/1; ce-cmo-s0 epoch 0/1$", result.stdout, re.M), \
@@ -147,6 +171,13 @@ def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
         assert metrics["args"]["variant"] == arm.split("-")[1]
     assert summary["plot"] == str(tmp_path / "accuracy_gain.png")
     assert (tmp_path / "accuracy_gain.png").stat().st_size > 0
+    # --bn-stats: each arm's last weights scored with BatchNorm statistics from its own stream
+    for arm, variant in (("ce-none-s0", "none"), ("ce-cmo-s0", "cmo")):
+        scored = json.loads((tmp_path / arm / f"evaluation_last_bn-{variant}.json").read_text())
+        assert scored["weights_at"].endswith(f"from one epoch of the {variant} stream")
+        assert summary["runs"][arm]["last_own_bn"]["top1"] == scored["top1"]
+        assert f"{arm}: scoring the last weights with BatchNorm statistics from its own " \
+               f"({variant}) stream" in result.stdout
 
 
 def test_progress_line_counts_epochs_and_estimates_the_time_left(tmp_path):
