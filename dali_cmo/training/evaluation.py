@@ -6,6 +6,10 @@ end a run after its first epoch. Under ``--on-bad-image skip`` bad evaluation im
 of scoring (never replaced by another image, which would score one image twice) and reported;
 an image that passes the quick check and fails to decode is left out the same way when it is
 met (one process; with several ranks it ends the run, naming the file).
+
+``train.py --test-only`` scores saved weights (:func:`evaluate_saved_weights`), optionally
+after re-estimating their BatchNorm statistics over one epoch of a chosen training stream
+(:func:`recompute_bn_statistics`, ``--bn-stats-from``).
 """
 from __future__ import annotations
 

@@ -294,8 +294,9 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
 
 def write_test_report(run, args, report, weights: Path, where: str, train_set, val_source: str,
                       left_out) -> None:
-    """The end of ``train.py --test-only`` (rank 0): ``evaluation_<last|best>.json`` and its
-    per-class picture in the run folder (``metrics.json`` is left as training wrote it), and
+    """The end of ``train.py --test-only`` (rank 0): ``evaluation_<last|best>.json`` (with
+    ``--bn-stats-from V``: ``evaluation_<last|best>_bn-V.json``) and its per-class picture in
+    the run folder (``metrics.json`` is left as training wrote it), and
     the accuracy table on stdout.
 
     Args:
