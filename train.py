@@ -283,7 +283,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
         return run.stop.exit_status
     if args.test_only:  # score saved weights, train nothing
         try:
-            status = evaluate_saved_weights(args, run, evaluation, train_set, data.val_source)
+            status = evaluate_saved_weights(
+                args, run, evaluation, train_set, data.val_source,
+                bad_training_image=lambda error: bad_image(error, train_set, data.train_source,
+                                                           args))
         except BadImageError as error:
             raise bad_image(error, evaluation.dataset, data.val_source, args) from None
         finish(world)

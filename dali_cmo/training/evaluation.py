@@ -183,10 +183,13 @@ def recompute_bn_statistics(model, iterator, args, run) -> bool:
     return True
 
 
-def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_source: str) -> int:
+def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_source: str,
+                           bad_training_image) -> int:
     """``train.py --test-only last|best``: score the run's saved weights once on the evaluation
     set and report (:func:`dali_cmo.training.reports.write_test_report`); returns the exit
-    status. The flags that define the model and its data must be the training run's."""
+    status. The flags that define the model and its data must be the training run's.
+    ``bad_training_image`` turns a :class:`BadImageError` of the training stream
+    (``--bn-stats-from``) into the exception to raise (one naming the training set)."""
     from dali_cmo.training.checkpoint import check_weights_identity, load_weights, run_identity
     from dali_cmo.training.models import build_model
     from dali_cmo.training.reports import write_test_report
@@ -201,8 +204,11 @@ def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_sou
         model = model.to(memory_format=torch.channels_last)
     if args.bn_stats_from is not None:
         where += f"; BatchNorm statistics from one epoch of the {args.bn_stats_from} stream"
-        if not recompute_bn_statistics(model, stream_of(args, run, train_set), args, run):
-            return run.stop.exit_status
+        try:
+            if not recompute_bn_statistics(model, stream_of(args, run, train_set), args, run):
+                return run.stop.exit_status
+        except BadImageError as error:
+            raise bad_training_image(error) from None
     run.log(f"--test-only {args.test_only}: scoring {path} ({where}) on "
             f"{len(evaluation.dataset):,} evaluation images")
     report = evaluation(model)

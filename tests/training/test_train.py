@@ -552,6 +552,22 @@ def test_test_only_names_an_evaluation_image_the_decoder_fails_on(tmp_path, caps
         f"train.py: error: bad image {tmp_path / 'test/c1/tables.jpg'} (line 7 of {other}")
 
 
+def test_bn_stats_from_names_a_training_image_the_decoder_fails_on(tmp_path, capsys):
+    from image_fixtures import garbled_tables
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    assert train.main(TINY + data + ["--output", str(out)]) == 0
+    for image in (tmp_path / "train").rglob("*.jpg"):  # garbled after training
+        image.write_bytes(garbled_tables(image.read_bytes()))
+    capsys.readouterr()
+    assert train.main(TINY + data + ["--output", str(out), "--test-only",
+                                     "--bn-stats-from", "none"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.match(rf"train\.py: error: bad image {re.escape(str(tmp_path / 'train'))}/c\d/"
+                    rf"\S+\.jpg \(line \d+ of {re.escape(data[1])}",
+                    err.strip().splitlines()[-1]), err
+
+
 class _ClassZero(torch.nn.Module):
     """Predicts class 0 for every image."""
 
