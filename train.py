@@ -55,7 +55,7 @@ from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
 from dali_cmo.data.datasets import ArrayDataset, DatasetError, load_dataset, read_image_folder
 from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
                                      full_check)
-from dali_cmo.data.sources import VARIANTS, paste_window
+from dali_cmo.data.sources import VARIANTS, pasting_epochs
 from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
                                          make_train_config, parse_args)
 from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identity,
@@ -165,8 +165,9 @@ def bad_image(error: BadImageError, dataset, source: str, args) -> UsageError:
 
 def cmo_epochs(args) -> str:
     """The epochs (counted from 1) in which CMO pastes, for the log."""
-    active = paste_window(args.epochs, args.cmo_start, args.cmo_end)
-    if VARIANTS[args.variant][1] is None or args.cmo_prob == 0 or not active:
+    active = pasting_epochs(args.variant, args.cmo_prob, args.epochs, args.cmo_start,
+                            args.cmo_end)
+    if not active:
         return "no pasting"
     return f"pasting in epochs {active[0] + 1}..{active[-1] + 1} of {args.epochs}"
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 # common puts the repository root on sys.path
 from common import REPO_ROOT, machine_description, write_json
-from dali_cmo.data.sources import VARIANTS, paste_window  # noqa: E402
+from dali_cmo.data.sources import pasting_epochs  # noqa: E402
 
 # loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (the reference's
 # 160 of 200 epochs, scaled with --epochs)
@@ -187,22 +187,20 @@ def read_run(folder: Path, epochs: int, variant: str) -> dict:
         summary["train_class_counts"] = metrics["train_class_counts"]
         summary["seconds_last_process"] = metrics.get("train_seconds_this_process")
         summary["code"] = metrics.get("code")  # the commit that trained it (newer runs)
-        summary["pasting_epochs"] = pasting_epochs(metrics.get("args", {}))
+        summary["pasting_epochs"] = first_and_last_pasting_epoch(metrics.get("args", {}))
     if own_bn_report(folder, variant).exists():
         scored = json.loads(own_bn_report(folder, variant).read_text())
         summary["last_own_bn"] = {k: scored.get(k) for k in GROUPS}
     return summary
 
 
-def pasting_epochs(run_args: dict) -> list[int] | None:
+def first_and_last_pasting_epoch(run_args: dict) -> list[int] | None:
     """First and last epoch (from 1) in which a finished run pasted, from its recorded
-    arguments; None for the variants that do not paste or when the arguments are not
-    recorded."""
-    if VARIANTS.get(run_args.get("variant"), (None, None))[1] is None or \
-            not run_args.get("cmo_prob") or "cmo_start" not in run_args or \
-            "cmo_end" not in run_args:
+    arguments; None when it pasted in none or the arguments are not recorded."""
+    names = ("variant", "cmo_prob", "epochs", "cmo_start", "cmo_end")
+    if any(name not in run_args for name in names):
         return None
-    window = paste_window(run_args["epochs"], run_args["cmo_start"], run_args["cmo_end"])
+    window = pasting_epochs(*(run_args[name] for name in names))
     return [window[0] + 1, window[-1] + 1] if window else None
 
 
@@ -253,8 +251,8 @@ def markdown_table(args, runs: dict) -> str:
              + "paper top-1 |",
              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if own_bn else "")]
 
-    def own(*cells) -> str:  # the own-stream BN cell, when the column is shown
-        return f" {_cell(_gain(*cells) if len(cells) == 2 else cells[0])} |" if own_bn else ""
+    def own(value) -> str:  # the own-stream BN cell, when the column is shown
+        return f" {_cell(value)} |" if own_bn else ""
     for loss in args.losses:
         reference = dict(zip((BASELINE, "cmo"), paper.get(loss, (None, None))))
         for seed in args.seeds:
@@ -280,7 +278,7 @@ def markdown_table(args, runs: dict) -> str:
                     if loss in paper and variant == "cmo" else "–"
                 lines.append(f"| {loss}: {LABELS[variant]} gain | | | | {' | '.join(gains)} | "
                              f"{_cell(_gain(base_best.get('top1'), best.get('top1')))} | |"
-                             f"{own(base_bn.get('top1'), bn.get('top1'))} {paper_gain} |")
+                             f"{own(_gain(base_bn.get('top1'), bn.get('top1')))} {paper_gain} |")
         for variant in args.variants:
             mean = mean_gain(args, runs, loss, variant)
             if len(mean["seeds"]) > 1:  # a mean of one seed says nothing new

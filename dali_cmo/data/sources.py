@@ -31,13 +31,21 @@ VARIANTS: dict[str, tuple[str, str | None]] = {
 }
 
 
-
 def paste_window(epochs: int, start: int, end: int) -> range:
     """The epochs (counted from 0) in which CMO may paste: ``start < e < epochs - end``, the
     reference's ``start_data_aug < epoch < epochs - end_data_aug`` (naver-ai/cmo,
     ``cifar_train.py``); ``start=-1`` includes epoch 0. Empty when the margins leave none."""
     first = max(start + 1, 0)
     return range(first, max(epochs - end, first))
+
+
+def pasting_epochs(variant: str, probability: float, epochs: int, start: int,
+                   end: int) -> range:
+    """The epochs (counted from 0) in which a run of ``variant`` pastes: its
+    :func:`paste_window`, or none for a variant without foregrounds or ``probability`` 0."""
+    if VARIANTS[variant][1] is None or probability == 0:
+        return range(0)
+    return paste_window(epochs, start, end)
 
 
 EMPTY_BYTES = np.zeros(0, dtype=np.uint8)
