@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -150,6 +152,7 @@ def test_curves_plot_every_arms_top1_by_epoch_and_the_epochs_that_paste(tmp_path
     assert summary["curves"] == str(args.curves) and args.curves.stat().st_size > 0
 
 
+@pytest.mark.trains
 def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--quick",

@@ -33,6 +33,7 @@ SMALL = {"imagenet": ["--image-size", "64", "--style", "imagenet"],
 
 
 @pytest.mark.slow
+@pytest.mark.trains
 @pytest.mark.parametrize("preset, style, augment", [
     ("imagenet-lt", "imagenet", "jitter"), ("imagenet-lt-400", "imagenet", "randaugment"),
     ("inat2018-400", "imagenet", "randaugment"), ("cifar10-lt-400", "cifar", "autoaugment"),
