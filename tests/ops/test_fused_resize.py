@@ -118,7 +118,7 @@ def test_a_region_with_other_channels_is_refused(plugin):
     p.build()
     with pytest.raises(RuntimeError, match=r"sample 0: with resize_foreground=True the foreground "
                                            r"must be a non-empty HWC region with the background's "
-                                           r"3 channels and fewer than 2\^31 values; got shape "
+                                           r"3 channels and at most 2146435071 values; got shape "
                                            r"5 x 6 x 1\n"):
         p.run()
 

@@ -1,7 +1,6 @@
 // cmo_paste: schema, argument handling shared by both backends, and the CPU implementation.
 #include "cmo_paste.h"
 
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -90,18 +89,18 @@ void CmoPaste<Backend>::ValidateForeground(const dali::TensorListShape<> &bg_sha
     auto bg = bg_shape[i], fg = fg_shape[i];
     DALI_ENFORCE(bg.size() == 3 && (bg[2] == 1 || bg[2] == 3), make_string(
         "cmo_paste: sample ", i, ": background must be HWC with 1 or 3 channels; got shape ", bg));
-    DALI_ENFORCE(bg.num_elements() <= std::numeric_limits<int32_t>::max(), make_string(
-        "cmo_paste: sample ", i, ": images of more than 2^31 - 1 values are not supported; got "
-        "shape ", bg));
+    DALI_ENFORCE(bg.num_elements() <= kMaxSampleValues, make_string(
+        "cmo_paste: sample ", i, ": images of more than ", kMaxSampleValues, " values (2^31 - 1 "
+        "less one grid stride of the GPU kernel) are not supported; got shape ", bg));
     if (boxes_[i].box.empty())
       continue;  // nothing is read from this foreground
     const Box &b = boxes_[i].box;
     if (resize_foreground_) {
       DALI_ENFORCE(fg.size() == 3 && fg[0] > 0 && fg[1] > 0 && fg[2] == bg[2] &&
-                   fg.num_elements() <= std::numeric_limits<int32_t>::max(), make_string(
+                   fg.num_elements() <= kMaxSampleValues, make_string(
           "cmo_paste: sample ", i, ": with resize_foreground=True the foreground must be a "
-          "non-empty HWC region with the background's ", bg[2], " channels and fewer than "
-          "2^31 values; got shape ", fg));
+          "non-empty HWC region with the background's ", bg[2], " channels and at most ",
+          kMaxSampleValues, " values; got shape ", fg));
       continue;
     }
     bool full = fg == bg;
@@ -156,6 +155,7 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
   out.SetLayout(chw_ ? "CHW" : "HWC");
   int n = bg.num_samples();
   descs_.resize(n);
+  taps_.clear();
   for (int i = 0; i < n; i++) {
     auto shape = bg.shape()[i];
     PasteSampleDesc &d = descs_[i];
@@ -171,7 +171,7 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
     auto fg_shape = fg.shape()[i];  // any shape where the box is empty: then it is never read
     bool hwc = fg_shape.size() == 3;
     SetForeground(d, fg.template tensor<uint8_t>(i), hwc ? fg_shape[0] : 0,
-                  hwc ? fg_shape[1] : 0, resize_foreground_);
+                  hwc ? fg_shape[1] : 0, resize_foreground_, taps_);
     d.mirror_background = mirror_background_[i] != 0;
     d.mirror_foreground = mirror_foreground_[i] != 0;
     float mean[kMaxChannels], stddev[kMaxChannels];
@@ -179,6 +179,7 @@ void CmoPaste<Backend>::PrepareDescs(dali::Workspace &ws) {
     ChannelValues(std_, 1.0f, d.C, "std", stddev);
     SetNormalization(d, mean, stddev);
   }
+  BindTaps(descs_.data(), descs_.size(), taps_.starts.data(), taps_.weights.data());
 }
 
 template <>

@@ -23,6 +23,10 @@ void CmoPaste<dali::GPUBackend>::RunImpl(dali::Workspace &ws) {
     max_pixels = std::max<int64_t>(max_pixels, static_cast<int64_t>(d.H) * d.W);
   cudaStream_t stream = ws.stream();
   dali::kernels::DynamicScratchpad scratchpad(stream);
+  if (!taps_.starts.empty()) {  // the kernel reads the resampling taps from device memory
+    auto [starts, weights] = scratchpad.ToContiguousGPU(stream, taps_.starts, taps_.weights);
+    BindTaps(descs_.data(), descs_.size(), starts, weights);
+  }
   const PasteSampleDesc *gpu_descs = scratchpad.ToGPU(stream, descs_);
   VisitType(dtype_, OutputTypes{}, [&](auto type) {
     using Out = typename decltype(type)::type;

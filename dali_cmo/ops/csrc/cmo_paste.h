@@ -57,7 +57,7 @@ class CmoPaste : public dali::rng::OperatorWithRng<dali::Operator<Backend>> {
   bool SetupImpl(std::vector<dali::OutputDesc> &output_desc, const dali::Workspace &ws) override;
   void RunImpl(dali::Workspace &ws) override;
 
-  /** Fills descs_ with the pointers of this iteration's inputs and outputs. */
+  /** Fills descs_ (and taps_) with the pointers of this iteration's inputs and outputs. */
   void PrepareDescs(dali::Workspace &ws);
 
   /** The boxes: from the `box` argument, else sampled. */
@@ -75,6 +75,7 @@ class CmoPaste : public dali::rng::OperatorWithRng<dali::Operator<Backend>> {
   std::vector<int> mirror_background_, mirror_foreground_;
   std::vector<BoxSample> boxes_;
   std::vector<PasteSampleDesc> descs_;
+  TapTable taps_;  // the resampled boxes' taps, which descs_ point at
 };
 
 template <>

@@ -11,8 +11,8 @@
 
 namespace dali_cmo {
 
-/** At least 4 blocks of 256 threads per SM: ptxas fits the kernel in 58 registers without
- *  spilling (81 unbounded, for the resampling path's sake), half the SM's threads resident. */
+/** At least 4 blocks of 256 threads per SM, half the SM's threads resident: at most 64
+ *  registers a thread, which ptxas meets for sm_90 without spilling. */
 template <typename Out, bool kCHW>
 __global__ void __launch_bounds__(kBlockSize, 4) PasteKernel(
     const PasteSampleDesc *__restrict__ descs) {
@@ -23,12 +23,20 @@ __global__ void __launch_bounds__(kBlockSize, 4) PasteKernel(
                                                    static_cast<int>(gridDim.x)});
 }
 
-/** One launch for the batch: blockIdx.y is the sample, the blocks along x share its pixels. */
+/** gridDim.y's limit: the most samples one launch can take. */
+constexpr int kMaxSamplesPerLaunch = 65535;
+
+/** One launch per kMaxSamplesPerLaunch samples of the batch (usually one): blockIdx.y is the
+ *  sample, the blocks along x share its pixels. */
 template <typename Out, bool kCHW>
 void LaunchPaste(const PasteSampleDesc *gpu_descs, int num_samples, int64_t max_pixels,
                  cudaStream_t stream) {
-  dim3 grid(PasteBlocksPerSample(max_pixels), num_samples);
-  PasteKernel<Out, kCHW><<<grid, kBlockSize, 0, stream>>>(gpu_descs);
+  const int blocks = PasteBlocksPerSample(max_pixels);
+  for (int first = 0; first < num_samples; first += kMaxSamplesPerLaunch) {
+    const int samples = num_samples - first < kMaxSamplesPerLaunch ? num_samples - first
+                                                                   : kMaxSamplesPerLaunch;
+    PasteKernel<Out, kCHW><<<dim3(blocks, samples), kBlockSize, 0, stream>>>(gpu_descs + first);
+  }
 }
 
 }  // namespace dali_cmo

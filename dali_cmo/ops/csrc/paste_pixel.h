@@ -1,7 +1,7 @@
 // Everything cmo_paste does per pixel, in one light header (standard headers only; cuda_fp16.h
 // under nvcc; no DALI), so that the same code runs in
-//   - the CPU operator (PasteSample: PasteRange over whole rows, BoxResampler for a foreground
-//     resampled into its box),
+//   - the CPU operator (PasteSample: PasteRange over whole rows, ResampleBoxRow for a foreground
+//     resampled into its box, with the taps of a TapTable),
 //   - the CUDA kernel (PasteKernelBody: groups of pixels per thread, vector stores),
 //   - the CPU test that runs the kernel body over a simulated grid of blocks and threads, and
 //   - the standalone kernel check (nvcc only), which compares device and host results.
@@ -48,18 +48,13 @@ struct Half {
 };
 
 /**
- * How the box's rows (or columns) sample a foreground region of in_size pixels: DALI's
- * fn.resize default (interp_type LINEAR, antialias=True), a triangle filter of radius 1 when
- * enlarging and of radius in_size / out_size when shrinking, weights normalised to sum 1,
- * source indices clamped to the region. The float steps follow DALI's CPU resampling
- * (InitializeResamplingFilter with its tabulated triangle [0, 1, 0]) one by one.
+ * One axis (rows or columns) of a foreground region resampled into its box: output index i
+ * reads source indices tap_starts[start + i] + k (clamped to the region) with the weights
+ * tap_weights[weight + i * support + k], k < support, of the batch's TapTable.
  */
 struct ResampleAxis {
-  float scale;         // in_size / out_size
-  float origin;        // 0.5 * scale - 0.5 - anchor: where output 0's filter starts
-  float filter_scale;  // one source pixel in the triangle table's coordinates
-  int32_t support;     // taps per output pixel
-  int32_t in_size;
+  int64_t start = 0, weight = 0;  // where output index 0's entries are in the table
+  int32_t support = 0;            // taps per output index
 };
 
 /** Everything needed to produce one output sample; plain data, copied to the GPU as is. */
@@ -69,28 +64,17 @@ struct PasteSampleDesc {
   void *out;                  // H x W x C or C x H x W
   float *lam_out;
   int32_t *box_out;           // [y1, x1, y2, x2] or nullptr
-  int32_t H, W, C;            // H * W * C < 2^31 (checked by the operator)
+  int32_t H, W, C;            // H * W * C <= kMaxSampleValues (checked by the operator)
   Box box;
   int32_t fg_y0, fg_x0, fg_h, fg_w;
   bool mirror_background, mirror_foreground;
   bool resample;              // the foreground is a region of any size, resampled to the box
   ResampleAxis rows, cols;    // (when resample)
+  const int32_t *tap_starts;  // the batch's TapTable, in the memory this code runs on
+  const float *tap_weights;   // (BindTaps)
   float lam;
   float mean[kMaxChannels], inv_std[kMaxChannels];
 };
-
-/** The resampling geometry of one axis (see ResampleAxis); computed on the host. */
-inline ResampleAxis MakeResampleAxis(int in_size, int out_size) {
-  ResampleAxis a;
-  a.in_size = in_size;
-  a.scale = static_cast<float>(in_size) / static_cast<float>(out_size);
-  const float radius = in_size > out_size ? a.scale : 1.0f;  // antialiased when shrinking
-  a.filter_scale = 2.0f / std::max(1.0f, 2.0f * radius);     // the table spans [0, 2]
-  const float anchor = 1.0f / a.filter_scale;
-  a.support = static_cast<int32_t>(std::ceil(2.0f / a.filter_scale));
-  a.origin = (0.5f * a.scale - 0.5f) - anchor;
-  return a;
-}
 
 /** Sets mean and inv_std = 1 / stddev (float32) of the first kMaxChannels channels. */
 inline void SetNormalization(PasteSampleDesc &d, const float *mean, const float *stddev) {
@@ -100,24 +84,6 @@ inline void SetNormalization(PasteSampleDesc &d, const float *mean, const float 
   }
 }
 
-/**
- * Sets the foreground (d.box set first), fg_h x fg_w pixels: full size (fg_h x fg_w = H x W,
- * without resample: its box lands on the box), the box's region at the box's size, or, with
- * resample, the box's region at any size, resampled to the box.
- */
-inline void SetForeground(PasteSampleDesc &d, const uint8_t *foreground, int fg_h, int fg_w,
-                          bool resample) {
-  const bool full = !resample && fg_h == d.H && fg_w == d.W;
-  d.foreground = foreground;
-  d.fg_y0 = full ? 0 : d.box.y1;
-  d.fg_x0 = full ? 0 : d.box.x1;
-  d.fg_h = fg_h;
-  d.fg_w = fg_w;
-  d.resample = resample && !d.box.empty();
-  d.rows = d.resample ? MakeResampleAxis(fg_h, d.box.y2 - d.box.y1) : ResampleAxis{};
-  d.cols = d.resample ? MakeResampleAxis(fg_w, d.box.x2 - d.box.x1) : ResampleAxis{};
-}
-
 // ---- arithmetic -------------------------------------------------------------------------------
 
 // Single float32 operations, never fused into an FMA: the same bits on host and device.
@@ -125,12 +91,10 @@ inline void SetForeground(PasteSampleDesc &d, const uint8_t *foreground, int fg_
 CMO_HOST_DEV inline float Add(float a, float b) { return __fadd_rn(a, b); }
 CMO_HOST_DEV inline float Sub(float a, float b) { return __fsub_rn(a, b); }
 CMO_HOST_DEV inline float Mul(float a, float b) { return __fmul_rn(a, b); }
-CMO_HOST_DEV inline float Div(float a, float b) { return __fdiv_rn(a, b); }
 #else
 inline float Add(float a, float b) { return a + b; }
 inline float Sub(float a, float b) { return a - b; }
 inline float Mul(float a, float b) { return a * b; }
-inline float Div(float a, float b) { return a / b; }
 #endif
 
 /** (value - mean) * inv_std in float32. */
@@ -230,37 +194,124 @@ CMO_HOST_DEV inline Out OutputValue(const PasteSampleDesc &d, float v, int c) {
 
 // ---- the foreground resampled into its box --------------------------------------------------
 
+/**
+ * How the box's rows (or columns) sample a foreground region of in_size pixels: DALI's
+ * fn.resize default (interp_type LINEAR, antialias=True), a triangle filter of radius 1 when
+ * enlarging and of radius in_size / out_size when shrinking, weights normalised to sum 1,
+ * source indices clamped to the region. The float steps follow DALI's CPU resampling
+ * (InitializeResamplingFilter with its tabulated triangle [0, 1, 0]) one by one. Host only:
+ * TapTable evaluates it once per output row and column.
+ */
+struct ResampleFilter {
+  float scale;         // in_size / out_size
+  float origin;        // 0.5 * scale - 0.5 - anchor: where output 0's filter starts
+  float filter_scale;  // one source pixel in the triangle table's coordinates
+  int32_t support;     // taps per output index
+};
+
+inline ResampleFilter MakeResampleFilter(int in_size, int out_size) {
+  ResampleFilter f;
+  f.scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+  const float radius = in_size > out_size ? f.scale : 1.0f;  // antialiased when shrinking
+  f.filter_scale = 2.0f / std::max(1.0f, 2.0f * radius);     // the table spans [0, 2]
+  const float anchor = 1.0f / f.filter_scale;
+  f.support = static_cast<int32_t>(std::ceil(2.0f / f.filter_scale));
+  f.origin = (0.5f * f.scale - 0.5f) - anchor;
+  return f;
+}
+
 /** The first source index of output index i's taps; f0: how far it lies past the filter's
  *  start. */
-CMO_HOST_DEV inline int TapStart(const ResampleAxis &a, int i, float &f0) {
-  const float start = Add(Mul(static_cast<float>(i), a.scale), a.origin);
-  const float first = ceilf(start);
+inline int TapStart(const ResampleFilter &f, int i, float &f0) {
+  const float start = Add(Mul(static_cast<float>(i), f.scale), f.origin);
+  const float first = std::ceil(start);
   f0 = Sub(first, start);
   return static_cast<int>(first);
 }
 
 /** The triangle's weight of tap k (before normalisation): DALI's table [0, 1, 0], linearly
  *  interpolated, at (f0 + k) * filter_scale. */
-CMO_HOST_DEV inline float TapWeight(const ResampleAxis &a, float f0, int k) {
-  const float t = Mul(Add(f0, static_cast<float>(k)), a.filter_scale);
+inline float TapWeight(const ResampleFilter &f, float f0, int k) {
+  const float t = Mul(Add(f0, static_cast<float>(k)), f.filter_scale);
   if (!(t > -1.0f) || t >= 3.0f)
     return 0.0f;
-  const float t0 = floorf(t), frac = Sub(t, t0);
+  const float t0 = std::floor(t), frac = Sub(t, t0);
   return t0 == 0.0f ? frac : t0 == 1.0f ? Sub(1.0f, frac) : 0.0f;
 }
 
-/** The weights of all taps, summed in order. */
-CMO_HOST_DEV inline float TapSum(const ResampleAxis &a, float f0) {
-  float sum = 0.0f;
-  for (int k = 0; k < a.support; k++)
-    sum = Add(sum, TapWeight(a, f0, k));
-  return sum;
+/**
+ * The taps of a batch's resampled boxes, computed once per output row and column (as fn.resize
+ * prepares its filters), not per pixel: for every output index of every axis, the first source
+ * index and the weights normalised to sum 1 (summed in tap order, then divided). The CPU reads
+ * the table where it is, the GPU a copy of its two arrays (BindTaps).
+ */
+struct TapTable {
+  std::vector<int32_t> starts;
+  std::vector<float> weights;
+
+  void clear() {
+    starts.clear();
+    weights.clear();
+  }
+
+  /** Appends the taps of out_size output indices sampling in_size source pixels. */
+  ResampleAxis Append(int in_size, int out_size) {
+    const ResampleFilter f = MakeResampleFilter(in_size, out_size);
+    ResampleAxis a;
+    a.start = static_cast<int64_t>(starts.size());
+    a.weight = static_cast<int64_t>(weights.size());
+    a.support = f.support;
+    for (int i = 0; i < out_size; i++) {
+      float f0;
+      starts.push_back(TapStart(f, i, f0));
+      float sum = 0.0f;
+      for (int k = 0; k < f.support; k++)
+        sum = Add(sum, TapWeight(f, f0, k));
+      for (int k = 0; k < f.support; k++) {
+        const float w = TapWeight(f, f0, k);
+        weights.push_back(sum != 0.0f ? w / sum : w);
+      }
+    }
+    return a;
+  }
+};
+
+/**
+ * Sets the foreground (d.box set first), fg_h x fg_w pixels: full size (fg_h x fg_w = H x W,
+ * without resample: its box lands on the box), the box's region at the box's size, or, with
+ * resample, the box's region at any size, resampled to the box with taps appended to `taps`
+ * (BindTaps once the batch is complete).
+ */
+inline void SetForeground(PasteSampleDesc &d, const uint8_t *foreground, int fg_h, int fg_w,
+                          bool resample, TapTable &taps) {
+  const bool full = !resample && fg_h == d.H && fg_w == d.W;
+  d.foreground = foreground;
+  d.fg_y0 = full ? 0 : d.box.y1;
+  d.fg_x0 = full ? 0 : d.box.x1;
+  d.fg_h = fg_h;
+  d.fg_w = fg_w;
+  d.resample = resample && !d.box.empty();
+  d.rows = d.resample ? taps.Append(fg_h, d.box.y2 - d.box.y1) : ResampleAxis{};
+  d.cols = d.resample ? taps.Append(fg_w, d.box.x2 - d.box.x1) : ResampleAxis{};
 }
 
-/** Tap k's weight normalised to a sum of 1. */
-CMO_HOST_DEV inline float NormalizedTap(const ResampleAxis &a, float f0, int k, float sum) {
-  const float w = TapWeight(a, f0, k);
-  return sum != 0.0f ? Div(w, sum) : w;
+/** Points n descriptors at a TapTable's arrays: the host's, or their copy on the GPU. */
+inline void BindTaps(PasteSampleDesc *descs, size_t n, const int32_t *starts,
+                     const float *weights) {
+  for (size_t i = 0; i < n; i++) {
+    descs[i].tap_starts = starts;
+    descs[i].tap_weights = weights;
+  }
+}
+
+/** Output index i of an axis: its first source index, and its `support` weights. */
+CMO_HOST_DEV inline int FirstTap(const PasteSampleDesc &d, const ResampleAxis &a, int i) {
+  return d.tap_starts[a.start + i];
+}
+
+CMO_HOST_DEV inline const float *TapWeights(const PasteSampleDesc &d, const ResampleAxis &a,
+                                            int i) {
+  return d.tap_weights + a.weight + static_cast<int64_t>(i) * a.support;
 }
 
 CMO_HOST_DEV inline int Clamp(int v, int lo, int hi) {
@@ -277,15 +328,14 @@ CMO_HOST_DEV inline int ResampledColumn(const PasteSampleDesc &d, int x) {
 /**
  * The resampled foreground at box pixel (y, x), all channels: for each column tap (in order)
  * the column's vertical sum over the row taps (in order), then the weighted sum of the columns.
- * BoxResampler computes the same sums in two passes, in the same order.
+ * ResampleBoxRow computes the same sums in two passes, in the same order.
  */
 template <int C>
 CMO_HOST_DEV inline void ResampledPixel(const PasteSampleDesc &d, int y, int x,
                                         float (&value)[C]) {
-  float fy, fx;
-  const int sy0 = TapStart(d.rows, y - d.box.y1, fy);
-  const int sx0 = TapStart(d.cols, ResampledColumn(d, x), fx);
-  const float sum_y = TapSum(d.rows, fy), sum_x = TapSum(d.cols, fx);
+  const int i = y - d.box.y1, j = ResampledColumn(d, x);
+  const int sy0 = FirstTap(d, d.rows, i), sx0 = FirstTap(d, d.cols, j);
+  const float *wy = TapWeights(d, d.rows, i), *wx = TapWeights(d, d.cols, j);
   for (int c = 0; c < C; c++)
     value[c] = 0.0f;
   for (int kx = 0; kx < d.cols.support; kx++) {
@@ -294,14 +344,12 @@ CMO_HOST_DEV inline void ResampledPixel(const PasteSampleDesc &d, int y, int x,
     for (int c = 0; c < C; c++)
       column[c] = 0.0f;
     for (int ky = 0; ky < d.rows.support; ky++) {
-      const float wy = NormalizedTap(d.rows, fy, ky, sum_y);
       const uint8_t *src = d.foreground + (Clamp(sy0 + ky, 0, d.fg_h - 1) * d.fg_w + sx) * C;
       for (int c = 0; c < C; c++)
-        column[c] = Add(column[c], Mul(wy, src[c]));
+        column[c] = Add(column[c], Mul(wy[ky], src[c]));
     }
-    const float wx = NormalizedTap(d.cols, fx, kx, sum_x);
     for (int c = 0; c < C; c++)
-      value[c] = Add(value[c], Mul(wx, column[c]));
+      value[c] = Add(value[c], Mul(wx[kx], column[c]));
   }
 }
 
@@ -335,7 +383,7 @@ CMO_HOST_DEV void PasteRun(const PasteSampleDesc &d, int y, int x0, int x_end, b
 }
 
 /** Output pixels [x0, x_end) of row y, all in the box, of a resampled foreground: pixel by
- *  pixel (the GPU's partial groups; the CPU operator uses BoxResampler). */
+ *  pixel (the GPU's partial groups; the CPU operator uses ResampleBoxRow). */
 template <typename Out, bool kCHW, int C>
 CMO_HOST_DEV void ResampleRun(const PasteSampleDesc &d, int y, int x0, int x_end) {
   Out *out = static_cast<Out *>(d.out);
@@ -390,67 +438,38 @@ CMO_HOST_DEV inline void WriteSampleOutputs(const PasteSampleDesc &d) {
 }
 
 /**
- * A resampled foreground's box, row by row on the CPU, in two passes with the sums of
- * ResampledPixel in the same order: per output row, the vertical sums of every region column
- * (contiguous, vectorisable), then per box pixel the weighted sum of its column taps. The taps'
- * weights are computed once per sample.
+ * The box's part of output row y of a resampled foreground on the CPU, in two passes with the
+ * sums of ResampledPixel in the same order: the vertical sums of every region column
+ * (contiguous, vectorisable) into `columns` (fg_w x C), then per box pixel the weighted sum of
+ * its column taps.
  */
-template <int C>
-class BoxResampler {
- public:
-  explicit BoxResampler(const PasteSampleDesc &d)
-      : row_taps_(d.rows, d.box.y2 - d.box.y1), col_taps_(d.cols, d.box.x2 - d.box.x1),
-        columns_(static_cast<size_t>(d.fg_w) * C) {}
-
-  /** Writes the box's part of output row y. */
-  template <typename Out, bool kCHW>
-  void PasteRow(const PasteSampleDesc &d, int y) {
-    const int i = y - d.box.y1, sy = row_taps_.start[i];
-    const int n = d.fg_w * C;
-    std::fill(columns_.begin(), columns_.end(), 0.0f);
-    for (int ky = 0; ky < row_taps_.support; ky++) {
-      const float w = row_taps_.weights[i * row_taps_.support + ky];
-      const uint8_t *src = d.foreground + Clamp(sy + ky, 0, d.fg_h - 1) * n;
-      float *column = columns_.data();
-      for (int v = 0; v < n; v++)
-        column[v] = Add(column[v], Mul(w, src[v]));
-    }
-    Out *out = static_cast<Out *>(d.out);
-    for (int x = d.box.x1; x < d.box.x2; x++) {
-      const int j = ResampledColumn(d, x), sx = col_taps_.start[j];
-      float value[C] = {};
-      for (int kx = 0; kx < col_taps_.support; kx++) {
-        const float w = col_taps_.weights[j * col_taps_.support + kx];
-        const float *column = columns_.data() + Clamp(sx + kx, 0, d.fg_w - 1) * C;
-        for (int c = 0; c < C; c++)
-          value[c] = Add(value[c], Mul(w, column[c]));
-      }
-      const int pixel = y * d.W + x;
-      for (int c = 0; c < C; c++)
-        out[kCHW ? c * d.H * d.W + pixel : pixel * C + c] = OutputValue<Out>(d, value[c], c);
-    }
+template <typename Out, bool kCHW, int C>
+void ResampleBoxRow(const PasteSampleDesc &d, int y, std::vector<float> &columns) {
+  const int i = y - d.box.y1, sy = FirstTap(d, d.rows, i);
+  const float *wy = TapWeights(d, d.rows, i);
+  const int n = d.fg_w * C;
+  std::fill(columns.begin(), columns.end(), 0.0f);
+  for (int ky = 0; ky < d.rows.support; ky++) {
+    const uint8_t *src = d.foreground + Clamp(sy + ky, 0, d.fg_h - 1) * n;
+    float *column = columns.data();
+    for (int v = 0; v < n; v++)
+      column[v] = Add(column[v], Mul(wy[ky], src[v]));
   }
-
- private:
-  /** The first source index and the normalised weights of every output index of an axis. */
-  struct Taps {
-    Taps(const ResampleAxis &a, int out_size)
-        : support(a.support), start(out_size), weights(static_cast<size_t>(out_size) * support) {
-      for (int i = 0; i < out_size; i++) {
-        float f0;
-        start[i] = TapStart(a, i, f0);
-        const float sum = TapSum(a, f0);
-        for (int k = 0; k < support; k++)
-          weights[i * support + k] = NormalizedTap(a, f0, k, sum);
-      }
+  Out *out = static_cast<Out *>(d.out);
+  for (int x = d.box.x1; x < d.box.x2; x++) {
+    const int j = ResampledColumn(d, x), sx = FirstTap(d, d.cols, j);
+    const float *wx = TapWeights(d, d.cols, j);
+    float value[C] = {};
+    for (int kx = 0; kx < d.cols.support; kx++) {
+      const float *column = columns.data() + Clamp(sx + kx, 0, d.fg_w - 1) * C;
+      for (int c = 0; c < C; c++)
+        value[c] = Add(value[c], Mul(wx[kx], column[c]));
     }
-    int support;
-    std::vector<int> start;
-    std::vector<float> weights;
-  };
-  Taps row_taps_, col_taps_;
-  std::vector<float> columns_;  // the current row's vertical sums, fg_w x C
-};
+    const int pixel = y * d.W + x;
+    for (int c = 0; c < C; c++)
+      out[kCHW ? c * d.H * d.W + pixel : pixel * C + c] = OutputValue<Out>(d, value[c], c);
+  }
+}
 
 /** The whole sample on the CPU. */
 template <typename Out, bool kCHW, int C>
@@ -458,12 +477,12 @@ void PasteSample(const PasteSampleDesc &d) {
   if (!d.resample) {
     PasteRange<Out, kCHW, C>(d, 0, d.H * d.W);
   } else {
-    BoxResampler<C> resampler(d);
+    std::vector<float> columns(static_cast<size_t>(d.fg_w) * C);
     const Box &b = d.box;
     PasteRange<Out, kCHW, C>(d, 0, b.y1 * d.W);
     for (int y = b.y1; y < b.y2; y++) {
       PasteRun<Out, kCHW, C>(d, y, 0, b.x1, d.mirror_background);
-      resampler.template PasteRow<Out, kCHW>(d, y);
+      ResampleBoxRow<Out, kCHW, C>(d, y, columns);
       PasteRun<Out, kCHW, C>(d, y, b.x2, d.W, d.mirror_background);
     }
     PasteRange<Out, kCHW, C>(d, b.y2 * d.W, d.H * d.W);
@@ -476,6 +495,13 @@ void PasteSample(const PasteSampleDesc &d) {
 constexpr int kBlockSize = 256;
 constexpr int kPixelsPerThread = 4;      // consecutive pixels per thread and step: vector stores
 constexpr int kMaxBlocksPerSample = 1024;
+
+/** The most values (H x W x C) a sample may have, foreground or background. Pixel indices are
+ *  int32, and a thread's index steps past the sample's last pixel by up to one grid stride
+ *  (PasteThread), so that step must not overflow either (single-channel images near 2^31
+ *  pixels); the operator refuses larger samples. */
+constexpr int64_t kMaxSampleValues =
+    INT32_MAX - int64_t{kMaxBlocksPerSample} * kBlockSize * kPixelsPerThread;
 
 /** An aligned chunk of 4, 8 or 16 bytes: one vector store on the GPU. */
 template <int kBytes>

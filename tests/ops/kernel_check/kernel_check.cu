@@ -2,15 +2,16 @@
 //
 // Builds batches of random and edge cases (1x1 images, empty and full boxes, box-sized
 // foregrounds with mirrors, foregrounds of any size resampled into their boxes, C = 1 and 3,
-// mixed sizes, a 4K image past the block cap, a batch of 300, the rounding tables of the
-// ImageNet, CIFAR and tie-making constants), runs them through
+// mixed sizes, a 4K image past the block cap, a batch of 300, a batch of 70,000 past the grid's
+// 65,535 samples, the rounding tables of the ImageNet, CIFAR and tie-making constants), runs
+// them through
 // the real kernel (LaunchPaste, paste_kernel.cuh) and compares every output byte with the CPU
 // operator's code (PasteSample, paste_pixel.h). Without a GPU it runs the kernel's body over the
 // simulated grid instead (emulate_grid.h), so CI checks the same index arithmetic on a CPU.
 //
 //   kernel_check [--random N] [--seed S] [--json PATH] [--require-gpu] [--no-timing] [--no-large]
 //
-// --no-large leaves out the 4K images and the batch of 300 (for the compute-sanitizer rerun).
+// --no-large leaves out the 4K images and the large batches (for the compute-sanitizer rerun).
 //
 // On a mismatch it says where: case, sample, (y, x, channel), inside or outside the box, the
 // expected and the actual value and their distance in ulps. Exit status: 0 all equal, 1 a
@@ -124,10 +125,11 @@ Batch MakeBatch(const Case &c, std::mt19937 &rng) {
   return b;
 }
 
-/** Descriptors for the case with the given base pointers (host or device). */
+/** Descriptors for the case with the given base pointers (host or device), pointing at `taps`
+ *  in host memory (DeviceTaps moves them). */
 std::vector<PasteSampleDesc> MakeDescs(const Case &c, const Batch &b, const uint8_t *bg,
                                        const uint8_t *fg, uint8_t *out, float *lam,
-                                       int32_t *box) {
+                                       int32_t *box, dali_cmo::TapTable &taps) {
   std::vector<PasteSampleDesc> descs(c.samples.size());
   for (size_t i = 0; i < descs.size(); i++) {
     const SampleSpec &s = c.samples[i];
@@ -142,13 +144,33 @@ std::vector<PasteSampleDesc> MakeDescs(const Case &c, const Batch &b, const uint
     d.box = s.box;
     d.lam = s.box.empty() ? 1.0f : float(1.0 - double(s.box.area()) / (double(s.H) * s.W));
     auto [fg_h, fg_w] = FgShape(s);
-    dali_cmo::SetForeground(d, fg + b.fg_off[i], fg_h, fg_w, s.resample);
+    dali_cmo::SetForeground(d, fg + b.fg_off[i], fg_h, fg_w, s.resample, taps);
     d.mirror_background = s.mirror_b;
     d.mirror_foreground = s.mirror_f;
     dali_cmo::SetNormalization(d, s.mean, s.stddev);
   }
+  dali_cmo::BindTaps(descs.data(), descs.size(), taps.starts.data(), taps.weights.data());
   return descs;
 }
+
+/** A tap table's copy in device memory, which the descriptors are pointed at; freed with it. */
+struct DeviceTaps {
+  int32_t *starts = nullptr;
+  float *weights = nullptr;
+  DeviceTaps(const dali_cmo::TapTable &taps, std::vector<PasteSampleDesc> &descs) {
+    CHECK_CUDA(cudaMalloc(&starts, taps.starts.size() * sizeof(int32_t) + 1));
+    CHECK_CUDA(cudaMalloc(&weights, taps.weights.size() * sizeof(float) + 1));
+    CHECK_CUDA(cudaMemcpy(starts, taps.starts.data(), taps.starts.size() * sizeof(int32_t),
+                          cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(weights, taps.weights.data(), taps.weights.size() * sizeof(float),
+                          cudaMemcpyHostToDevice));
+    dali_cmo::BindTaps(descs.data(), descs.size(), starts, weights);
+  }
+  ~DeviceTaps() {
+    cudaFree(starts);
+    cudaFree(weights);
+  }
+};
 
 template <typename F>
 void WithTypes(DType dtype, bool chw, F &&f) {
@@ -485,12 +507,20 @@ std::vector<Case> MakeCases(int random_cases, bool large, std::mt19937 &rng) {
     SetConstants(s, kCifarMean, kCifarStd);
     add("4k_resampled", kF32, true, {s});
   }
-  // A batch of 300 small images of mixed sizes and channel counts.
+  // A batch of 300 small images of mixed sizes and channel counts; a batch of 70,000 pixels,
+  // more samples than one launch's grid can take (gridDim.y <= 65,535).
   if (large) {
     std::vector<SampleSpec> samples;
     for (int i = 0; i < 300; i++)
       samples.push_back(RandomSample(rng, 40, i % 5 ? 3 : 1));
     add("batch300", kF32, true, samples);
+    samples.assign(70000, SampleSpec{});
+    for (int i = 0; i < 70000; i++) {
+      samples[i].C = 1;
+      samples[i].box = i % 3 ? Box{0, 0, 1, 1} : Box{};
+      samples[i].mirror_b = i % 2;
+    }
+    add("batch70000", kU8, false, samples);
   }
   // Random batches.
   std::uniform_int_distribution<int> batch(1, 8), dtype(0, 2), coin(0, 1), side(1, 300);
@@ -540,14 +570,18 @@ bool ParseArgs(int argc, char **argv, Options &o) {
 }
 
 /** Kernel time for a training-like batch: 256 x 224 x 224 x 3 -> float16 CHW, half-area boxes,
- *  box-sized foregrounds; GB/s counts the bytes read and written once. */
-std::string TimeTrainingBatch(std::mt19937 &rng) {
+ *  box-sized foregrounds or (resample) 221 x 221 regions resampled into them, as
+ *  benchmarks/paste_op.py's paste_box and fused_resize; GB/s counts the bytes read and written
+ *  once. */
+std::string TimeTrainingBatch(std::mt19937 &rng, bool resample) {
   Case c{"timing", kF16, true, false, {}};
   for (int i = 0; i < 256; i++) {
     SampleSpec s;
     s.H = s.W = 224;
     s.box = {33, 33, 191, 191};
-    s.region = true;
+    s.region = !resample;
+    s.resample = resample;
+    s.fg_h = s.fg_w = 221;
     s.mirror_b = i % 2;
     s.mirror_f = i % 3 == 0;
     SetConstants(s, kImageNetMean, kImageNetStd);
@@ -564,12 +598,18 @@ std::string TimeTrainingBatch(std::mt19937 &rng) {
   CHECK_CUDA(cudaMalloc(&box, 256 * 4 * sizeof(int32_t)));
   CHECK_CUDA(cudaMemcpy(bg, b.bg.data(), b.bg.size(), cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(fg, b.fg.data(), b.fg.size(), cudaMemcpyHostToDevice));
-  float ms = DeviceKernel(c, MakeDescs(c, b, bg, fg, out, lam, box), true);
-  double bytes = double(b.out_bytes) + 224.0 * 224 * 3 * 256;  // written + read (bg or fg)
+  dali_cmo::TapTable taps;
+  std::vector<PasteSampleDesc> descs = MakeDescs(c, b, bg, fg, out, lam, box, taps);
+  DeviceTaps device_taps(taps, descs);
+  float ms = DeviceKernel(c, descs, true);
+  // written, plus read: the background outside the boxes and the foregrounds
+  double bytes = double(b.out_bytes) + (224.0 * 224 - 158.0 * 158) * 3 * 256 + b.fg.size() - 1;
   cudaFree(bg); cudaFree(fg); cudaFree(out); cudaFree(lam); cudaFree(box);
   char text[200];
-  std::snprintf(text, sizeof(text), "{\"batch\": \"256x224x224x3 uint8 -> CHW float16\", "
-                "\"kernel_ms\": %.4f, \"GB_per_s\": %.1f}", ms, bytes / (ms * 1e-3) / 1e9);
+  std::snprintf(text, sizeof(text), "{\"batch\": \"256x224x224x3 uint8 -> CHW float16%s\", "
+                "\"kernel_ms\": %.4f, \"GB_per_s\": %.1f}",
+                resample ? ", 221x221 regions resampled into the boxes" : "", ms,
+                bytes / (ms * 1e-3) / 1e9);
   return text;
 }
 
@@ -606,8 +646,9 @@ int main(int argc, char **argv) {
     std::vector<uint8_t> want(b.out_bytes + 1), got(b.out_bytes + 1);
     std::vector<float> want_lam(n), got_lam(n, -1.0f);
     std::vector<int32_t> want_box(4 * n), got_box(4 * n, -1);
+    dali_cmo::TapTable taps;
     HostReference(c, MakeDescs(c, b, b.bg.data(), b.fg.data(), want.data(), want_lam.data(),
-                               want_box.data()));
+                               want_box.data(), taps));
     if (gpu) {
       uint8_t *bg, *fg, *out;
       float *lam;
@@ -620,7 +661,10 @@ int main(int argc, char **argv) {
       CHECK_CUDA(cudaMemcpy(bg, b.bg.data(), b.bg.size(), cudaMemcpyHostToDevice));
       CHECK_CUDA(cudaMemcpy(fg, b.fg.data(), b.fg.size(), cudaMemcpyHostToDevice));
       CHECK_CUDA(cudaMemset(out, 0xAB, got.size()));  // unwritten values show up
-      DeviceKernel(c, MakeDescs(c, b, bg, fg, out, lam, box), false);
+      taps.clear();
+      std::vector<PasteSampleDesc> descs = MakeDescs(c, b, bg, fg, out, lam, box, taps);
+      DeviceTaps device_taps(taps, descs);
+      DeviceKernel(c, descs, false);
       CHECK_CUDA(cudaMemcpy(got.data(), out, got.size(), cudaMemcpyDeviceToHost));
       CHECK_CUDA(cudaMemcpy(got_lam.data(), lam, n * sizeof(float), cudaMemcpyDeviceToHost));
       CHECK_CUDA(cudaMemcpy(got_box.data(), box, 4 * n * sizeof(int32_t),
@@ -628,14 +672,18 @@ int main(int argc, char **argv) {
       cudaFree(bg); cudaFree(fg); cudaFree(out); cudaFree(lam); cudaFree(box);
     } else {
       std::memset(got.data(), 0xAB, got.size());
+      taps.clear();
       EmulatedKernel(c, MakeDescs(c, b, b.bg.data(), b.fg.data(), got.data(), got_lam.data(),
-                                  got_box.data()));
+                                  got_box.data(), taps));
     }
     if (!Compare(c, b, want, got, want_lam, got_lam, want_box, got_box, mode))
       failed.push_back(c.name);
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::string timing = gpu && o.timing ? TimeTrainingBatch(rng) : "null";
+  std::string timing = "null";
+  if (gpu && o.timing)
+    timing = "{\"paste_box\": " + TimeTrainingBatch(rng, false) + ", \"fused_resize\": " +
+             TimeTrainingBatch(rng, true) + "}";
   std::printf("kernel_check: %zu of %zu cases equal bit for bit (%s, %.1f s)%s%s\n",
               cases.size() - failed.size(), cases.size(), mode, seconds,
               timing != "null" ? "; timing " : "", timing != "null" ? timing.c_str() : "");

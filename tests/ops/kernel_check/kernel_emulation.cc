@@ -36,6 +36,7 @@ int emulate_paste(int n, const int32_t *shape, const int32_t *box, const int32_t
                   const uint8_t *const *foreground, void *const *out, float *const *lam_out,
                   int32_t *const *box_out, int dtype, int chw, int resample) {
   std::vector<PasteSampleDesc> descs(n);
+  dali_cmo::TapTable taps;
   for (int i = 0; i < n; i++) {
     PasteSampleDesc &d = descs[i];
     d.background = background[i];
@@ -48,11 +49,12 @@ int emulate_paste(int n, const int32_t *shape, const int32_t *box, const int32_t
     d.box = {box[4 * i], box[4 * i + 1], box[4 * i + 2], box[4 * i + 3]};
     d.lam = lam[i];
     dali_cmo::SetForeground(d, foreground[i], fg_shape[2 * i], fg_shape[2 * i + 1],
-                            resample != 0);
+                            resample != 0, taps);
     d.mirror_background = mirror[2 * i] != 0;
     d.mirror_foreground = mirror[2 * i + 1] != 0;
     dali_cmo::SetNormalization(d, mean + 3 * i, stddev + 3 * i);
   }
+  dali_cmo::BindTaps(descs.data(), descs.size(), taps.starts.data(), taps.weights.data());
   if (dtype == 0)
     Run<uint8_t>(descs.data(), n, chw != 0);
   else if (dtype == 1)
