@@ -14,6 +14,20 @@ def gpu_available() -> bool:
         return False
 
 
+def gpu_skip_reason() -> str | None:
+    """Why the GPU tests cannot run here, or None: they need a CUDA GPU and an operator library
+    built with its CUDA operators (a CPU-only build on a GPU machine would fail them all)."""
+    if not gpu_available():
+        return "needs a CUDA GPU"
+    import dali_cmo
+    try:
+        cuda = dali_cmo.build_info().get("cuda")
+    except dali_cmo.PluginError as err:
+        return f"needs the operator library: {err}"
+    return None if cuda else ("needs an operator library built with CUDA (this one is CPU-only; "
+                              "rebuild with `python -m dali_cmo build --cuda`)")
+
+
 @pytest.fixture(scope="session")
 def plugin():
     """Loads the compiled operators; every DALI test using cmo_paste/cmo_box depends on it."""
@@ -40,4 +54,5 @@ def imagenet_samples():
     return _or_skip(imagenet_samples_dir)
 
 
-requires_gpu = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU")
+_gpu_skip_reason = gpu_skip_reason()
+requires_gpu = pytest.mark.skipif(_gpu_skip_reason is not None, reason=_gpu_skip_reason or "")

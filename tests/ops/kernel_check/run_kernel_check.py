@@ -5,12 +5,14 @@
 
 On a GPU host it compiles for the GPU found (``nvidia-smi``), compares the real kernel with the
 CPU operator's code on random and edge cases, and then reruns the cases under
-``compute-sanitizer`` (memcheck; without the 4K images and the batch of 300) when that tool is
-present. Without a GPU it compiles for sm_90
-and runs the kernel's body on a simulated grid instead (what CI does). The binary is cached
+``compute-sanitizer`` (memcheck; without the 4K images and the large batches) when that tool is
+present; a sanitizer that cannot run the check (e.g. "Device not supported") is reported as
+unavailable, not as a failure. Without a GPU it compiles for sm_90 and runs the kernel's body on
+a simulated grid instead (what CI does). The binary is cached
 under ``build/kernel_check/`` by a hash of its sources and flags. Standard library only: it runs
-before DALI is unpacked on a GPU host (dali_cmo.ops.build needs no DALI to be imported). Exit status: that of the check (0 all equal, 1 a
-mismatch, 3 no GPU with --require-gpu), 4 when it cannot be compiled, 5 no nvcc.
+before DALI is unpacked on a GPU host (dali_cmo.ops.build needs no DALI to be imported). Exit
+status: that of the check (0 all equal, 1 a mismatch or memcheck errors, 3 no GPU with
+--require-gpu), 4 when it cannot be compiled, 5 no nvcc.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +34,7 @@ SOURCES = [HERE / "kernel_check.cu", HERE / "emulate_grid.h", CSRC / "paste_pixe
            CSRC / "paste_kernel.cuh"]
 CACHE = REPO / "build" / "kernel_check"
 DEFAULT_ARCH = "90"
+MEMCHECK_ERRORS_EXIT = 7  # --error-exitcode: memcheck found errors
 
 sys.path.insert(0, str(REPO))
 from dali_cmo.ops.build import find_nvcc  # noqa: E402  (standard library only, no DALI)
@@ -90,6 +94,15 @@ def build_emulation(cxx: str = "g++") -> Path:
     return cached_build("libkernel_emulation.so", command, sources)[0]
 
 
+def sanitizer_verdict(exit_status: int, output: str) -> str:
+    """"ok", "errors" (memcheck found some) or "unavailable": the sanitizer did not get to check
+    (it refused the device, could not inject itself, ...), which says nothing of the kernel."""
+    found = re.search(r"ERROR SUMMARY: (\d+) error", output)
+    if exit_status == MEMCHECK_ERRORS_EXIT or (found and int(found.group(1)) > 0):
+        return "errors"
+    return "ok" if exit_status == 0 else "unavailable"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="write the result here")
@@ -125,27 +138,37 @@ def main(argv: list[str] | None = None) -> int:
     result.update(exit_status=status, arch=arch, compile_s=round(compile_s, 1),
                   run_s=round(run_s, 1), sanitizer=None)
 
+    def save():  # atomically, at once: the verdict must not wait for the sanitizer
+        if args.json:
+            staged = args.json.with_name(args.json.name + ".tmp")
+            staged.write_text(json.dumps(result, indent=2) + "\n")
+            staged.replace(args.json)
+    save()
+
     sanitizer = shutil.which("compute-sanitizer")
     if status == 0 and result.get("mode") == "gpu" and sanitizer and not args.no_sanitizer:
         t0 = time.perf_counter()
-        memcheck = subprocess.run([sanitizer, "--tool", "memcheck", "--error-exitcode", "7",
-                                   *check, "--random", "10", "--no-timing", "--no-large"],
-                                  capture_output=True, text=True)
-        lines = (memcheck.stdout + memcheck.stderr).strip().splitlines()
-        result["sanitizer"] = {"tool": "memcheck", "exit_status": memcheck.returncode,
+        memcheck = subprocess.run([sanitizer, "--tool", "memcheck", "--error-exitcode",
+                                   str(MEMCHECK_ERRORS_EXIT), *check, "--random", "10",
+                                   "--no-timing", "--no-large"], capture_output=True, text=True)
+        output = memcheck.stdout + memcheck.stderr
+        lines = output.strip().splitlines()
+        verdict = sanitizer_verdict(memcheck.returncode, output)
+        result["sanitizer"] = {"tool": "memcheck", "verdict": verdict,
+                               "exit_status": memcheck.returncode,
                                "seconds": round(time.perf_counter() - t0, 1),
                                "last_line": lines[-1] if lines else ""}
-        print(f"kernel_check: compute-sanitizer memcheck exit {memcheck.returncode}: "
+        print(f"kernel_check: compute-sanitizer memcheck {verdict} (exit {memcheck.returncode}): "
               f"{result['sanitizer']['last_line']}")
-        if memcheck.returncode != 0:
+        if verdict != "ok":
             print("\n".join(lines[-20:]))
+        if verdict == "errors":
             status = 1
     elif result.get("mode") == "gpu":
         print("kernel_check: compute-sanitizer " + ("skipped (--no-sanitizer)" if
               args.no_sanitizer else "not found: memcheck not run"))
     result["exit_status"] = status
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save()
     return status
 
 
