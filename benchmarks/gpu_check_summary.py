@@ -1,67 +1,85 @@
-"""Turn the step records of ``benchmarks/gpu_check.sh`` into ``summary.json`` and a short report;
-print the device-time plan of a GPU session.
+"""Turn the step records of ``benchmarks/gpu_check.sh`` into ``summary.json`` and a short report.
 
-    python benchmarks/gpu_check_summary.py OUT_DIR [--mode gpu|dry-run|kernel-only] [--elapsed S]
-                                           [--budget S] [--spent-before S] ...
-    python benchmarks/gpu_check_summary.py --plan [--budget S]
+    python benchmarks/gpu_check_summary.py WORK_DIR [--mode gpu|dry-run] [--budget S]
+                                           [--elapsed S] [--card TEXT] [--images DIR] [--quiet]
 
-Reads ``OUT_DIR/steps.tsv`` (name, status, seconds, detail, log, artifact per row) and the
-artifacts it names: junit xml (test counts), benchmark / smoke / kernel-check JSON (numeric
-figures), ``versions.json`` and ``nvidia-smi.txt``. Prints one line per step with the device
-minutes it used, and whether the session has time left to rerun this call once. Standard
-library only: the GPU host has no extras. Exit status 0 when no step failed, else 1.
+Reads ``WORK_DIR/steps.tsv`` (one row per verdict: name, status, seconds, exit code, cap,
+detail, artifact; a step's last row counts, so a rerun's verdicts replace earlier ones) and the
+artifacts under ``WORK_DIR/logs``: junit xml (test counts; when a step was stopped before pytest
+wrote it, the counts and the test in progress from its ``-v`` log), benchmark, smoke, decode and
+kernel-check JSON (figures) and ``versions.json``. Writes ``WORK_DIR/summary.json`` atomically
+(a kill leaves the previous one whole) and, unless --quiet, prints one line per step and which
+steps a rerun with ``--unfinished`` would run. Standard library only: a GPU machine may have no
+extras. Exit status 0 when every step is ok or skipped, else 1.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-# A GPU session: 15 device minutes in all, the machine's start and idle waits included. The
-# calls, in order, with the seconds each is expected to take (the last one is this script's
-# budget); what remains must cover one rerun of the last call on the warm host, which skips the
-# DALI unpack and the build (the library is kept when built from the same sources).
-SESSION_S = 900
-PLAN = [
-    ("machine start", "", 120),
-    ("call 1", "carry .dali-parts/dali.tar.xz.part00; mkdir -p /tmp/dali-parts && mv "
-     ".dali-parts/dali.tar.xz.part00 /tmp/dali-parts/ && bash benchmarks/gpu_check.sh "
-     "--kernel-only", 90),
-    ("calls 2-4", "carry part01, part02, part03 (one per call), each moved into "
-     "/tmp/dali-parts", 90),
-    ("call 5", "carry part04, SHA256SUMS, .gpu-carry; move part04 and SHA256SUMS into "
-     "/tmp/dali-parts, then bash benchmarks/gpu_check.sh", None),
-]
-REUSED_ON_RETRY = ("dali", "build")  # steps a rerun on the warm host does not repeat
-UNPACK_AND_BUILD_S = 35 + 100        # their expected share of the last call
-
+STEP_FIELDS = ("name", "status", "seconds", "exit", "cap", "detail", "artifact")
+FINAL = ("ok", "failed", "skipped")  # the statuses of a step that came to a verdict
 # pipelines whose ratio to the baseline goes on the summary line first
 PREFERRED = ["cmo", "torch_reference", "cmo_p1"]
-STEP_FIELDS = ("name", "status", "seconds", "detail", "log", "artifact")
+BENCHMARKS = ("paste_op", "throughput", "e2e")  # steps whose first figures stand in for key ones
 # numeric figures worth a place in the one-line summary, most telling first
 KEY_FIGURE = re.compile(r"(per_s|per_sec|/s|throughput|imgs?|images|fps|speed|ms|latency|overhead)",
                         re.IGNORECASE)
+PYTEST_RESULT = re.compile(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+
+
+def _number(text: str):
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        return None
 
 
 def read_steps(path: Path) -> list[dict]:
-    steps = []
+    """The last row of every step, in the order the steps first appear."""
+    steps: dict[str, dict] = {}
     if not path.is_file():
-        return steps
+        return []
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
-        values = line.split("\t") + [""] * len(STEP_FIELDS)
-        step = dict(zip(STEP_FIELDS, values))
-        try:
-            step["seconds"] = float(step["seconds"])
-        except ValueError:
-            step["seconds"] = None
-        steps.append(step)
-    return steps
+        step = dict(zip(STEP_FIELDS, line.split("\t") + [""] * len(STEP_FIELDS)))
+        for key in ("seconds", "exit", "cap"):
+            step[key] = _number(step[key])
+        steps[step["name"]] = step
+    return list(steps.values())
+
+
+def pytest_log_counts(path: Path) -> dict | None:
+    """Results of a ``pytest -v`` log cut short: counts per outcome, failed tests, and the test
+    that was running (its node id printed, its outcome not)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    counts: dict = {}
+    failed = []
+    for line in text.splitlines():
+        found = PYTEST_RESULT.match(line)
+        if found:
+            outcome = found.group(2).lower()
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome in ("failed", "error"):
+                failed.append(found.group(1))
+    if not counts and "::" not in text:
+        return None
+    if failed:
+        counts["failed_tests"] = failed[:20]
+    last = text.rstrip().splitlines()[-1] if text.strip() else ""
+    if "::" in last and not PYTEST_RESULT.match(last):
+        counts["running_test"] = last.split()[0]
+    return counts
 
 
 def junit_counts(path: Path) -> dict | None:
@@ -190,7 +208,7 @@ def enrich(step: dict, out_dir: Path) -> None:
             else:
                 return
         step["figures"] = {k: _round(v) for k, v in flatten_numbers(data).items()}
-        step["key_figures"] = key_figures(step["figures"], fallback=step["name"].startswith("bench"))
+        step["key_figures"] = key_figures(step["figures"], fallback=step["name"] in BENCHMARKS)
 
 
 def fmt_number(x) -> str:
@@ -208,113 +226,90 @@ def summary_line(step: dict) -> str:
                    f"{t['skipped']} skipped]")
         if t.get("failed_tests"):
             detail += " failing: " + ", ".join(t["failed_tests"][:3])
+    if "tests_from_log" in step:
+        t = step["tests_from_log"]
+        detail += " [from the log: " + ", ".join(
+            f"{v} {k}" for k, v in t.items() if isinstance(v, int)) + (
+            f"; stopped in {t['running_test']}" if "running_test" in t else "") + "]"
     if step.get("key_figures"):
         detail += " | " + ", ".join(f"{k}={fmt_number(v)}" for k, v in step["key_figures"].items())
     if step.get("note"):
         detail += f" ({step['note']})"
     if len(detail) > 240:
         detail = detail[:237] + "..."
-    return f"  {step['name']:<20} {step['status']:<8} {seconds:>7}  {detail}"
+    return f"  {step['name']:<16} {step['status']:<8} {seconds:>7}  {detail}"
 
 
-def plan(budget_s: float) -> tuple[list[tuple[str, str, float]], float, float]:
-    """The session plan with the last call's budget; (calls, seconds planned, retry seconds)."""
-    calls = [(name, what, budget_s if seconds is None else seconds)
-             for name, what, seconds in PLAN]
-    return calls, sum(s for _, _, s in calls), budget_s - UNPACK_AND_BUILD_S
-
-
-def print_plan(budget_s: float) -> int:
-    calls, total, retry = plan(budget_s)
-    print(f"GPU session plan ({SESSION_S / 60:.0f} device minutes in all):")
-    for name, what, seconds in calls:
-        print(f"  {name:<14} {seconds / 60:4.1f} min  {what}")
-    spare = SESSION_S - total
-    print(f"  planned {total / 60:.1f} min; left {spare / 60:.1f} min; one rerun of call 5 on the "
-          f"warm host (no unpack, no rebuild) needs about {retry / 60:.1f} min: "
-          + ("fits" if spare >= retry else "DOES NOT FIT: lower GPU_CHECK_BUDGET_S"))
-    return 0 if spare >= retry else 1
-
-
-def device_time(steps: list[dict], elapsed: float | None, spent_before: float | None) -> dict:
-    """Device minutes per step and for the run, and whether a rerun of it still fits."""
-    seconds = {s["name"]: s["seconds"] or 0.0 for s in steps}
-    run_s = elapsed if elapsed is not None else sum(seconds.values())
-    retry_s = run_s - sum(seconds.get(name, 0.0) for name in REUSED_ON_RETRY)
-    before = spent_before if spent_before is not None else sum(s for _, _, s in plan(0)[0][:3])
-    left = SESSION_S - before - run_s
-    return {"minutes_per_step": {k: round(v / 60, 2) for k, v in seconds.items()},
-            "run_minutes": round(run_s / 60, 2),
-            "session_minutes_before": round(before / 60, 2),
-            "session_minutes_before_is_estimate": spent_before is None,
-            "session_minutes_left": round(left / 60, 2),
-            "retry_minutes": round(retry_s / 60, 2), "retry_fits": left >= retry_s}
+def write_atomically(path: Path, text: str) -> None:
+    staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    staged.write_text(text)
+    staged.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out_dir", type=Path, nargs="?")
+    parser.add_argument("work_dir", type=Path)
     parser.add_argument("--mode", default="gpu")
-    parser.add_argument("--elapsed", type=float)
     parser.add_argument("--budget", type=float)
-    parser.add_argument("--spent-before", type=lambda v: float(v) if v else None,
-                        help="device seconds the session used before this run")
+    parser.add_argument("--elapsed", type=float, help="seconds this run has taken so far")
+    parser.add_argument("--card", default="", help="the GPU, as nvidia-smi names it")
     parser.add_argument("--images", default="")
-    parser.add_argument("--plan", action="store_true", help="print the session plan and exit")
+    parser.add_argument("--quiet", action="store_true", help="write summary.json only")
     args = parser.parse_args(argv)
-    if args.plan:
-        return print_plan(args.budget if args.budget is not None else 330)
-    if args.out_dir is None:
-        parser.error("OUT_DIR is required (or --plan)")
-    out_dir = args.out_dir.resolve()
+    work_dir = args.work_dir.resolve()
+    logs = work_dir / "logs"
 
-    steps = read_steps(out_dir / "steps.tsv")
+    steps = read_steps(work_dir / "steps.tsv")
     for step in steps:
-        enrich(step, out_dir)
+        enrich(step, logs)
+        if step["name"].startswith("tests_") and "tests" not in step:
+            counts = pytest_log_counts(logs / f"{step['name']}.log")
+            if counts is not None:
+                step["tests_from_log"] = counts
     versions = {}
-    if (out_dir / "versions.json").is_file():
-        try:
-            versions = json.loads((out_dir / "versions.json").read_text())
-        except ValueError:
-            pass
-    smi = out_dir / "nvidia-smi.txt"
-    gpu_line = smi.read_text().strip().splitlines()[0] if smi.is_file() and smi.read_text().strip() else None
+    try:
+        versions = json.loads((logs / "versions.json").read_text())
+    except (OSError, ValueError):
+        pass
     images = None
     if args.images and Path(args.images).is_dir():
-        images = {"dir": args.images, "files": sum(1 for p in Path(args.images).iterdir() if p.is_file())}
+        images = {"dir": args.images,
+                  "files": sum(1 for p in Path(args.images).iterdir() if p.is_file())}
     failed = [s["name"] for s in steps if s["status"] == "failed"]
+    unfinished = [s["name"] for s in steps if s["status"] not in FINAL]
     summary = {
         "mode": args.mode,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "elapsed_s": args.elapsed,
         "budget_s": args.budget,
-        "out_dir": str(out_dir),
-        "gpu": gpu_line,
+        "card": args.card or None,
         "versions": versions,
         "images": images,
-        "ok": not failed and bool(steps),
+        "ok": bool(steps) and not failed and not unfinished,
         "failed_steps": failed,
+        "unfinished_steps": unfinished,
+        "rerun": "bash benchmarks/gpu_check.sh --unfinished --budget-s SECONDS"
+                 if unfinished else None,
         "steps": steps,
-        "device_time": device_time(steps, args.elapsed, args.spent_before),
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomically(work_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if args.quiet:
+        return 0 if summary["ok"] else 1
 
     elapsed = f"{args.elapsed:.0f} s" if args.elapsed is not None else "?"
-    print(f"\ngpu-check summary ({args.mode}, {elapsed} of {args.budget or '?'} s budget) -> "
-          f"{out_dir / 'summary.json'}")
+    budget = f"{args.budget:.0f} s" if args.budget is not None else "?"
+    print(f"\ngpu-check summary ({args.mode}, {elapsed} of {budget}; card: {args.card or 'none'})"
+          f" -> {work_dir / 'summary.json'}")
     for step in steps:
         print(summary_line(step))
-    t = summary["device_time"]
-    print(f"device time: {t['run_minutes']:.1f} min this run ("
-          + ", ".join(f"{k} {v:.1f}" for k, v in t["minutes_per_step"].items() if v >= 0.05)
-          + f"); session {t['session_minutes_before']:.1f} min before"
-          + (" (planned, not measured: pass GPU_CHECK_SPENT_S)"
-             if t["session_minutes_before_is_estimate"] else "")
-          + f", {t['session_minutes_left']:.1f} min left; a rerun without unpack and build needs "
-          f"{t['retry_minutes']:.1f} min: " + ("fits" if t["retry_fits"] else "does NOT fit"))
+    if unfinished:
+        print(f"unfinished: {', '.join(unfinished)}; rerun them alone with "
+              f"`{summary['rerun']}`")
     print("result: " + ("all steps ok or skipped" if summary["ok"] else
-                        f"FAILED: {', '.join(failed) or 'no steps recorded'}"))
+                        "NOT ok: " + ", ".join(f"{s['name']} {s['status']}" for s in steps
+                                               if s["status"] not in ("ok", "skipped"))
+                        if steps else "no steps recorded"))
     return 0 if summary["ok"] else 1
 
 
