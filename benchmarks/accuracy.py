@@ -85,6 +85,9 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--bn-stats", action="store_true",
         help="score each complete arm's last weights with BatchNorm statistics from one epoch "
              "of its own training stream (once; also with --report-only)")
+    add("--previous", default=None,
+        help="an earlier summary JSON of this report: arms whose folder holds no log are read "
+             "from it (finished arms whose folders are gone)")
     add("--json", default=None, help="summary JSON (default: <runs-dir>/accuracy.json)")
     add("--markdown", default=None, help="table (default: <runs-dir>/accuracy.md)")
     add("--plot", default=None, help="per-class gain plot (default: <runs-dir>/accuracy_gain.png)")
@@ -169,7 +172,7 @@ def read_run(folder: Path, epochs: int, variant: str) -> dict:
         status = f"running (pid {pid})"
     else:
         status = "stopped" if history else "not started"
-    summary = {"folder": str(folder), "status": status, "epochs_done": done,
+    summary = {"folder": folder.name, "status": status, "epochs_done": done,
                "epochs": epochs, "images_per_second": None, "last": None, "best": None,
                "per_class": None, "train_class_counts": None, "code": None,
                "pasting_epochs": None, "last_own_bn": None,
@@ -205,9 +208,30 @@ def first_and_last_pasting_epoch(run_args: dict) -> list[int] | None:
 
 
 def collect(args) -> dict:
+    """Every arm's summary from its folder under ``--runs-dir``; an arm whose folder holds no
+    log is taken from ``--previous`` when that summary has it."""
     runs = Path(args.runs_dir)
-    return {arm_name(*arm): read_run(runs / arm_name(*arm), args.epochs, arm[1])
-            for arm in arms(args)}
+    previous = json.loads(Path(args.previous).read_text())["runs"] if args.previous else {}
+    collected = {}
+    for arm in arms(args):
+        name = arm_name(*arm)
+        run = read_run(runs / name, args.epochs, arm[1])
+        if run["status"] == "not started" and name in previous:
+            run = {**previous[name], "folder": name}
+        collected[name] = run
+    return collected
+
+
+def compared_pairs(args) -> list[tuple[str, str]]:
+    """(reference arm, compared arm) variants of every gain: each variant over the baseline,
+    and CMO over CutMix when both are trained (the control that isolates Q)."""
+    pairs = [(BASELINE, variant) for variant in args.variants]
+    return pairs + ([("cutmix", "cmo")] if {"cmo", "cutmix"} <= set(args.variants) else [])
+
+
+def gain_name(pair: tuple[str, str]) -> str:
+    over, variant = pair
+    return LABELS[variant] if over == BASELINE else f"{LABELS[variant]} over {LABELS[over]}"
 
 
 # --------------------------------------------------------------------------- report
@@ -220,11 +244,10 @@ def _gain(a, b):
     return None if a is None or b is None else b - a
 
 
-def mean_gain(args, runs: dict, loss: str, variant: str = "cmo") -> dict:
-    """The gain of ``variant`` over the baseline for ``loss`` (last-epoch top-1, many, medium,
-    few; best-epoch top-1) averaged over the seeds whose two arms are both complete; ``seeds``
-    lists them."""
-    pair = (BASELINE, variant)
+def mean_gain(args, runs: dict, loss: str, pair: tuple[str, str] = (BASELINE, "cmo")) -> dict:
+    """The gain of ``pair``'s second arm over its first (by default CMO over the baseline) for
+    ``loss`` (last-epoch top-1, many, medium, few; best-epoch top-1; own-stream BN top-1)
+    averaged over the seeds whose two arms are both complete; ``seeds`` lists them."""
     complete = [seed for seed in args.seeds
                 if all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in pair)]
     mean = {"seeds": complete}
@@ -256,7 +279,6 @@ def markdown_table(args, runs: dict) -> str:
     for loss in args.losses:
         reference = dict(zip((BASELINE, "cmo"), paper.get(loss, (None, None))))
         for seed in args.seeds:
-            base = runs[arm_name(loss, BASELINE, seed)]
             for variant in (BASELINE, *args.variants):
                 run = runs[arm_name(loss, variant, seed)]
                 last, best = run["last"] or {}, run["best"] or {}
@@ -269,21 +291,21 @@ def markdown_table(args, runs: dict) -> str:
                              f"{best.get('epoch', '–')} |"
                              f"{own((run['last_own_bn'] or {}).get('top1'))} "
                              f"{_cell(reference.get(variant), 1)} |")
-            for variant in args.variants:
+            for pair in compared_pairs(args):
                 (base_last, last), (base_best, best), (base_bn, bn) = \
-                    [[run[key] or {} for run in (base, runs[arm_name(loss, variant, seed)])]
+                    [[runs[arm_name(loss, variant, seed)][key] or {} for variant in pair]
                      for key in ("last", "best", "last_own_bn")]
                 gains = [_cell(_gain(base_last.get(k), last.get(k))) for k in GROUPS]
                 paper_gain = _cell(_gain(*paper[loss]), 1) \
-                    if loss in paper and variant == "cmo" else "–"
-                lines.append(f"| {loss}: {LABELS[variant]} gain | | | | {' | '.join(gains)} | "
+                    if loss in paper and pair == (BASELINE, "cmo") else "–"
+                lines.append(f"| {loss}: {gain_name(pair)} gain | | | | {' | '.join(gains)} | "
                              f"{_cell(_gain(base_best.get('top1'), best.get('top1')))} | |"
                              f"{own(_gain(base_bn.get('top1'), bn.get('top1')))} {paper_gain} |")
-        for variant in args.variants:
-            mean = mean_gain(args, runs, loss, variant)
+        for pair in compared_pairs(args):
+            mean = mean_gain(args, runs, loss, pair)
             if len(mean["seeds"]) > 1:  # a mean of one seed says nothing new
                 seeds = ", ".join(str(seed) for seed in mean["seeds"])
-                lines.append(f"| {loss}: mean {LABELS[variant]} gain (seeds {seeds}) | | | | "
+                lines.append(f"| {loss}: mean {gain_name(pair)} gain (seeds {seeds}) | | | | "
                              f"{' | '.join(_cell(mean[k]) for k in GROUPS)} | "
                              f"{_cell(mean['best_top1'])} | |{own(mean['own_bn_top1'])} |")
     if not paper:
@@ -390,14 +412,14 @@ def report(args) -> dict:
     curves = plot_curves(args, runs)
     summary = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
                "epochs": args.epochs, "losses": args.losses, "seeds": args.seeds,
-               "train_args": args.train_args, "runs_dir": str(args.runs_dir),
-               "variants": args.variants,
+               "train_args": args.train_args, "variants": args.variants,
                "paper_top1": {loss: dict(zip((BASELINE, "cmo"), pair)) for loss, pair in
                               PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
-               "plot": str(args.plot) if plotted else None,
-               "curves": str(args.curves) if curves else None, "runs": runs,
-               "mean_gain": {loss: {variant: mean_gain(args, runs, loss, variant)
-                                    for variant in args.variants} for loss in args.losses},
+               "plot": args.plot.name if plotted else None,
+               "curves": args.curves.name if curves else None, "runs": runs,
+               "mean_gain": {loss: {"-over-".join(pair[::-1]) if pair[0] != BASELINE
+                                    else pair[1]: mean_gain(args, runs, loss, pair)
+                                    for pair in compared_pairs(args)} for loss in args.losses},
                "machine": machine_description()}
     write_json(args.json, summary)
     print(table)

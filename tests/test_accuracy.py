@@ -114,14 +114,40 @@ def test_a_control_variant_gets_its_rows_and_gain_beside_cmo(tmp_path):
     assert accuracy.arms(args) == [("ce", "none", 0), ("ce", "cmo", 0), ("ce", "cutmix", 0)]
     summary = accuracy.report(args)
     table = args.markdown.read_text().splitlines()
-    assert table[4:9] == [
+    assert table[4:10] == [
         "| ce (seed 0) | none | 1/1 | complete | 30.00 | 40.00 | 10.00 | – | 30.00 | 1 | – |",
         "| ce + CMO | cmo | 1/1 | complete | 35.00 | 41.00 | 12.50 | – | 35.00 | 1 | – |",
         "| ce + CutMix | cutmix | 1/1 | complete | 29.00 | 43.00 | 8.00 | – | 29.00 | 1 | – |",
         "| ce: CMO gain | | | | 5.00 | 1.00 | 2.50 | – | 5.00 | | – |",
-        "| ce: CutMix gain | | | | -1.00 | 3.00 | -2.00 | – | -1.00 | | – |"]
+        "| ce: CutMix gain | | | | -1.00 | 3.00 | -2.00 | – | -1.00 | | – |",
+        "| ce: CMO over CutMix gain | | | | 6.00 | -2.00 | 4.50 | – | 6.00 | | – |"]
     assert summary["mean_gain"]["ce"]["cutmix"]["top1"] == -1.0
-    assert summary["plot"] == str(args.plot) and args.plot.stat().st_size > 0
+    assert summary["mean_gain"]["ce"]["cmo-over-cutmix"]["top1"] == 6.0
+    # the committed summary names files, never this machine's folders
+    assert summary["plot"] == args.plot.name and args.plot.stat().st_size > 0
+    assert [run["folder"] for run in summary["runs"].values()] == [
+        "ce-none-s0", "ce-cmo-s0", "ce-cutmix-s0"]
+    assert str(tmp_path) not in args.json.read_text()
+
+
+def test_arms_whose_folders_are_gone_come_from_the_previous_summary(tmp_path):
+    done = {"per_class": [60.0, 10.0], "train_class_counts": [500, 5], "epochs": 1}
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_run(old / "ce-none-s0", [entry(1, 30.0, 40.0, 10.0)], done)
+    write_run(old / "ce-cmo-s0", [entry(1, 35.0, 41.0, 12.5)], done)
+    before = accuracy.report(accuracy.get_args(
+        ["--runs-dir", str(old), "--epochs", "1", "--report-only"]))
+    # a new runs folder trains only the control, and a stale CMO folder without its log
+    write_run(new / "ce-cutmix-s0", [entry(1, 29.0, 43.0, 8.0)], done)
+    (new / "ce-cmo-s0").mkdir()
+    args = accuracy.get_args(["--runs-dir", str(new), "--epochs", "1", "--report-only",
+                              "--variants", "cmo", "cutmix", "--previous",
+                              str(old / "accuracy.json")])
+    summary = accuracy.report(args)
+    for arm in ("ce-none-s0", "ce-cmo-s0"):
+        assert summary["runs"][arm] == before["runs"][arm]
+    assert summary["runs"]["ce-cutmix-s0"]["last"]["top1"] == 29.0
+    assert summary["mean_gain"]["ce"]["cmo-over-cutmix"]["top1"] == 6.0
 
 
 def test_curves_plot_every_arms_top1_by_epoch_and_the_epochs_that_paste(tmp_path):
@@ -149,7 +175,7 @@ def test_curves_plot_every_arms_top1_by_epoch_and_the_epochs_that_paste(tmp_path
                      [("ce", [1], [5.0])]]
     shaded = [patch.get_x() for patch in axes[0].patches]
     assert len(shaded) == 1 and shaded[0] == 1.5 and axes[0].patches[0].get_width() == 2.0
-    assert summary["curves"] == str(args.curves) and args.curves.stat().st_size > 0
+    assert summary["curves"] == args.curves.name and args.curves.stat().st_size > 0
 
 
 @pytest.mark.trains
@@ -172,7 +198,7 @@ def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
         assert run["last"]["top1"] == logged[-1]["top1"] == metrics["top1"]
         assert run["per_class"] == metrics["per_class"]
         assert metrics["args"]["variant"] == arm.split("-")[1]
-    assert summary["plot"] == str(tmp_path / "accuracy_gain.png")
+    assert summary["plot"] == "accuracy_gain.png"
     assert (tmp_path / "accuracy_gain.png").stat().st_size > 0
     # --bn-stats: each arm's last weights scored with BatchNorm statistics from its own stream
     for arm, variant in (("ce-none-s0", "none"), ("ce-cmo-s0", "cmo")):
