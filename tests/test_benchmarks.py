@@ -187,3 +187,29 @@ def test_paste_census_counts_every_background_once_and_pastes_about_half(tmp_pat
     # Q (reference weights n_y^-1): every class 1/10 of the foregrounds
     assert [c["expected_foreground_share"] for c in report["classes"]] == pytest.approx([0.1] * 10)
     assert all(0 < report["lam_of_pasted"][k] < 1 for k in ("mean", "min", "max"))
+
+
+def test_foreground_cache_model_counts_what_a_smallest_classes_first_cache_serves():
+    import fg_cache_model as model
+    counts = np.array([4, 2, 1])  # reference Q: each class a third of the draws
+    gib = model.GIB
+    rows = model.hit_rates(counts, gib / 4, [0, 0.25, 0.75, 1.0, 5.0], "reference")
+    # capacity 0, 1, 3, 4, 7+ images: class 2's image (1/3), then class 1's two (1/6 each), then
+    # class 0's (1/12 each)
+    assert [r["cached_images"] for r in rows] == [0, 1, 3, 4, 7]
+    assert [r["cached_classes"] for r in rows] == [0, 1, 2, 2, 3]
+    assert [r["hit_rate"] for r in rows] == pytest.approx([0, 1 / 3, 2 / 3, 3 / 4, 1])
+    assert model.budget_for(counts, gib / 4, 3 / 4, "reference") == pytest.approx(1.0)
+    assert model.budget_for(counts, gib / 4, 0.5, "reference") == pytest.approx(0.5)
+    terms = {"B": 3.0, "F": 0.5, "M": 1.0, "h": 0.2}
+    # 3 / (3 + 0.5 + 0.5 * (0.25 * 1 + 0.75 * 0.2))
+    assert model.predicted_ratio(terms, 0.75, 0.5) == pytest.approx(3 / 3.7)
+
+
+def test_imagenet_lt_profile_has_the_published_totals_and_groups():
+    import fg_cache_model as model
+    counts = model.imagenet_lt_counts()
+    assert (len(counts), counts.sum(), counts.max(), counts.min()) == (1000, 115_846, 1280, 5)
+    assert ((counts > 100).sum(), ((counts >= 20) & (counts <= 100)).sum(),
+            (counts < 20).sum()) == (385, 479, 136)
+    assert (np.diff(counts) <= 0).all()  # sorted head to tail
