@@ -3,9 +3,12 @@
 #   make test   installs everything into .venv and runs the whole test suite
 # CI also runs `make test-isa`: the tests that train, again under another instruction set.
 # Both are idempotent: the install step reruns only when the packaging or C++/CUDA sources change.
+# Versions come from constraints.txt; DALI=nvidia-dali-cuda130 picks the CUDA 13 flavour of DALI.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q -c constraints.txt
+DALI   ?= nvidia-dali-cuda120
 STAMP  := $(VENV)/.dali-cmo-installed
 PYTEST_ARGS ?=
 
@@ -13,10 +16,13 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard dali_cmo/ops/csrc/*)
+# pyproject.toml's build requirements and DALI go in first: the package is then built in this
+# venv (no build isolation), against the DALI it runs with.
+$(STAMP): setup.cfg setup.py pyproject.toml build_backend.py constraints.txt $(wildcard dali_cmo/ops/csrc/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --upgrade pip
+	$(PIP) setuptools nvidia-curand $(DALI)
+	$(PIP) --no-build-isolation -e '.[test]'
 	touch $@
 
 demo: install

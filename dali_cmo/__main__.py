@@ -3,7 +3,7 @@
 Commands:
   stats   class counts, imbalance, many/medium/few groups and the share each gets under Q
   check   scan a dataset up front for missing, unreadable or undecodable images
-  build   (re)compile the DALI operator library
+  build   (re)compile the DALI operator library (--print-path: where it is)
 """
 from __future__ import annotations
 

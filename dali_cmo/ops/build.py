@@ -1,8 +1,9 @@
 """Build the dali_cmo DALI operator library (``cmo_paste``, ``cmo_box``, ``cmo_region``,
 ``readers.weighted_file``).
 
-Compiles ``dali_cmo/ops/csrc`` against the installed DALI (its own include dir, ABI flag and
-``-ldali``) into ``dali_cmo/ops/lib/libdali_cmo.so``, and records what it was built against in
+Compiles ``dali_cmo/ops/csrc`` against the installed DALI, either flavour (its own include dir,
+ABI flag and ``-ldali``) into ``dali_cmo/ops/lib/libdali_cmo.so``, and records what it was built
+against (DALI distribution and version, see :mod:`dali_cmo.ops.library`) in
 ``dali_cmo/ops/lib/build_info.json`` so that :func:`dali_cmo.load_plugin` can refuse a stale
 library with a clear message.
 
@@ -12,7 +13,8 @@ an error. ``DALI_CMO_CUDA_ARCHS`` (default ``80;90``) lists the SM versions to c
 PTX for the newest one is embedded too, so newer GPUs JIT-compile it.
 
 Run it by hand with ``python -m dali_cmo build`` (``--cuda``/``--no-cuda``, ``--archs``,
-``--if-stale`` to keep a library built from the same sources and settings);
+``--if-stale`` to keep a library built from the same sources and settings; ``--print-path``
+prints the built library's path, for ``DALI_PRELOAD_PLUGINS``, and builds nothing);
 ``pip install`` runs it through ``setup.py``.
 """
 from __future__ import annotations
@@ -28,11 +30,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-SOURCE_DIR = PACKAGE_DIR / "csrc"
-LIB_DIR = PACKAGE_DIR / "lib"
-LIBRARY_NAME = "libdali_cmo.so"
-BUILD_INFO_NAME = "build_info.json"
+from dali_cmo.ops.library import (BUILD_INFO_NAME, LIB_DIR, LIBRARY_NAME, SOURCE_DIR,
+                                  DaliNotFound, installed_dali)
+
 DEFAULT_ARCHS = "80;90"
 
 
@@ -40,16 +40,16 @@ class BuildError(RuntimeError):
     """The operator library could not be built; the message says which step failed."""
 
 
-def _dali_flags() -> tuple[str, list[str], list[str]]:
+def _dali_flags() -> tuple[dict, list[str], list[str]]:
+    """The installed DALI (:func:`installed_dali`), its compile flags and its link flags."""
     try:
-        import nvidia.dali as dali
-        import nvidia.dali.sysconfig as sysconfig
-    except ImportError as err:
-        raise BuildError(
-            "nvidia-dali is not installed in this Python; install nvidia-dali-cuda120 first "
-            f"({err})") from err
+        dali = installed_dali()
+    except DaliNotFound as err:
+        raise BuildError(str(err)) from err
+    import nvidia.dali.sysconfig as sysconfig
+
     # the reader builds on DALI's reader framework, which lives in libdali_operators
-    return (dali.__version__, sysconfig.get_compile_flags(),
+    return (dali, sysconfig.get_compile_flags(),
             [*sysconfig.get_link_flags(), "-ldali_operators"])
 
 
@@ -119,17 +119,20 @@ def _resolve_cuda(cuda: bool | None) -> str | None:
 
 
 def sources_digest() -> str:
-    """SHA-256 over the names and contents of the C++/CUDA sources."""
+    """SHA-256 over the names and contents of the C++/CUDA sources and of this file (the
+    compiler flags)."""
+    sources = [path for path in sorted(SOURCE_DIR.iterdir())
+               if path.suffix in (".h", ".cc", ".cu", ".cuh")]
     digest = hashlib.sha256()
-    for path in sorted(SOURCE_DIR.iterdir()):
-        if path.suffix in (".h", ".cc", ".cu", ".cuh"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in [*sources, Path(__file__)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
 def reusable_build(out_dir: Path, wanted: dict) -> dict | None:
     """The info of the library in ``out_dir`` (with ``"reused": true``) when it records every
-    item of ``wanted`` (DALI version, CUDA choice, archs, sources digest); else None."""
+    item of ``wanted`` (DALI distribution and version, CUDA choice, archs, sources digest);
+    else None."""
     info_path = out_dir / BUILD_INFO_NAME
     if not (out_dir / LIBRARY_NAME).is_file() or not info_path.is_file():
         return None
@@ -143,15 +146,15 @@ def build(cuda: bool | None = None, archs: str | None = None, out_dir: Path = LI
 
     ``cuda``: True/False forces the choice, None decides from ``DALI_CMO_CUDA`` and ``nvcc``.
     ``if_stale``: keep the library in ``out_dir`` when it was built from the same sources for
-    the same DALI version, CUDA choice and archs (its info then has ``"reused": true``).
+    the same DALI, CUDA choice and archs (its info then has ``"reused": true``).
     """
-    dali_version, compile_flags, link_flags = _dali_flags()
+    dali, compile_flags, link_flags = _dali_flags()
     numpy_compile, numpy_link = _numpy_random_flags()
     compile_flags, link_flags = [*compile_flags, *numpy_compile], [*numpy_link, *link_flags]
     nvcc = _resolve_cuda(cuda)
     archs = archs or os.environ.get("DALI_CMO_CUDA_ARCHS", DEFAULT_ARCHS)
     arch_list = [a.strip() for a in archs.replace(",", ";").split(";") if a.strip()]
-    wanted = {"dali_version": dali_version, "cuda": bool(nvcc),
+    wanted = {**dali, "cuda": bool(nvcc),
               "cuda_archs": arch_list if nvcc else [], "sources_sha256": sources_digest()}
     info_path = out_dir / BUILD_INFO_NAME
     if if_stale and (reusable := reusable_build(out_dir, wanted)) is not None:
@@ -213,7 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-stale", action="store_true",
                         help="keep a library built from the same sources and settings")
     parser.add_argument("-v", "--verbose", action="store_true", help="print compiler commands")
+    parser.add_argument("--print-path", action="store_true",
+                        help="build nothing: print the path of the library in --out-dir, checked "
+                             "against the installed DALI (for DALI_PRELOAD_PLUGINS)")
     args = parser.parse_args(argv)
+    if args.print_path:
+        from dali_cmo.ops.plugin import PluginError, library_path
+        try:
+            print(library_path(args.out_dir))
+        except PluginError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
     try:
         info = build(args.cuda, args.archs, args.out_dir, args.verbose, args.if_stale)
     except BuildError as err:
@@ -221,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{'kept' if info.get('reused') else 'built'} {args.out_dir / LIBRARY_NAME} "
           f"({info['size_bytes'] / 2**20:.1f} MiB, "
-          f"DALI {info['dali_version']}, "
+          f"{info['dali_distribution']} {info['dali_version']}, "
           f"{'CUDA sm_' + '/sm_'.join(info['cuda_archs']) if info['cuda'] else 'CPU only'})")
     return 0
 
