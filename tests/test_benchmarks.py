@@ -129,19 +129,30 @@ def test_folder_dataset_follows_the_long_tailed_profile(jpeg_dir):
     assert 10 <= len(scaled) <= 40
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.3, 0.77, 0.999, 1.0])
-def test_reference_box_rule(lam):
+class ScriptedCentres:
+    """Stands in for the generator: ``integers`` returns the scripted centre coordinates."""
+
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def integers(self, high):
+        value = self.draws.pop(0)
+        assert 0 <= value < high
+        return value
+
+
+@pytest.mark.parametrize("lam, centre, box", [
+    # H 50, W 64; (y1, x1, y2, x2) worked out by hand from cut = sqrt(1 - lam)
+    (0.75, (10, 40), (28, 0, 50, 26)),     # cut 0.5: 32 x 25, clipped left and bottom
+    (0.75, (32, 25), (13, 16, 37, 48)),    # the same box inside: 24 rows (25 // 2 = 12 each way)
+    (0.0, (0, 0), (0, 0, 25, 32)),         # cut 1: the whole image from the corner, clipped
+    (0.9, (63, 49), (42, 53, 50, 64)),     # cut 0.316: 20 x 15 at the far corner, clipped
+    (1.0, (5, 5), (5, 5, 5, 5)),           # cut 0: an empty box
+])
+def test_reference_box_rule(lam, centre, box):
     from torch_reference import rand_bbox
-    H, W = 50, 64
-    for seed in range(20):
-        y1, x1, y2, x2 = rand_bbox(H, W, lam, np.random.default_rng(seed))
-        rng = np.random.default_rng(seed)
-        cx, cy = rng.integers(W), rng.integers(H)  # the same draws as the reference code
-        cut = math.sqrt(1 - lam)
-        cut_w, cut_h = int(W * cut), int(H * cut)
-        assert (x1, x2) == (min(max(cx - cut_w // 2, 0), W), min(max(cx + cut_w // 2, 0), W))
-        assert (y1, y2) == (min(max(cy - cut_h // 2, 0), H), min(max(cy + cut_h // 2, 0), H))
-        assert 0 <= y1 <= y2 <= H and 0 <= x1 <= x2 <= W
+    cx, cy = centre
+    assert rand_bbox(50, 64, lam, ScriptedCentres(cx, cy)) == box
 
 
 def test_minority_weights_give_every_class_the_same_mass():
