@@ -18,12 +18,16 @@ laptop CPU. Real runs::
 
 ``--preset`` picks one of the reference recipes (``dali_cmo.training.recipes.PRESETS``); every value
 it sets can be overridden on the command line. A run writes into ``--output`` (default
-``runs/<name>``): ``checkpoint.pt`` (after every epoch's training, before its evaluation, and on
-SIGTERM/SIGINT; the one before is kept as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per epoch), ``metrics.json`` (``top1``,
-``many``, ``medium``, ``few``, ``per_class``, throughput, arguments), ``per_class_accuracy.png``
-and ``cmo_samples.png`` (the first pasted training batch). ``--resume auto`` continues the run
-in ``--output`` exactly where it stopped; a resumed run must keep what defines it (data, batch,
-model, seed, ...), and may change what ``--allow-change`` names (e.g. ``--epochs``).
+``runs/<name>``): ``checkpoint.pt`` (after every epoch, its evaluation included, and on
+SIGTERM/SIGINT; the one before is kept as ``checkpoint.prev.pt``), ``log.jsonl`` (one line per
+epoch), ``best_model.pt`` (the weights of the best evaluated epoch), ``metrics.json`` (``top1``,
+``many``, ``medium``, ``few``, ``per_class``, the best epoch, throughput, arguments),
+``per_class_accuracy.png`` and ``cmo_samples.png`` (the first pasted training batch).
+``--resume auto`` continues the run in ``--output`` exactly where it stopped (an epoch stopped
+during its evaluation is evaluated first); a resumed run must keep what defines it (data, batch,
+model, seed, ...), and may change what ``--allow-change`` names (e.g. ``--epochs``). A folder
+holding another run is refused unless ``--resume`` or ``--overwrite`` (a new record: the old
+run's files are removed) says what to do.
 
 Mistakes in the arguments end in one line ``train.py: error: ...`` and exit status 2; unusable
 data (a missing list, a bad image) in one such line and status 1.
@@ -58,17 +62,18 @@ from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, comman
 from dali_cmo.data.sources import VARIANTS, pasting_epochs
 from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
                                          make_train_config, parse_args)
-from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, check_identity,
-                                          load_checkpoint, run_identity, save_best_model,
-                                          save_run, set_rng_states)
+from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, awaiting_evaluation,
+                                          check_identity, clear_run, load_checkpoint,
+                                          run_identity, save_best_model, save_run,
+                                          set_rng_states)
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
-from dali_cmo.training.evaluation import Evaluation, evaluate_saved_weights
+from dali_cmo.training.evaluation import Evaluation, evaluate_saved_weights, evaluation_due
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.training.metrics import best_evaluation
 from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
 from dali_cmo.training.reports import (FirstPastePicture, FirstStepRecord, code_version,
-                                       describe_code, write_run_report)
+                                       describe_code, write_log, write_run_report)
 
 
 @dataclass
@@ -191,12 +196,26 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
 
     The loss is summed on the device; it is read back (a wait for the device) only after the
     first step, every ``--log-every`` steps and at the end.
+
+    Raises:
+        UsageError: a step's loss was not finite (before anything of it could be saved).
     """
     model.train()
     steps = len(iterator)
     progress = EpochProgress(steps, epoch, args.epochs, run.is_main, args.print_every)
     loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
-    shown_loss = float("nan")
+    first_bad = torch.full((), -1, dtype=torch.int64, device=run.device)  # non-finite loss
+    shown_loss = None
+
+    def check_finite(loss_read: float) -> None:
+        if not math.isfinite(loss_read):
+            bad_step = int(first_bad.item())
+            lr = schedule.lr_at(epoch + (bad_step - 1) / steps)
+            raise UsageError(
+                f"the loss is not finite in epoch {epoch + 1}, step {bad_step} of {steps} "
+                f"(lr {lr:.4g}): training diverged, and nothing of this epoch was saved; "
+                f"lower --lr (or --wd, --momentum) and start again", status=1)
+
     tic = time.perf_counter()
     for batch in iterator.epoch_batches():
         step = iterator.position  # batches of this epoch done, this one included
@@ -218,11 +237,14 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
         scaler.step(optimizer)
         scaler.update()
         loss_sum += loss.detach()
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step,
+                                first_bad)
         totals.batches += 1
         totals.images += len(batch)
         pictures(batch)
-        if step % args.log_every == 0 or step == steps or math.isnan(shown_loss):
+        if step % args.log_every == 0 or step == steps or shown_loss is None:
             shown_loss = (totals.loss + loss_sum.item()) / totals.batches
+            check_finite(shown_loss)
         seconds = totals.seconds + time.perf_counter() - tic
         progress.update(step, totals.images * run.world / max(seconds, 1e-9), shown_loss)
         run.global_step += 1
@@ -232,6 +254,7 @@ def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch
             break
     progress.close()
     totals.loss += loss_sum.item()
+    check_finite(totals.loss)  # before a stop request's checkpoint could save the weights
     totals.seconds += time.perf_counter() - tic
     return run.stop.reason is None
 
@@ -340,9 +363,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             model, device_ids=[local_rank] if args.device == "cuda" else None)
 
     # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
-    # exact stream position and the sums of the epoch in progress.
+    # exact stream position, the sums of the epoch in progress and the record so far.
     identity = run_identity(vars(args), world, train_set, data.val)
-    history, totals = [], EpochTotals()
+    history, totals, state = [], EpochTotals(), None
+    last_evaluation = {"epoch": None, "report": None}  # what metrics.json reports
     if args.resume:
         state = load_checkpoint(args.resume, run.output, run.log)
         if state is not None:
@@ -359,9 +383,18 @@ def train(args, tracer: DecoderWarningTracer) -> int:
                 raise UsageError(f"--resume {args.resume}: {error}") from None
             history = state.get("history", [])
             totals = EpochTotals(**state.get("epoch_totals", [{}] * world)[rank])
+            last_evaluation = state.get("last_evaluation") or last_evaluation
     start_epoch = iterator.epoch
+    if start_epoch > args.epochs:
+        raise UsageError(f"--epochs {args.epochs}: the checkpoint has {start_epoch} epochs "
+                         f"done; give --epochs {start_epoch} or more")
+    unevaluated = awaiting_evaluation(state) if state is not None else None
 
     run.output.mkdir(parents=True, exist_ok=True)
+    if run.is_main:
+        if state is None:  # a new record (the folder holds none, or --overwrite said so)
+            clear_run(run.output)
+        write_log(run.output, [entry for entry in history if entry is not unevaluated])
     if args.debug_shards:
         indices = {e: train_pipe.streams.background.epoch_indices(e).tolist()
                    for e in range(min(2, args.epochs))}
@@ -375,11 +408,50 @@ def train(args, tracer: DecoderWarningTracer) -> int:
 
     def save(tag: str) -> None:
         save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history,
-                 vars(args), identity)
+                 last_evaluation, vars(args), identity)
+
+    def end_epoch(entry: dict, evaluate: bool) -> bool:
+        """The end of the epoch of ``entry`` (in ``history``): its evaluation when ``evaluate``
+        (the top-1 added to ``entry``; ``best_model.pt`` when it is the best so far), then the
+        checkpoint and ``log.jsonl``. An epoch's evaluation is part of it: stopped during the
+        evaluation (returns False), the checkpoint records the epoch as not evaluated and a
+        resume evaluates it first."""
+        epoch = entry["epoch"]
+        if evaluate:
+            try:
+                report = evaluation(ddp_model)
+            except BadImageError as error:
+                if world == 1:  # keep the epoch's training (other ranks would wait to score)
+                    save(f"epoch {epoch} trained, not evaluated")
+                raise bad_image(error, evaluation.dataset, data.val_source, args) from None
+            if report is None:
+                save(f"stopped by {run.stop.reason} while evaluating epoch {epoch}")
+                return False
+            last_evaluation.update(epoch=epoch, report=report)
+            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
+            if run.is_main and best_evaluation(history) is entry:
+                save_best_model(run.output, model, entry, identity)
+        save(f"epoch {epoch} done")
+        if run.is_main:
+            write_log(run.output, history)
+        shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
+                          if entry.get(k) is not None)
+        run.log(f"epoch {epoch}/{args.epochs}: loss {entry['loss']:.4f}, lr "
+                f"{entry['lr']:.4g}, {entry['train_images_per_second']:.0f} img/s"
+                + (f"; {shown}" if shown else ""))
+        return True
+
+    def stopped() -> int:
+        run.log(f"resume with: --resume {run.output / CHECKPOINT}")
+        finish(world)
+        return run.stop.exit_status
 
     # The loops.
-    report, evaluated_epoch = None, None
     code = code_version() if run.is_main else None  # recorded in metrics.json
+    if unevaluated is not None:
+        run.log(f"epoch {unevaluated['epoch']} was trained but not evaluated: evaluating it")
+        if not end_epoch(unevaluated, evaluate=True):
+            return stopped()
     run.log(f"training {args.model} ({args.loss} loss) for epochs {start_epoch + 1}.."
             f"{args.epochs} on {args.device}; output in {run.output}; code: "
             f"{describe_code(code) if code else ''}")
@@ -396,46 +468,18 @@ def train(args, tracer: DecoderWarningTracer) -> int:
         if not finished:
             save(f"stopped by {run.stop.reason} in epoch {epoch + 1} after batch "
                  f"{iterator.position}")
-            run.log(f"resume with: --resume {run.output / CHECKPOINT}")
-            finish(world)
-            return run.stop.exit_status
+            return stopped()
         last_lr = schedule.lr_at(epoch + (len(iterator) - 1) / len(iterator))
-        entry = {"epoch": epoch + 1, **epoch_statistics(totals, last_lr, run)}
-        history.append(entry)
+        history.append({"epoch": epoch + 1, **epoch_statistics(totals, last_lr, run)})
         totals = EpochTotals()
-        save(f"epoch {epoch + 1} trained")  # before evaluating: a failure there loses nothing
-        if epoch + 1 == args.epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            try:
-                report = evaluation(ddp_model)
-            except BadImageError as error:
-                raise bad_image(error, evaluation.dataset, data.val_source, args) from None
-            if report is None:
-                run.log(f"stopped by {run.stop.reason} while evaluating epoch {epoch + 1}; "
-                        f"resume with: --resume {run.output / CHECKPOINT}")
-                finish(world)
-                return run.stop.exit_status
-            evaluated_epoch = epoch + 1
-            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
-            if run.is_main and best_evaluation(history) is entry:
-                save_best_model(run.output, model, entry, identity)
-        if run.is_main:
-            with open(run.output / "log.jsonl", "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-        shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
-                          if entry.get(k) is not None)
-        run.log(f"epoch {epoch + 1}/{args.epochs}: loss {entry['loss']:.4f}, lr "
-                f"{entry['lr']:.4g}, {entry['train_images_per_second']:.0f} img/s"
-                + (f"; {shown}" if shown else ""))
+        if not end_epoch(history[-1], evaluation_due(epoch + 1, args.epochs, args.eval_every)):
+            return stopped()
     elapsed = time.perf_counter() - run_tic
 
-    if report is None:  # resumed after the last epoch had finished: evaluate once more
-        report = evaluation(ddp_model)
-        evaluated_epoch = args.epochs
-        if report is None:
-            return run.stop.exit_status
-    if run.is_main:
-        write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
-                     train_pipe.streams.reader.bad_files, evaluation.left_out, code)
+    if run.is_main:  # the last epoch is always evaluated: last_evaluation holds it
+        write_run_report(run, args, last_evaluation["report"], last_evaluation["epoch"],
+                         history, elapsed, train_set, train_pipe.streams.reader.bad_files,
+                         evaluation.left_out, code)
     finish(world)
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from pathlib import Path
 
@@ -47,6 +48,8 @@ CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "-
               "--val-data", "--device", "--amp", "--channels-last")
 # values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
 EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
+# the largest --seed: numpy's legacy generator (np.random.seed) takes 32 bits
+MAX_SEED = 2 ** 32 - 1
 # pipeline / sampler field -> flag, for their messages
 FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha": "--alpha",
                "image_size": "--image-size", "cmo_start": "--cmo-start",
@@ -313,6 +316,8 @@ def _fill_defaults(args) -> None:
     if args.output is None:
         args.output = str(Path("runs") / (f"{args.dataset}-{args.model}-{args.loss}-"
                                           f"{args.variant}"))
+        # `python train.py` again starts the demo afresh in its default folder
+        args.overwrite = args.overwrite or (args.dataset == "demo" and not args.resume)
     args.allow_change = sorted({"--" + flag.lstrip("-") for flag in args.allow_change})
     if args.q_beta is not None and args.q_beta != "paper":
         try:
@@ -353,19 +358,23 @@ def shorten_recipe(values: dict, preset_epochs: int, epochs: int) -> dict:
 
 def check_args(args) -> None:
     """Raise one :class:`UsageError` naming every value or combination that cannot work."""
+    max_threads = 4 * (os.cpu_count() or 1)
     checks = [
         (args.batch_size >= 1, f"--batch-size must be >= 1; got {args.batch_size}"),
         (args.epochs >= 1, f"--epochs must be >= 1; got {args.epochs}"),
-        (args.lr > 0, f"--lr must be > 0; got {args.lr}"),
-        (args.momentum >= 0, f"--momentum must be >= 0; got {args.momentum}"),
-        (args.wd >= 0, f"--wd must be >= 0; got {args.wd}"),
+        _finite("--lr", args.lr, "> 0"),
+        (0 <= args.momentum < 1, f"--momentum must lie in [0, 1); got {args.momentum}"),
+        _finite("--wd", args.wd, ">= 0"),
         (0.0 <= args.cmo_prob <= 1.0, f"--cmo-prob must lie in [0, 1]; got {args.cmo_prob}"),
-        (args.alpha > 0, f"--alpha must be > 0; got {args.alpha}"),
+        _finite("--alpha", args.alpha, "> 0"),
+        (0 <= args.seed <= MAX_SEED, f"--seed must lie in 0..{MAX_SEED} (what the random "
+                                     f"generators take); got {args.seed}"),
         (args.image_size >= 1, f"--image-size must be >= 1; got {args.image_size}"),
-        (args.imbalance_ratio >= 1, f"--imbalance-ratio must be >= 1; got "
-                                    f"{args.imbalance_ratio}"),
+        _finite("--imbalance-ratio", args.imbalance_ratio, ">= 1"),
         (args.workers >= 1, f"--workers must be >= 1; got {args.workers}"),
-        (args.torch_threads >= 0, f"--torch-threads must be >= 0; got {args.torch_threads}"),
+        (0 <= args.torch_threads <= max_threads,
+         f"--torch-threads must lie in 0..{max_threads} (4 per CPU of this machine; more only "
+         f"slow torch down); got {args.torch_threads}"),
         (args.eval_every >= 0, f"--eval-every must be >= 0; got {args.eval_every}"),
         (args.max_steps_per_epoch >= 0, f"--max-steps-per-epoch must be >= 0; got "
                                         f"{args.max_steps_per_epoch}"),
@@ -376,6 +385,9 @@ def check_args(args) -> None:
         (args.cmo_end >= 0, f"--cmo-end must be >= 0; got {args.cmo_end}"),
         (args.dataset != "demo" or args.data is None,
          "--data does not apply to --dataset demo"),
+        (not (args.resume and args.overwrite),
+         f"--resume {args.resume} continues the run in --output and --overwrite starts a new "
+         f"one there: give one of them"),
         (args.bn_stats_from is None or args.test_only is not None,
          f"--bn-stats-from {args.bn_stats_from} applies to --test-only (scoring saved "
          f"weights); add --test-only last or best"),
@@ -417,12 +429,22 @@ def check_args(args) -> None:
                             "(torch.cuda.is_available() is False); use --device cpu")
     if problems:
         raise UsageError("; ".join(problems))
-    # Never overwrite a run's checkpoint by accident (the demo always starts afresh).
-    if (not args.resume and not args.overwrite and not args.test_only
-            and args.dataset != "demo" and (Path(args.output) / "checkpoint.pt").exists()):
-        raise UsageError(f"--output {args.output} already holds a checkpoint: continue it with "
+    # Never overwrite a run by accident.
+    from dali_cmo.training.checkpoint import held_run
+    held = held_run(Path(args.output))
+    if held and not args.resume and not args.overwrite and not args.test_only:
+        raise UsageError(f"--output {args.output} already holds {held}: continue it with "
                          f"--resume auto, start afresh with --overwrite, or choose another "
                          f"--output")
+
+
+def _finite(flag: str, value: float, bound: str) -> tuple[bool, str]:
+    """The check that ``value`` is finite and satisfies ``bound`` (``"> 0"``, ``">= 1"``)."""
+    op, limit = bound.split()
+    within = value > float(limit) if op == ">" else value >= float(limit)
+    if within and not math.isfinite(value):
+        return False, f"{flag} must be finite; got {value}"
+    return within, f"{flag} must be {bound}; got {value}"
 
 
 def _epoch_problems(args) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import signal
 from pathlib import Path
 
@@ -20,7 +21,29 @@ from dali_cmo.training.arguments import CHANGEABLE, FIXED, UsageError
 from dali_cmo.training.distributed import any_rank, gather_objects
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
-BEST_MODEL = "best_model.pt"
+BEST_MODEL, LOG, METRICS = "best_model.pt", "log.jsonl", "metrics.json"
+# a folder holding one of these holds a run (train.py refuses it without --resume or --overwrite)
+RUN_RECORD = (CHECKPOINT, PREVIOUS, BEST_MODEL, LOG, METRICS)
+# what a run writes into its folder (--test-only's files included), removed when one starts
+# afresh there
+RUN_FILES = RUN_RECORD + (f".{CHECKPOINT}.tmp", f".{BEST_MODEL}.tmp", "per_class_accuracy.png",
+                          "cmo_samples.png", "evaluation_*.json", "evaluation_*_per_class.png")
+
+
+def held_run(folder: Path) -> str | None:
+    """What in ``folder`` shows that it holds (part of) the record of a run, in words, or
+    None."""
+    found = next((name for name in RUN_RECORD if (folder / name).exists()), None)
+    if found is None:
+        return None
+    return "a checkpoint" if found == CHECKPOINT else f"a run's {found}"
+
+
+def clear_run(folder: Path) -> None:
+    """Remove the files a run wrote into ``folder`` (a new run starts its own record there)."""
+    for pattern in RUN_FILES:
+        for path in folder.glob(pattern):
+            path.unlink()
 
 
 class StopRequest:
@@ -71,23 +94,68 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def write_atomically(state: dict, path: Path, previous: Path | None = None) -> Path:
-    """``torch.save(state)`` to ``path`` atomically: a temporary file beside it, fsynced, renamed
-    into place (the current file kept as ``previous`` first, when given)."""
+class _ByteCounter:
+    """A write-only file that counts the bytes written to it."""
+
+    def __init__(self):
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _serialise(content, handle) -> None:
+    if isinstance(content, bytes):
+        handle.write(content)
+    else:
+        torch.save(content, handle)
+
+
+def write_atomically(content, path: Path, previous: Path | None = None) -> Path:
+    """``content`` (bytes, or an object for ``torch.save``) to ``path`` atomically: a temporary
+    file beside it, fsynced, renamed into place (the current file kept as ``previous`` first,
+    when given).
+
+    Raises:
+        UsageError: the write failed (a full disk, no permission): one line naming ``path``,
+            the bytes it needs and the free space; the temporary file is removed and the file
+            that was in place is kept.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if previous is not None and path.exists():
-        os.replace(path, previous)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        with open(tmp, "wb") as handle:
+            _serialise(content, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(_write_failure(path, content, error), status=1) from None
     return path
+
+
+def _write_failure(path: Path, content, error: OSError) -> str:
+    """The one-line message of a failed :func:`write_atomically`."""
+    counter = _ByteCounter()
+    _serialise(content, counter)
+    try:
+        free = f", {shutil.disk_usage(path.parent).free:,} free there"
+    except OSError:
+        free = ""
+    kept = f"; the {path.name} written before is kept" if path.exists() else ""
+    return (f"cannot write {path}: {error.strerror or error} (it needs {counter.size:,} "
+            f"bytes{free}){kept}")
 
 
 def save_checkpoint(state: dict, folder: Path) -> Path:
@@ -150,7 +218,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "w
 
 
 def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, history: list,
-             args: dict, identity: dict) -> None:
+             last_evaluation: dict | None, args: dict, identity: dict) -> None:
     """Every rank's stream position, RNG state and sums of the epoch in progress, with the
     model, optimiser and scaler, the arguments, the run's identity and the epochs' history,
     written atomically by rank 0 into ``run.output``.
@@ -161,7 +229,10 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
         model, optimizer, scaler: their ``state_dict()`` is saved.
         iterator: the training ``CMOIterator`` (its ``state_dict()`` and epoch).
         totals: this rank's sums over the epoch in progress.
-        history: one entry per finished epoch.
+        history: one entry per finished epoch, with its evaluation (see
+            :func:`awaiting_evaluation` for one not yet evaluated).
+        last_evaluation: ``{"epoch": n, "report": accuracy report}`` of the last evaluated
+            epoch (what ``metrics.json`` reports), or None.
         args: the resolved arguments.
         identity: :func:`run_identity` of the run.
     """
@@ -173,8 +244,23 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
             "scaler": scaler.state_dict(), "epoch": iterator.epoch,
             "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
             "epoch_totals": [r["totals"] for r in ranks], "args": args,
-            "identity": identity, "world_size": run.world, "history": history}, run.output)
+            "identity": identity, "world_size": run.world, "history": history,
+            "last_evaluation": last_evaluation}, run.output)
         run.log(f"{tag}: checkpoint written to {path}")
+
+
+def awaiting_evaluation(state: dict) -> dict | None:
+    """The history entry of the epoch a checkpoint ends with when that epoch was due for
+    evaluation but was not evaluated (a stop request during the evaluation, or a checkpoint
+    written before evaluations were part of their epoch), else None. A resume evaluates it
+    first: its top-1 may be the run's best."""
+    from dali_cmo.training.evaluation import evaluation_due
+    history, args = state.get("history") or [], state["args"]
+    if not history or state["iterators"][0]["position"] != 0 \
+            or history[-1]["epoch"] != state["epoch"] or "top1" in history[-1]:
+        return None
+    due = evaluation_due(history[-1]["epoch"], args["epochs"], args["eval_every"])
+    return history[-1] if due else None
 
 
 def _read_checkpoint(path: Path) -> dict:

@@ -26,6 +26,12 @@ from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import ProgressLine
 
 
+def evaluation_due(epoch: int, epochs: int, eval_every: int) -> bool:
+    """Whether a run of ``epochs`` evaluates its epoch ``epoch`` (counted from 1): every
+    ``eval_every``-th (0: none) and the last."""
+    return epoch == epochs or bool(eval_every) and epoch % eval_every == 0
+
+
 class Evaluation:
     """Scores a model on the evaluation set: top-1 and Many / Medium / Few accuracy over every
     rank's shard.

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from dali_cmo.data.groups import CIFAR_RULE, GROUP_RULES, GroupRule
+from dali_cmo.training.checkpoint import LOG, METRICS, write_atomically
 
 _GROUP_COLOURS = {"many": "#dbe9f6", "medium": "#fdebd0", "few": "#f9d6d5"}
 
@@ -239,6 +240,13 @@ def describe_code(code: dict) -> str:
             + (" with uncommitted changes" if code["uncommitted_changes"] else ""))
 
 
+def write_log(folder: Path, entries: list[dict]) -> None:
+    """``log.jsonl``, one line per epoch, written whole from the run's history (atomically): it
+    never holds an epoch twice, nor one its checkpoint does not."""
+    write_atomically("".join(json.dumps(entry) + "\n" for entry in entries).encode(),
+                     folder / LOG)
+
+
 def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
                      bad_images, left_out, code: dict) -> None:
     """The end of a ``train.py`` run (rank 0): ``metrics.json``, the per-class plot and the
@@ -271,7 +279,7 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
                "bad_images": bad_images,  # training files replaced under --on-bad-image skip
                "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
                "code": code, "args": vars(args)}
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomically(json.dumps(metrics, indent=2).encode(), output / METRICS)
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
                             title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}",
                             rule=GROUP_RULES[args.groups])
@@ -287,7 +295,7 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
               f"eval_images_left_out)")
     print(format_report_table({f"{name}, last (epoch {evaluated_epoch})": report,
                                f"{name}, best (epoch {best['epoch']})": best}))
-    written = [output / n for n in ("metrics.json", "log.jsonl", "per_class_accuracy.png",
+    written = [output / n for n in (METRICS, LOG, "per_class_accuracy.png",
                                     "cmo_samples.png") if (output / n).exists()]
     print(f"\nwritten: {', '.join(map(str, written))}")
 

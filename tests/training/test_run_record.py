@@ -1,0 +1,276 @@
+"""A run's record is never wrong: ``log.jsonl``, ``metrics.json``'s best epoch and
+``best_model.pt`` across resumes, signals during an evaluation, ``--overwrite``, failed writes and
+divergence; and the one-line refusals of mistakes that used to end in tracebacks.
+
+The evaluations are scripted where the best epoch matters (each returns a top-1 fixed here), so
+that the expected best epoch is known by construction, not read off one machine's arithmetic.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from dali_cmo.training.arguments import make_schedule, parse_args
+from dali_cmo.training.evaluation import Evaluation
+from test_train import TINY, demo_data, last_error_line, run_main, tiny_data  # noqa: F401
+
+EVAL_EVERY_EPOCH = ["--eval-every", "1"]
+
+
+class ScriptedTop1:
+    """Replaces each evaluation's top-1 by the next of ``top1s`` (the rest of the report stays
+    the real one) and keeps the weights it scored; ``stop_at`` (a call number, from 1) sends
+    this process a SIGTERM during that evaluation instead, as a user would."""
+
+    def __init__(self, monkeypatch, top1s, stop_at=None):
+        self.top1s, self.stop_at, self.calls, self.scored = list(top1s), stop_at, 0, []
+        real = Evaluation._score
+
+        def score(evaluation, model):
+            self.calls += 1
+            if self.calls == self.stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            report = real(evaluation, model)
+            if report is not None:
+                report["top1"] = self.top1s.pop(0)
+                self.scored.append((report["top1"], {k: v.clone() for k, v in
+                                                     model.state_dict().items()}))
+            return report
+
+        monkeypatch.setattr(Evaluation, "_score", score)
+
+    def weights_of(self, top1: float) -> dict:
+        return next(weights for scored, weights in self.scored if scored == top1)
+
+
+def log_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+
+
+def best_model(folder: Path) -> dict:
+    return torch.load(folder / "best_model.pt", map_location="cpu", weights_only=False)
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def check_record(folder: Path, epochs: list[int]) -> dict:
+    """log.jsonl holds each epoch once; metrics.json's best is the best of the log's evaluated
+    epochs (the earlier of equal ones) and best_model.pt is that entry. Returns the best."""
+    log = log_of(folder)
+    assert [entry["epoch"] for entry in log] == epochs
+    evaluated = [entry for entry in log if "top1" in entry]
+    best = max(evaluated, key=lambda entry: (entry["top1"], -entry["epoch"]))
+    assert json.loads((folder / "metrics.json").read_text())["best"]["epoch"] == best["epoch"]
+    assert best_model(folder)["evaluation"] == best
+    return best
+
+
+# --------------------------------------------------------------------------- 1. best epoch
+
+def test_the_best_epoch_survives_an_extension_and_a_no_op_resume(tmp_path, monkeypatch,
+                                                                 capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    flags = [*TINY, *data, *EVAL_EVERY_EPOCH, "--output", out]
+    script = ScriptedTop1(monkeypatch, [10.0, 20.0, 30.0, 15.0, 25.0])
+    run_main(capsys, *flags, "--epochs", "3")
+    assert check_record(out, [1, 2, 3])["epoch"] == 3
+    # the checkpoint's history holds every evaluation, the last epoch's too
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert [entry.get("top1") for entry in state["history"]] == [10.0, 20.0, 30.0]
+    # a no-op resume of the finished run: nothing is evaluated or rewritten
+    record = {name: (out / name).read_bytes() for name in ("log.jsonl", "best_model.pt")}
+    best_before = json.loads((out / "metrics.json").read_text())["best"]
+    run_main(capsys, *flags, "--epochs", "3", "--resume", "auto")
+    assert script.calls == 3
+    assert {name: (out / name).read_bytes() for name in record} == record
+    assert json.loads((out / "metrics.json").read_text())["best"] == best_before
+    # extended by two epochs that score less: epoch 3 stays the best, with its weights
+    run_main(capsys, *flags, "--epochs", "5", "--resume", "auto", "--allow-change", "epochs")
+    assert check_record(out, [1, 2, 3, 4, 5])["epoch"] == 3
+    assert same_weights(best_model(out)["model"], script.weights_of(30.0))
+
+
+# --------------------------------------------------------------------------- 2. signals
+
+def test_an_epoch_stopped_during_its_evaluation_is_evaluated_on_resume(tmp_path, monkeypatch,
+                                                                      capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    flags = [*TINY, *data, *EVAL_EVERY_EPOCH, "--epochs", "3", "--output", out]
+    script = ScriptedTop1(monkeypatch, [10.0, 30.0, 20.0], stop_at=2)
+    assert train.main(list(map(str, flags))) == 128 + signal.SIGTERM
+    printed = capsys.readouterr().out
+    assert "stopped by SIGTERM while evaluating epoch 2: checkpoint written" in printed
+    assert [entry["epoch"] for entry in log_of(out)] == [1]  # epoch 2 has no result yet
+    out_text = run_main(capsys, *flags, "--resume", "auto")
+    assert "epoch 2 was trained but not evaluated: evaluating it" in out_text
+    assert script.calls == 4  # epoch 2 scored once after the resume, then epoch 3
+    best = check_record(out, [1, 2, 3])
+    assert [entry["top1"] for entry in log_of(out)] == [10.0, 30.0, 20.0]
+    assert best["epoch"] == 2 and same_weights(best_model(out)["model"],
+                                                script.weights_of(30.0))
+
+
+def test_the_resumed_record_is_the_uninterrupted_one(tmp_path, monkeypatch, capsys):
+    """Stopped during an evaluation and resumed, the run's weights, losses and top-1s are
+    those of the run that was never stopped (real evaluations here)."""
+    data = tiny_data(tmp_path)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    flags = [*TINY, *data, *EVAL_EVERY_EPOCH]
+    run_main(capsys, *flags, "--output", straight)
+    real = Evaluation._score
+
+    def stop_first(evaluation, model):
+        evaluation.run.stop.request("a test")
+        monkeypatch.setattr(Evaluation, "_score", real)
+        return real(evaluation, model)
+
+    monkeypatch.setattr(Evaluation, "_score", stop_first)
+    run_main(capsys, *flags, "--output", stopped)  # stopped in epoch 1's evaluation
+    assert not log_of(stopped)
+    run_main(capsys, *flags, "--output", stopped, "--resume", "auto")
+    keys = ("epoch", "loss", "lr", "train_images", "top1", "many", "medium", "few")
+    assert [[entry[k] for k in keys] for entry in log_of(stopped)] == \
+        [[entry[k] for k in keys] for entry in log_of(straight)]
+    assert best_model(stopped)["evaluation"]["epoch"] == best_model(straight)["evaluation"][
+        "epoch"]
+    assert same_weights(best_model(stopped)["model"], best_model(straight)["model"])
+
+
+# --------------------------------------------------------------------------- 3. overwrite
+
+def test_overwrite_starts_a_fresh_record(tmp_path, capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    run_main(capsys, *TINY, *data, "--output", out)
+    assert (out / "cmo_samples.png").exists() and len(log_of(out)) == 2
+    (out / "evaluation_last.json").write_text("{}")  # as --test-only leaves it
+    run_main(capsys, *TINY, *data, "--output", out, "--overwrite", "--epochs", "1",
+             "--variant", "none")
+    assert [entry["epoch"] for entry in log_of(out)] == [1]
+    assert not (out / "cmo_samples.png").exists()  # variant none pastes nothing
+    assert not (out / "evaluation_last.json").exists()
+    assert not (out / "checkpoint.prev.pt").exists()
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+    # --resume and --overwrite together: refused, naming both
+    assert train.main(list(map(str, [*TINY, *data, "--output", out, "--overwrite",
+                                     "--resume", "auto"]))) == 2
+    assert last_error_line(capsys) == (
+        "train.py: error: --resume auto continues the run in --output and --overwrite starts "
+        "a new one there: give one of them")
+
+
+def test_every_run_refuses_a_folder_holding_another_run(tmp_path, monkeypatch, capsys,
+                                                         demo_data):
+    out = tmp_path / "given"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"epoch": 1}\n')
+    for argv in (["--output", str(out)], [*TINY, *tiny_data(tmp_path), "--output", str(out)]):
+        assert train.main(argv) == 2
+        assert last_error_line(capsys) == (
+            f"train.py: error: --output {out} already holds a run's log.jsonl: continue it with "
+            f"--resume auto, start afresh with --overwrite, or choose another --output")
+    # the demo's default folder: `python train.py` again starts afresh
+    monkeypatch.chdir(tmp_path)
+    short = ["--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "8", "--workers",
+             "1", "--torch-threads", "1"]
+    run_main(capsys, *short)
+    folder = next((tmp_path / "runs").iterdir())
+    run_main(capsys, *short)
+    assert [entry["epoch"] for entry in log_of(folder)] == [1]
+
+
+# --------------------------------------------------------------------------- 4. full disk
+
+def test_a_failed_write_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                  capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    real_save, saves = torch.save, []
+
+    def save_on_a_full_disk(obj, handle, *args, **kwargs):
+        if getattr(handle, "name", "").endswith(".checkpoint.pt.tmp"):
+            saves.append(1)
+            if len(saves) == 2:  # the second epoch's checkpoint: half of it fits
+                handle.write(b"\0" * 1000)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    assert train.main(list(map(str, [*TINY, *data, "--output", out]))) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.fullmatch(
+        rf"train.py: error: cannot write {re.escape(str(out / 'checkpoint.pt'))}: No space left "
+        rf"on device \(it needs [\d,]+ bytes, [\d,]+ free there\); the checkpoint.pt written "
+        rf"before is kept", err.strip()), err
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    monkeypatch.setattr(torch, "save", real_save)
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 1
+
+
+# --------------------------------------------------------------------------- 5. divergence
+
+def test_a_non_finite_loss_stops_the_run_saving_nothing_new(tmp_path, monkeypatch, capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    real_loss, steps = train.mixed_loss, []
+
+    def diverging_loss(*args, **kwargs):
+        steps.append(1)
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if len(steps) >= 3 else loss  # from epoch 2, step 1
+
+    monkeypatch.setattr(train, "mixed_loss", diverging_loss)
+    flags = [*TINY, *data, *EVAL_EVERY_EPOCH, "--epochs", "3", "--output", out]
+    lr = make_schedule(parse_args(list(map(str, flags)))).lr_at(1.0)  # epoch 2, step 1
+    assert train.main(list(map(str, flags))) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        f"train.py: error: the loss is not finite in epoch 2, step 1 of 2 (lr {lr:.4g}): "
+        f"training diverged, and nothing of this epoch was saved; lower --lr (or --wd, "
+        f"--momentum) and start again")
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values()
+                                       if v.is_floating_point())
+    assert [entry["epoch"] for entry in log_of(out)] == [1]
+    assert best_model(out)["evaluation"]["epoch"] == 1
+    # a stop request in the diverged epoch saves nothing either
+    steps.clear()
+    out2 = tmp_path / "stopped"
+    assert train.main(list(map(str, [*flags[:-1], out2, "--stop-after-steps", "4"]))) == 1
+    assert torch.load(out2 / "checkpoint.pt", map_location="cpu",
+                      weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "inf"], "--lr must be finite; got inf"),
+    (["--lr", "nan"], "--lr must be > 0; got nan"),
+    (["--wd", "inf"], "--wd must be finite; got inf"),
+    (["--momentum", "5"], "--momentum must lie in [0, 1); got 5.0"),
+    (["--momentum", "1"], "--momentum must lie in [0, 1); got 1.0"),
+    (["--alpha", "inf"], "--alpha must be finite; got inf"),
+    (["--seed", "-1"], "--seed must lie in 0..4294967295 (what the random generators take); "
+                       "got -1"),
+    (["--seed", "99999999999999999999"], "--seed must lie in 0..4294967295 (what the random "
+                                         "generators take); got 99999999999999999999"),
+    (["--imbalance-ratio", "inf"], "--imbalance-ratio must be finite; got inf"),
+])
+def test_numeric_flags_are_bounded(argv, message, tmp_path, capsys):
+    assert train.main(argv + ["--output", str(tmp_path / "run")]) == 2
+    assert last_error_line(capsys) == f"train.py: error: {message}"
+
+
+def test_torch_threads_are_bounded_by_the_cpus(tmp_path, capsys):
+    most = 4 * (os.cpu_count() or 1)
+    assert train.main(["--torch-threads", str(most + 1), "--output", str(tmp_path)]) == 2
+    assert last_error_line(capsys) == (
+        f"train.py: error: --torch-threads must lie in 0..{most} (4 per CPU of this machine; "
+        f"more only slow torch down); got {most + 1}")
