@@ -18,6 +18,7 @@ import json
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -156,7 +157,12 @@ def format_text(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``check``; 0 when every file is fine, 1 when a bad file or a dataset error was found."""
+    """Run ``check``; 0 when every file is fine, 1 when a bad file or a dataset error was found,
+    2 when ``--report`` cannot be written (found before the scan)."""
+    if args.report and not Path(args.report).parent.is_dir():
+        print(f"error: --report {args.report}: folder {Path(args.report).parent} does not "
+              f"exist", file=sys.stderr)
+        return 2
     try:
         dataset = load_dataset(args.source, args.root, num_classes=args.num_classes,
                                check_files=False)  # missing files: scanned and reported below

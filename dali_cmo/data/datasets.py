@@ -192,7 +192,9 @@ def _check_files(root: Path, files: Sequence[str], source: str,
     if missing:
         names = [describe[i] if describe else files[i] for i in missing]
         noun = f"of {len(files)} files missing under {root}"
-        raise DatasetError(f"{source}: {_summarise(names, noun)}")
+        hint = ("; none of the listed files is there: is the image root right (--root)?"
+                if len(missing) == len(files) else "")
+        raise DatasetError(f"{source}: {_summarise(names, noun)}{hint}")
 
 
 def _check_classes(labels: np.ndarray, num_classes: int, source: str) -> None:
@@ -221,6 +223,21 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int,
 
 
 # --------------------------------------------------------------------------- split files
+
+def _read_text(path: Path) -> str:
+    """The text of a list (split file, JSON): UTF-8, a leading byte-order mark dropped.
+
+    Raises:
+        DatasetError: bytes that are not UTF-8, naming the file and line.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+                           f"save the list as UTF-8") from None
+
 
 def _parse_split_line(line: str, where: str) -> tuple[str, int]:
     """``"relative/path with spaces.jpg 17"`` -> ``("relative/path with spaces.jpg", 17)``."""
@@ -264,18 +281,17 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     files: list[str] = []
     labels: list[int] = []
     line_numbers: list[int] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            where = f"{source}:{number}"
-            file, label = _parse_split_line(line, where)
-            if num_classes is not None and label >= num_classes:
-                raise DatasetError(f"{where}: label {label} >= num_classes ({num_classes})")
-            files.append(file)
-            labels.append(label)
-            line_numbers.append(number)
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{source}:{number}"
+        file, label = _parse_split_line(line, where)
+        if num_classes is not None and label >= num_classes:
+            raise DatasetError(f"{where}: label {label} >= num_classes ({num_classes})")
+        files.append(file)
+        labels.append(label)
+        line_numbers.append(number)
     if not files:
         raise DatasetError(f"{source}: no entries")
     labels_array = np.asarray(labels, dtype=np.int64)
@@ -332,11 +348,10 @@ def read_inat_json(path: str | os.PathLike, root: str | os.PathLike | None = Non
     path = Path(path)
     source = str(path)
     root = Path(root) if root is not None else path.parent
-    with open(path, encoding="utf-8") as f:
-        try:
-            document = json.load(f)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{source}:{error.lineno}: invalid JSON ({error.msg})") from None
+    try:
+        document = json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{source}:{error.lineno}: invalid JSON ({error.msg})") from None
     images = _field(document, "images", source)
     annotations = _field(document, "annotations", source)
     category_ids, names = _inat_categories(document, annotations, source)
@@ -379,7 +394,19 @@ def _image_files(class_dir: Path, extensions: tuple[str, ...]) -> list[str]:
         relative = Path(folder).relative_to(class_dir.parent)
         found.extend((relative / name).as_posix() for name in sorted(names)
                      if name.lower().endswith(extensions))
+    for file in found:
+        _check_utf8_name(class_dir.parent / file)
     return found
+
+
+def _check_utf8_name(path: Path) -> None:
+    """Refuse a file name that is not UTF-8 (Python holds its bytes as surrogates, which no
+    list, JSON report or reader downstream can carry)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", errors="backslashreplace")
+        raise DatasetError(f"{shown}: the file name is not UTF-8; rename it") from None
 
 
 def read_image_folder(root: str | os.PathLike, *,
@@ -402,6 +429,8 @@ def read_image_folder(root: str | os.PathLike, *,
     _check_root(root, source)
     extensions = tuple(e.lower() for e in extensions)
     class_names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    for name in class_names:
+        _check_utf8_name(root / name)
     if not class_names:
         raise DatasetError(f"{source}: no class folders")
     files: list[str] = []

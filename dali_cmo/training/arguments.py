@@ -396,6 +396,10 @@ def check_args(args) -> None:
          f"may change within a run: {', '.join(f.lstrip('-') for f in CHANGEABLE)}"),
     ]
     problems = [message for ok, message in checks if not ok]
+    file = next((path for path in (Path(args.output), *Path(args.output).parents)
+                 if path.exists() and not path.is_dir()), None)
+    if file is not None:
+        problems.append(f"--output {args.output}: {file} is a file, not a folder")
     if args.epochs >= 1:
         problems += _epoch_problems(args)
     if args.batch_size >= 1:

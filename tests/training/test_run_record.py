@@ -274,3 +274,79 @@ def test_torch_threads_are_bounded_by_the_cpus(tmp_path, capsys):
     assert last_error_line(capsys) == (
         f"train.py: error: --torch-threads must lie in 0..{most} (4 per CPU of this machine; "
         f"more only slow torch down); got {most + 1}")
+
+
+# --------------------------------------------------------------------------- 6. one-line errors
+
+def test_an_output_that_is_a_file_or_under_one_is_refused(tmp_path, capsys):
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder")
+    for output in (file, file / "run"):
+        assert train.main(["--output", str(output)]) == 2
+        assert last_error_line(capsys) == (f"train.py: error: --output {output}: {file} is a "
+                                           f"file, not a folder")
+
+
+def test_a_split_line_that_is_not_utf8_names_its_file_and_line(tmp_path, capsys):
+    from dali_cmo.__main__ import main as cli_main
+    data = tiny_data(tmp_path)
+    listing = Path(data[1])
+    lines = listing.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b".jpg", b"\xe9.jpg")  # Latin-1 text in a UTF-8 list
+    listing.write_bytes(b"\n".join(lines))
+    message = f"{listing}:3: not UTF-8 text (byte 0xe9); save the list as UTF-8"
+    assert train.main([*TINY, *data, "--output", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == f"train.py: error: {message}\n"
+    assert cli_main(["check", str(listing)]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_a_file_name_that_is_not_utf8_is_named(tmp_path, capsys):
+    from dali_cmo.__main__ import main as cli_main
+    from image_fixtures import jpeg_bytes, picture
+    folder = tmp_path / "lt"
+    for split in ("train", "val"):
+        for label in range(2):
+            (folder / split / f"c{label}").mkdir(parents=True)
+            (folder / split / f"c{label}" / "0.jpg").write_bytes(jpeg_bytes(picture(label)))
+    odd = os.path.join(os.fsencode(folder / "train" / "c1"), b"caf\xe9.jpg")
+    with open(odd, "wb") as handle:
+        handle.write(jpeg_bytes(picture(5)))
+    message = f"{folder / 'train/c1'}/caf\\xe9.jpg: the file name is not UTF-8; rename it"
+    assert train.main([*TINY, "--data", str(folder), "--output", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == f"train.py: error: {message}\n"
+    assert cli_main(["check", str(folder / "train")]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_check_refuses_a_report_into_a_missing_folder_before_scanning(tmp_path, monkeypatch,
+                                                                       capsys):
+    from dali_cmo.__main__ import main as cli_main
+    from dali_cmo.cli import check
+    listing = Path(tiny_data(tmp_path)[1])
+    monkeypatch.setattr(check, "scan", lambda *a, **k: pytest.fail("scanned"))
+    report = tmp_path / "no" / "report.json"
+    assert cli_main(["check", str(listing), "--report", str(report)]) == 2
+    assert capsys.readouterr().err == (f"error: --report {report}: folder {report.parent} does "
+                                       f"not exist\n")
+
+
+# --------------------------------------------------------------------------- 8. smaller
+
+def test_a_byte_order_mark_in_a_split_file_is_not_part_of_the_first_path(tmp_path):
+    from dali_cmo.data.datasets import load_dataset
+    listing = Path(tiny_data(tmp_path)[1])
+    listing.write_bytes(b"\xef\xbb\xbf" + listing.read_bytes())
+    dataset = load_dataset(listing)  # every file found
+    assert dataset.files[0] == "train/c0/0.jpg" and dataset.lines[0] == 1
+
+
+def test_a_list_whose_files_are_all_missing_hints_at_the_root(tmp_path, capsys):
+    data = tiny_data(tmp_path)
+    elsewhere = tmp_path / "lists"
+    elsewhere.mkdir()
+    moved = [str(Path(data[i]).rename(elsewhere / Path(data[i]).name)) for i in (1, 3)]
+    assert train.main([*TINY, "--data", moved[0], "--val-data", moved[1],
+                       "--output", str(tmp_path / "run")]) == 1
+    assert last_error_line(capsys).endswith(
+        "; none of the listed files is there: is the image root right (--root)?")
