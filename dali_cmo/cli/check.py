@@ -3,7 +3,8 @@
 Loads the dataset (split file, iNat JSON or image folder; a malformed list is reported by the
 loader), then checks every file in parallel: exists, readable, the cheap check the sources run
 on every read (empty, not a format DALI decodes such as GIF, truncated JPEG/PNG) and, with
-``--decode``, a full PIL decode. Missing files are scanned and reported like every other
+``--decode``, a full PIL decode and a decode with the trainer's decoder (DALI's: its failures
+are bad files, its warnings about corrupt data are listed). Missing files are scanned and reported like every other
 problem. Prints counts by problem, the bad files with the line that lists them (split files),
 images smaller than ``--min-size`` (default 224), size statistics, JPEG quality (the IJG quality
 the quantization tables fit: low quality at small sizes costs accuracy) and chroma subsampling,
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dali_cmo.data.datasets import LongTailDataset, load_dataset
-from dali_cmo.data.integrity import ImageReport, full_check
+from dali_cmo.data.integrity import ImageReport, check_decoding, full_check
 from dali_cmo.training.progress import ProgressLine
 
 MAX_LISTED = 20  # bad files printed in the summary (the JSON report holds all of them)
@@ -38,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--root", help="image root for split files and JSON (default: their folder)")
     parser.add_argument("--num-classes", type=int, help="number of classes (split files)")
     parser.add_argument("--decode", action="store_true",
-                        help="decode every image fully with PIL (slower, finds corrupt data)")
+                        help="decode every image fully, with PIL and with the trainer's "
+                             "decoder (slower; finds corrupt data)")
     parser.add_argument("--workers", type=int, default=8, help="parallel reader threads")
     parser.add_argument("--min-size", type=int, default=224,
                         help="count images whose shorter side is below this")
@@ -54,7 +56,9 @@ def _progress_text(done: int, total: int, progress: ProgressLine) -> str:
 
 def scan(dataset: LongTailDataset, decode: bool = False, workers: int = 8,
          progress: ProgressLine | None = None) -> list[ImageReport]:
-    """:func:`~dali_cmo.data.integrity.full_check` of every file of ``dataset``, in dataset order."""
+    """:func:`~dali_cmo.data.integrity.full_check` of every file of ``dataset``, in dataset order;
+    with ``decode``, every file is decoded with the trainer's decoder too
+    (:func:`~dali_cmo.data.integrity.check_decoding`)."""
     paths = [dataset.path(i) for i in range(len(dataset))]
     reports: list[ImageReport] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -64,6 +68,8 @@ def scan(dataset: LongTailDataset, decode: bool = False, workers: int = 8,
                 progress.show(_progress_text(len(reports), len(paths), progress), final=False)
     if progress is not None:
         progress.show(_progress_text(len(reports), len(paths), progress), final=True)
+    if decode:
+        check_decoding(reports, workers)
     return reports
 
 
@@ -98,6 +104,10 @@ def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: in
         "bad_files": [{"index": i, "line": dataset.lines[i] if dataset.lines else None,
                        "path": r.path, "label": int(dataset.labels[i]), "problem": r.problem}
                       for i, r in bad],
+        "decoder_warnings": [{"index": i, "path": r.path, "warnings": r.decoder_warnings,
+                              "line": int(dataset.lines[i]) if dataset.lines is not None
+                              else None}
+                             for i, r in enumerate(reports) if r.decoder_warnings],
         "formats": dict(Counter(r.format or "unknown" for r in reports).most_common()),
         "modes": dict(Counter(r.mode for r in reports if r.mode).most_common()),
         "jpeg_quality": stats(np.array([r.jpeg_quality for r in reports if r.jpeg_quality])),
@@ -117,6 +127,11 @@ def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: in
     }
 
 
+def _where(entry: dict) -> str:
+    """Where a file of the summary is listed: its line, or its index."""
+    return f"line {entry['line']}" if entry["line"] is not None else f"[{entry['index']}]"
+
+
 def format_text(summary: dict) -> str:
     lines = [f"source        {summary['source']}",
              f"images        {summary['num_images']:,} "
@@ -126,10 +141,15 @@ def format_text(summary: dict) -> str:
     for reason, n in summary["bad_by_reason"].items():
         lines.append(f"  {n:>8,}  {reason}")
     for entry in summary["bad_files"][:MAX_LISTED]:
-        where = f"line {entry['line']}" if entry["line"] is not None else f"[{entry['index']}]"
-        lines.append(f"  {where}: {entry['path']}: {entry['problem']}")
+        lines.append(f"  {_where(entry)}: {entry['path']}: {entry['problem']}")
     if summary["bad"] > MAX_LISTED:
         lines.append(f"  ... and {summary['bad'] - MAX_LISTED:,} more (see --report)")
+    warned = summary["decoder_warnings"]
+    if warned:
+        lines.append(f"decoder warnings {len(warned):,} (files the trainer's decoder decodes "
+                     f"with a warning: corrupt data)")
+        for entry in warned[:MAX_LISTED]:
+            lines.append(f"  {_where(entry)}: {entry['path']}: {'; '.join(entry['warnings'])}")
     small = summary["smaller_than_min_size"]
     lines.append(f"small images  {small['count']:,} with a side below {small['min_size']}")
     for key in ("width", "height"):

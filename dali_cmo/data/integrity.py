@@ -250,6 +250,7 @@ class ImageReport:
     jpeg_quality: int | None = None  # JPEG: the IJG quality its tables fit (jpeg_quality())
     chroma: str | None = None       # JPEG colour: chroma subsampling, "4:4:4", "4:2:2", "4:2:0"
     problem: str | None = None
+    decoder_warnings: list[str] | None = None  # what the trainer's decoder prints (check_decoding)
 
     @property
     def ok(self) -> bool:
@@ -407,29 +408,45 @@ DECODER_WARNING = re.compile(r"^(Corrupt JPEG data|Premature end of JPEG file|In
 _MARK = "\x00dali_cmo file "
 
 
-def decoder_messages(paths, timeout: float = 600.0) -> dict[str, list[str]]:
-    """What the decoder prints for each of ``paths`` (only files with messages are listed).
+_FAILED = "\x00dali_cmo failed "
+DECODE_FAILED = "decode failed: "  # how decoder_messages lists a failure
 
-    The files are decoded one by one, each on its own, with DALI's CPU decoder in a separate
-    process, whose stderr is then split by file.
+
+def decoder_messages(paths, timeout: float | None = 600.0, workers: int = 1
+                     ) -> dict[str, list[str]]:
+    """What the trainer's decoder (DALI's, on the CPU, as the training pipelines call it) says
+    about each of ``paths``: its warnings and, after :data:`DECODE_FAILED`, its error (only
+    files with messages are listed).
+
+    The files are decoded one by one, each on its own, in ``workers`` separate processes
+    (a share of the files each), whose stderr is then split by file.
     """
+    paths = list(map(str, paths))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     code = "from dali_cmo.data.integrity import _decode_each; _decode_each()"
-    result = subprocess.run([sys.executable, "-c", code], input="\n".join(map(str, paths)),
-                            capture_output=True, text=True, env=env, timeout=timeout)
+    shares = [paths[k::workers] for k in range(max(1, min(workers, len(paths))))]
+    children = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env=env) for _ in shares]
+    with ThreadPoolExecutor(max_workers=len(children) or 1) as pool:
+        errors = list(pool.map(lambda c: c[0].communicate("\n".join(c[1]), timeout=timeout)[1],
+                               zip(children, shares)))
     messages: dict[str, dict[str, None]] = {}  # path -> its distinct lines, in order
-    current = None
-    for line in result.stderr.splitlines():
-        if line.startswith(_MARK):
-            current = line[len(_MARK):]
-        elif current is not None and DECODER_WARNING.match(line):
-            messages.setdefault(current, {})[line] = None
+    for stderr in errors:
+        current = None
+        for line in stderr.splitlines():
+            if line.startswith(_MARK):
+                current = line[len(_MARK):]
+            elif current is not None and line.startswith(_FAILED):
+                messages.setdefault(current, {})[DECODE_FAILED + line[len(_FAILED):]] = None
+            elif current is not None and DECODER_WARNING.match(line):
+                messages.setdefault(current, {})[line] = None
     return {path: list(lines) for path, lines in messages.items()}
 
 
 def _decode_each() -> None:
     """The child of :func:`decoder_messages`: decode the files named on stdin, one by one,
-    writing a marker line to stderr before each."""
+    writing a marker line to stderr before each (and one after a failure)."""
     from nvidia.dali import fn, pipeline_def, types
 
     paths = [line for line in sys.stdin.read().splitlines() if line]
@@ -448,9 +465,26 @@ def _decode_each() -> None:
         try:
             current["data"] = np.fromfile(path, dtype=np.uint8)
             pipe.run()
-        except Exception:  # noqa: BLE001 - a failed decode is not a warning
+        except Exception as error:  # noqa: BLE001 - reported, then the next file
+            os.write(2, f"{_FAILED}{_first_line(error)}\n".encode())
             pipe = graph()
             pipe.build()
+
+
+def check_decoding(reports: list[ImageReport], workers: int = 8) -> None:
+    """Decode the files of ``reports`` that passed :func:`full_check` with the trainer's decoder
+    too (:func:`decoder_messages`), so that a check finds every file training would stop on
+    or warn about: a failure becomes the report's problem, warnings its
+    ``decoder_warnings``."""
+    good = {report.path: report for report in reports if report.ok}
+    for path, messages in decoder_messages(list(good), timeout=None, workers=workers).items():
+        report = good[path]
+        failed = [m for m in messages if m.startswith(DECODE_FAILED)]
+        if failed:
+            report.decodable = False
+            report.problem = (f"decode failed (the trainer's decoder: "
+                              f"{failed[0][len(DECODE_FAILED):]})")
+        report.decoder_warnings = [m for m in messages if m not in failed] or None
 
 
 class DecoderWarningTracer:
@@ -478,6 +512,9 @@ class DecoderWarningTracer:
 
     def _trace(self, paths) -> None:
         for path, messages in decoder_messages(paths).items():
+            messages = [m for m in messages if not m.startswith(DECODE_FAILED)]
+            if not messages:
+                continue  # the training pipeline reports a failure itself
             self.report(f"decoder warning traced to {path}: {'; '.join(messages)} (`python -m "
                         f"dali_cmo check <dataset> --decode` finds such files up front)")
 

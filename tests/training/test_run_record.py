@@ -350,3 +350,23 @@ def test_a_list_whose_files_are_all_missing_hints_at_the_root(tmp_path, capsys):
                        "--output", str(tmp_path / "run")]) == 1
     assert last_error_line(capsys).endswith(
         "; none of the listed files is there: is the image root right (--root)?")
+
+
+# --------------------------------------------------------------------------- 7. advice
+
+def test_check_decode_finds_what_the_trainers_decoder_warns_about(tmp_path, capsys):
+    from dali_cmo.__main__ import main as cli_main
+    from image_fixtures import jpeg_bytes, picture, split_dataset
+    data = jpeg_bytes(picture(3, (64, 64)))
+    middle_cut = data[:len(data) // 3] + data[2 * len(data) // 3:]
+    listing = split_dataset(tmp_path, "train", per_class=(2, 1),
+                            extra={"train/c1/cut.jpg": (middle_cut, 1)})
+    report = tmp_path / "report.json"
+    assert cli_main(["check", str(listing), "--decode", "--workers", "2",
+                     "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "decoder warnings 1 (files the trainer's decoder decodes with a warning" in out
+    assert (f"  line 4: {tmp_path / 'train/c1/cut.jpg'}: Corrupt JPEG data: premature end of "
+            f"data segment") in out
+    warned = json.loads(report.read_text())["summary"]["decoder_warnings"]
+    assert [(entry["line"], Path(entry["path"]).name) for entry in warned] == [(4, "cut.jpg")]
