@@ -101,7 +101,7 @@ def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: in
         "ok": len(reports) - len(bad),
         "bad": len(bad),
         "bad_by_reason": dict(Counter(_reason_kind(r.problem) for _, r in bad).most_common()),
-        "bad_files": [{"index": i, "line": dataset.lines[i] if dataset.lines else None,
+        "bad_files": [{"index": i, "line": int(dataset.lines[i]) if dataset.lines is not None else None,
                        "path": r.path, "label": int(dataset.labels[i]), "problem": r.problem}
                       for i, r in bad],
         "decoder_warnings": [{"index": i, "path": r.path, "warnings": r.decoder_warnings,

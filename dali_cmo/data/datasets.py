@@ -18,6 +18,8 @@ A dataset is a list of image files (relative to a root folder) with one integer 
 """
 from __future__ import annotations
 
+import codecs
+import hashlib
 import json
 import os
 import warnings
@@ -25,7 +27,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -48,36 +50,157 @@ def _summarise(items: Sequence[object], noun: str) -> str:
     return f"{len(items)} {noun}: {listed}{more}"
 
 
+class PathList(Sequence[str]):
+    """File paths held compactly: their UTF-8 bytes in one array, each path a ``[start, end)``
+    span of it. A list of 2.7M paths costs its bytes plus 16 per path, not a Python string
+    each (about 80 bytes more); items are decoded when asked for. Compares equal to any
+    sequence of the same strings (a tuple of paths, say).
+
+    Args:
+        paths: the paths (str).
+    """
+
+    __slots__ = ("_bytes", "_starts", "_ends")
+    CHUNK = 65_536  # paths decoded at a time when iterating
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        encoded = [path.encode("utf-8") for path in paths]
+        self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+        self._starts = self._ends - [len(e) for e in encoded]
+
+    @classmethod
+    def from_spans(cls, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> "PathList":
+        """The paths ``data[starts[i]:ends[i]]`` (uint8 UTF-8 bytes; shared, not copied)."""
+        out = cls.__new__(cls)
+        out._bytes, out._starts, out._ends = data, np.asarray(starts, np.int64), \
+            np.asarray(ends, np.int64)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.from_spans(self._bytes, self._starts[i], self._ends[i])
+        return str(memoryview(self._bytes)[self._starts[i]:self._ends[i]], "utf-8")
+
+    def take(self, indices) -> "PathList":
+        """The paths ``indices`` (in that order), sharing this list's bytes."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return self.from_spans(self._bytes, self._starts[indices], self._ends[indices])
+
+    def __iter__(self):
+        view = memoryview(self._bytes)
+        for lo in range(0, len(self), self.CHUNK):
+            for start, end in zip(self._starts[lo:lo + self.CHUNK].tolist(),
+                                  self._ends[lo:lo + self.CHUNK].tolist()):
+                yield str(view[start:end], "utf-8")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # mutable-free but compared by value, like a list
+
+    def __repr__(self) -> str:
+        shown = ", ".join(repr(path) for path in self[:3])
+        return f"PathList([{shown}{', ...' if len(self) > 3 else ''}], {len(self)} paths)"
+
+    def lengths(self) -> np.ndarray:
+        """The byte length of each path."""
+        return self._ends - self._starts
+
+    def first_and_last_bytes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each path's first and last byte (0 for an empty path)."""
+        empty = self._ends == self._starts
+        first = np.where(empty, 0, self._bytes[np.where(empty, 0, self._starts)])
+        last = np.where(empty, 0, self._bytes[np.where(empty, 0, self._ends - 1)])
+        return first, last
+
+    def joined(self, lo: int = 0, hi: int | None = None) -> tuple[bytes, np.ndarray]:
+        """Paths ``lo:hi`` as one ``bytes`` back to back, and the offset where each ends."""
+        starts, ends = self._starts[lo:hi], self._ends[lo:hi]
+        lengths = ends - starts
+        offsets = np.cumsum(lengths)
+        if len(starts) and (starts[1:] == ends[:-1]).all():  # contiguous: one slice
+            return self._bytes[starts[0]:ends[-1]].tobytes(), offsets
+        total = int(offsets[-1]) if len(offsets) else 0
+        gather = np.arange(total) + np.repeat(starts - (offsets - lengths), lengths)
+        return self._bytes[gather].tobytes(), offsets
+
+    def duplicates(self) -> list[str]:
+        """The paths listed more than once (each once, in first-listed order).
+
+        Vectorised: a 64-bit hash of every path (its bytes weighted by a fixed random table),
+        then only the paths whose hash repeats are compared as strings."""
+        if len(self) < 2:
+            return []
+        hashes = np.zeros(len(self), dtype=np.uint64)
+        table = np.random.default_rng(0).integers(1, 2 ** 63, int(self.lengths().max()) + 1,
+                                                  dtype=np.uint64)
+        for lo in range(0, len(self), self.CHUNK):
+            data, ends = self.joined(lo, lo + self.CHUNK)
+            lengths = np.diff(ends, prepend=0)
+            position = np.arange(len(data)) - np.repeat(ends - lengths, lengths)
+            products = np.frombuffer(data, dtype=np.uint8) * table[position]  # wraps mod 2^64
+            filled = lengths > 0
+            hashes[lo:lo + len(ends)][filled] = np.add.reduceat(products, (ends - lengths)[filled])
+        ordered = np.sort(hashes)
+        if not (ordered[1:] == ordered[:-1]).any():  # the usual case: no sort of indices
+            return []
+        order = np.argsort(hashes, kind="stable")
+        repeated = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
+        suspects = np.unique(np.concatenate([order[repeated], order[repeated + 1]]))
+        counts = Counter(self[int(i)] for i in suspects)
+        return [path for path, n in counts.items() if n > 1]
+
+    def digest(self) -> str:
+        """A hex digest of the paths (their bytes and boundaries)."""
+        digest = hashlib.blake2b(digest_size=12)
+        for lo in range(0, len(self), self.CHUNK):
+            data, ends = self.joined(lo, lo + self.CHUNK)
+            digest.update(data)
+            digest.update(ends.tobytes())
+        return digest.hexdigest()
+
+
 @dataclass(frozen=True, eq=False)
 class LongTailDataset:
     """Image files with one label each.
 
     Args:
         root: the folder the file paths are relative to.
-        files: ``files[i]``, the path of sample i relative to ``root`` (as listed in the source).
+        files: ``files[i]``, the path of sample i relative to ``root`` (as listed in the source;
+            held as a :class:`PathList`).
         labels: ``labels[i]``, the class of sample i in ``0..num_classes-1`` (stored as a
             read-only int64 array).
         class_names: ``class_names[k]``, the name of class k.
         source: where the description was read from (for messages).
-        lines: ``lines[i]``, the line of ``source`` that lists sample i (split files), or None.
+        lines: ``lines[i]``, the line of ``source`` that lists sample i (split files), or None
+            (held as a read-only int64 array).
     """
 
     root: Path
-    files: tuple[str, ...]
+    files: PathList
     labels: np.ndarray
     class_names: tuple[str, ...]
     source: str
-    lines: tuple[int, ...] | None = None
+    lines: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         labels = np.array(self.labels, dtype=np.int64)
         labels.flags.writeable = False
         object.__setattr__(self, "root", Path(self.root))
-        object.__setattr__(self, "files", tuple(self.files))
+        if not isinstance(self.files, PathList):
+            object.__setattr__(self, "files", PathList(self.files))
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "labels", labels)
         if self.lines is not None:
-            object.__setattr__(self, "lines", tuple(self.lines))
+            lines = np.array(self.lines, dtype=np.int64)
+            lines.flags.writeable = False
+            object.__setattr__(self, "lines", lines)
         if labels.ndim != 1 or len(labels) != len(self.files):
             raise DatasetError(f"{self.source}: {len(self.files)} files but labels of shape "
                                f"{labels.shape}")
@@ -111,8 +234,8 @@ class LongTailDataset:
             note: what the subset is, appended to ``source`` in parentheses.
         """
         keep = np.asarray(keep, dtype=np.int64)
-        lines = tuple(self.lines[i] for i in keep) if self.lines is not None else None
-        return LongTailDataset(self.root, tuple(self.files[i] for i in keep), self.labels[keep],
+        lines = self.lines[keep] if self.lines is not None else None
+        return LongTailDataset(self.root, self.files.take(keep), self.labels[keep],
                                self.class_names, f"{self.source} ({note})", lines)
 
     def class_groups(self, rule: GroupRule = CIFAR_RULE) -> ClassGroups:
@@ -162,35 +285,41 @@ def _plain_entries(directory: str) -> set[str]:
         return set()
 
 
-def _missing_files(root: Path, files: Sequence[str], workers: int = 8) -> list[int]:
+def _missing_files(root: Path, files: Sequence[str], workers: int = 8,
+                   batch: int = 256) -> list[int]:
     """Indices ``i`` with ``not os.path.exists(root / files[i])``, in increasing order.
 
-    Each directory is listed once (threads across directories); only names that are not plain
-    entries of their listing (absent, symbolic links, unnormalised paths) are ``stat``-ed.
+    Each directory is listed once (threads across directories, ``batch`` listings held at a
+    time); only names that are not plain entries of their listing (absent, symbolic links,
+    unnormalised paths) are ``stat``-ed.
     """
-    by_directory: dict[str, list[tuple[int, str]]] = {}
+    by_directory: dict[str, list[int]] = {}
     for i, file in enumerate(files):
-        directory, _, name = file.rpartition("/")
-        by_directory.setdefault(directory, []).append((i, name))
-    directories = [os.path.join(root, directory) for directory in by_directory]
+        by_directory.setdefault(file.rpartition("/")[0], []).append(i)
+    groups = list(by_directory.items())
+    missing = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        listings = pool.map(_plain_entries, directories)
-    missing = [i for directory, entries, present
-               in zip(directories, by_directory.values(), listings)
-               for i, name in entries
-               if name not in present and not os.path.exists(os.path.join(directory, name))]
+        for lo in range(0, len(groups), batch):
+            part = groups[lo:lo + batch]
+            directories = [os.path.join(root, directory) for directory, _ in part]
+            for directory, (_, indices), present in zip(
+                    directories, part, pool.map(_plain_entries, directories)):
+                for i in indices:
+                    name = files[i].rpartition("/")[2]
+                    if name not in present and not os.path.exists(os.path.join(directory, name)):
+                        missing.append(i)
     return sorted(missing)
 
 
 def _check_files(root: Path, files: Sequence[str], source: str,
-                 describe: Sequence[str] | None = None) -> None:
+                 describe: Callable[[int], str] | None = None) -> None:
     """Raise one :class:`DatasetError` listing the first missing files.
 
-    ``describe[i]``, when given, replaces ``files[i]`` in the message (e.g. ``"line 7: a.jpg"``).
+    ``describe(i)``, when given, replaces ``files[i]`` in the message (e.g. ``"line 7: a.jpg"``).
     """
     missing = _missing_files(root, files)
     if missing:
-        names = [describe[i] if describe else files[i] for i in missing]
+        names = [describe(i) if describe else files[i] for i in missing]
         noun = f"of {len(files)} files missing under {root}"
         hint = ("; none of the listed files is there: is the image root right (--root)?"
                 if len(missing) == len(files) else "")
@@ -206,8 +335,8 @@ def _check_classes(labels: np.ndarray, num_classes: int, source: str) -> None:
                            "(labels must cover 0..C-1)")
 
 
-def _warn_duplicates(files: Sequence[str], source: str) -> None:
-    duplicates = [path for path, n in Counter(files).items() if n > 1]
+def _warn_duplicates(files: PathList, source: str) -> None:
+    duplicates = files.duplicates()
     if duplicates:
         warnings.warn(f"{source}: {_summarise(duplicates, 'paths listed more than once')}",
                       stacklevel=3)
@@ -255,6 +384,75 @@ def _parse_split_line(line: str, where: str) -> tuple[str, int]:
     return path, label
 
 
+_DIGITS = 9  # labels up to 999,999,999 take the vectorised path
+
+
+def _split_entries(path: Path, source: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A split file's bytes and, per entry, ``(path start, path end, label, line number)``.
+
+    Lines of the plain form ``<path><one space or tab><digits>`` (path without surrounding
+    whitespace, not a comment) are parsed with NumPy all at once; every other line (blank,
+    comments, CRLF, odd spacing, bad labels) goes through :func:`_parse_split_line`, the rule
+    of the format, which also raises the errors naming file and line.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    _check_utf8(data, source)
+    breaks = np.flatnonzero(data == ord("\n"))
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(data)]])
+    if starts[-1] == len(data):  # the file ends with a line break
+        starts, ends = starts[:-1], ends[:-1]
+    numbers = np.arange(1, len(starts) + 1)
+    # trailing digits of each line (up to _DIGITS + 1), their value, then the separator
+    label = np.zeros(len(starts), dtype=np.int64)
+    token = np.zeros(len(starts), dtype=np.int64)
+    for k in range(1, _DIGITS + 2):
+        at = np.maximum(ends - k, 0)
+        digit = data[at].astype(np.int64) - ord("0")
+        more = (token == k - 1) & (ends - k >= starts) & (digit >= 0) & (digit <= 9)
+        label = np.where(more, label + digit * 10 ** (k - 1), label)
+        token += more
+    separator = ends - token - 1
+    path_end = separator
+    first = data[np.minimum(starts, len(data) - 1)]
+    last = data[np.maximum(path_end - 1, 0)]
+    plain = ((token > 0) & (token <= _DIGITS) & (path_end > starts)
+             & np.isin(data[np.maximum(separator, 0)], (ord(" "), ord("\t")))
+             & (first > ord(" ")) & (first < 0x80) & (first != ord("#"))
+             & (last > ord(" ")) & (last < 0x80))
+    odd = np.flatnonzero(~plain)
+    if len(odd):  # the format's own rule, line by line
+        text = data.tobytes() if len(odd) > 1000 else None
+        keep = np.ones(len(starts), dtype=bool)
+        view = memoryview(data)
+        for j in odd.tolist():
+            raw = (text[starts[j]:ends[j]] if text is not None
+                   else bytes(view[starts[j]:ends[j]])).decode("utf-8")
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                keep[j] = False
+                continue
+            file, label[j] = _parse_split_line(line, f"{source}:{j + 1}")
+            offset = raw.index(file)  # the path's bytes within the line
+            starts[j] += len(raw[:offset].encode("utf-8"))
+            path_end[j] = starts[j] + len(file.encode("utf-8"))
+        starts, path_end, label, numbers = starts[keep], path_end[keep], label[keep], numbers[keep]
+    return data, starts, path_end, label, numbers
+
+
+def _check_utf8(data: np.ndarray, source: str, chunk: int = 1 << 24) -> None:
+    """Raise a :class:`DatasetError` naming the line where ``data`` stops being UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for lo in range(0, len(data), chunk):
+        try:
+            decoder.decode(view[lo:lo + chunk], final=lo + chunk >= len(data))
+        except UnicodeDecodeError as error:
+            line = int(np.count_nonzero(data[:lo + error.start] == ord("\n"))) + 1
+            raise DatasetError(f"{source}:{line}: not UTF-8 ({error.reason})") from None
+
+
 def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                     num_classes: int | None = None, class_names: Sequence[str] | None = None,
                     check_files: bool = True) -> LongTailDataset:
@@ -264,7 +462,8 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     paths may contain spaces). Blank lines and lines starting with ``#`` are ignored.
     ``root`` defaults to the split file's folder. The number of classes C is ``num_classes``
     (or ``len(class_names)``), else ``max(label) + 1``; every class in ``0..C-1`` must occur.
-    Class names default to ``str(k)``. Duplicate paths give a warning.
+    Class names default to ``str(k)``. Duplicate paths give a warning. The paths stay in the
+    file's bytes (:class:`PathList`): memory grows with the file, not with the entries.
 
     Args:
         path: the split file.
@@ -278,33 +477,23 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     root = Path(root) if root is not None else path.parent
     if num_classes is None and class_names is not None:
         num_classes = len(class_names)
-    files: list[str] = []
-    labels: list[int] = []
-    line_numbers: list[int] = []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        where = f"{source}:{number}"
-        file, label = _parse_split_line(line, where)
-        if num_classes is not None and label >= num_classes:
-            raise DatasetError(f"{where}: label {label} >= num_classes ({num_classes})")
-        files.append(file)
-        labels.append(label)
-        line_numbers.append(number)
-    if not files:
+    data, starts, ends, labels, line_numbers = _split_entries(path, source)
+    if not len(labels):
         raise DatasetError(f"{source}: no entries")
-    labels_array = np.asarray(labels, dtype=np.int64)
-    num_classes = num_classes if num_classes is not None else int(labels_array.max()) + 1
-    _check_classes(labels_array, num_classes, source)
+    if num_classes is not None and labels.max() >= num_classes:
+        j = int(np.argmax(labels >= num_classes))
+        raise DatasetError(f"{source}:{line_numbers[j]}: label {labels[j]} >= num_classes "
+                           f"({num_classes})")
+    files = PathList.from_spans(data, starts, ends)
+    num_classes = num_classes if num_classes is not None else int(labels.max()) + 1
+    _check_classes(labels, num_classes, source)
     _warn_duplicates(files, source)
     _check_root(root, source)
     if check_files:
         _check_files(root, files, source,
-                     [f"line {n}: {file}" for n, file in zip(line_numbers, files)])
-    return LongTailDataset(root, tuple(files), labels_array,
-                           _class_names(class_names, num_classes, source), source,
-                           tuple(line_numbers))
+                     lambda i: f"line {line_numbers[i]}: {files[i]}")
+    return LongTailDataset(root, files, labels, _class_names(class_names, num_classes, source),
+                           source, line_numbers)
 
 
 # --------------------------------------------------------------------------- iNat JSON
@@ -377,12 +566,13 @@ def read_inat_json(path: str | os.PathLike, root: str | os.PathLike | None = Non
     if not files:
         raise DatasetError(f"{source}: no images")
     labels = np.array([label_of_image[i] for i in ids], dtype=np.int64)
+    files = PathList(files)
     _check_classes(labels, len(category_ids), source)
     _warn_duplicates(files, source)
     _check_root(root, source)
     if check_files:
         _check_files(root, files, source)
-    return LongTailDataset(root, tuple(files), labels, tuple(names), source)
+    return LongTailDataset(root, files, labels, tuple(names), source)
 
 
 # --------------------------------------------------------------------------- image folders

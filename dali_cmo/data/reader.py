@@ -6,6 +6,8 @@ sources (:mod:`dali_cmo.data.sources`):
 
 * :class:`NativeStream`: one P or Q stream as reader arguments, with a NumPy twin of the indices
   the reader draws (:meth:`NativeStream.epoch_indices`) for checks and debugging;
+* :func:`reader_file_list`, :func:`reader_weights_file`: the list and Q's weights the reader
+  takes by reference (files written once, named by their content, read by every rank);
 * :class:`NativeStreams`: the background and foreground streams of a CMO variant;
 * :class:`BadFileReport`: the bad files the reader skipped, with a :class:`BadImageWarning`
   once per file;
@@ -13,14 +15,22 @@ sources (:mod:`dali_cmo.data.sources`):
 
 Indices: the reader draws the epoch's order exactly as :mod:`dali_cmo.data.sampling` does
 (same generator, same algorithms), then shards it as DALI's readers do
-(:func:`shard_positions`). Q's weights travel as float32 (DALI's float arguments), so the reader
-is index-for-index equal to a ``WeightedSampler`` over the float32-rounded weights; against the
-float64 weights of the Python source about 1 draw in 10,000 lands on a neighbouring sample.
+(:func:`shard_positions`). Q's weights travel as float32, so the reader is index-for-index equal
+to a ``WeightedSampler`` over the float32-rounded weights; against the float64 weights of the
+Python source about 1 draw in 10,000 lands on a neighbouring sample.
+
+Scale: the reader gets its list by reference (``file_list`` and ``weights_file``), never as
+arguments: an argument list costs about 1 KB per sample and stream in every rank, a file list
+the bytes of its paths, read once per process.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import re
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +41,7 @@ import numpy as np
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler
+from dali_cmo.data.shared_data import cache_dir
 from dali_cmo.data.sources import (RECENT_BATCHES, PasteSchedule, SampledStream, StreamPair,
                                    StreamSettings)
 
@@ -72,6 +83,79 @@ def shard_positions(num_samples: int, epoch: int, shard_id: int, num_shards: int
     hi = start_index(shard + 1, num_shards, num_samples)
     length = -(-num_samples // num_shards)
     return np.concatenate([np.arange(lo, hi), np.full(length - (hi - lo), hi - 1)])
+
+
+LIST_CHUNK = 100_000  # lines formatted (and hashed) at a time
+_FILE_LISTS: "weakref.WeakKeyDictionary[LongTailDataset, Path]" = weakref.WeakKeyDictionary()
+
+
+def lists_dir() -> Path:
+    """Where the reader's lists are written: ``<cache>/reader_lists`` (``DALI_CMO_CACHE``)."""
+    folder = cache_dir() / "reader_lists"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _write_once(folder: Path, name: str, chunks) -> Path:
+    """``folder/name`` with the bytes of ``chunks`` (written to a private file, then renamed:
+    ranks and runs that write the same content at once all end with one complete file)."""
+    target = folder / name
+    if not target.exists():
+        partial = folder / f".{name}.{os.getpid()}.partial"
+        with open(partial, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        os.replace(partial, target)
+    return target
+
+
+def _list_chunks(dataset: LongTailDataset):
+    """The dataset's ``relative/path <label>`` lines, :data:`LIST_CHUNK` at a time."""
+    for lo in range(0, len(dataset), LIST_CHUNK):
+        labels = dataset.labels[lo:lo + LIST_CHUNK].tolist()
+        yield "".join(f"{file} {label}\n" for file, label
+                      in zip(dataset.files[lo:lo + LIST_CHUNK], labels)).encode()
+
+
+def _check_listable(dataset: LongTailDataset) -> None:
+    """Refuse paths a ``file_list`` line cannot hold as they are (a line break; whitespace
+    at either end, or ``#`` first, which the list's reader would strip or skip)."""
+    files = dataset.files
+    first, last = files.first_and_last_bytes()
+    odd = np.flatnonzero(np.isin(first, tuple(b" \t\r\x0b\x0c#")) | (files.lengths() == 0)
+                         | np.isin(last, tuple(b" \t\r\x0b\x0c"))).tolist()
+    for lo in range(0, len(files), LIST_CHUNK):
+        if not odd and b"\n" in files.joined(lo, lo + LIST_CHUNK)[0]:
+            odd = [i for i in range(lo, min(lo + LIST_CHUNK, len(files))) if "\n" in files[i]]
+    if odd:
+        raise ValueError(f"{dataset.source}: the path {files[odd[0]]!r} (sample {odd[0]}) "
+                         "cannot be a file_list line; read it with reader='python'")
+
+
+def reader_file_list(dataset: LongTailDataset, folder: Path | None = None) -> Path:
+    """The dataset as the reader's ``file_list``: ``relative/path <label>`` per line, relative
+    to ``dataset.root``; written once per content into ``folder`` (default :func:`lists_dir`),
+    named by its digest, so every rank and stream of a run reads the same file."""
+    folder = folder or lists_dir()
+    known = _FILE_LISTS.get(dataset)
+    if known is not None and known.parent == folder and known.exists():
+        return known
+    _check_listable(dataset)
+    digest = hashlib.blake2b(dataset.files.digest().encode(), digest_size=12)
+    digest.update(dataset.labels.tobytes())
+    path = _write_once(folder, f"list-{digest.hexdigest()}.txt", _list_chunks(dataset))
+    _FILE_LISTS[dataset] = path
+    return path
+
+
+def reader_weights_file(weights: np.ndarray, folder: Path | None = None) -> Path:
+    """Q's per-sample weights as the reader's ``weights_file`` (a float32 ``.npy``), written
+    once per content into ``folder`` (default :func:`lists_dir`)."""
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    name = f"weights-{hashlib.blake2b(weights.tobytes(), digest_size=12).hexdigest()}.npy"
+    buffer = io.BytesIO()
+    np.save(buffer, weights)
+    return _write_once(folder or lists_dir(), name, [buffer.getvalue()])
 
 
 class BadFileReport:
@@ -161,13 +245,14 @@ class NativeStream(SampledStream):
 
     def reader_arguments(self) -> dict:
         """Keyword arguments of ``fn.readers.weighted_file`` for this stream."""
-        arguments = dict(file_root=str(self.dataset.root), files=list(self.dataset.files),
-                         labels=self.dataset.labels.tolist(), seed=self.sampler.seed,
+        arguments = dict(file_root=str(self.dataset.root),
+                         file_list=str(reader_file_list(self.dataset)), seed=self.sampler.seed,
                          stream=self.sampler.stream, shard_id=self.shard_id,
                          num_shards=self.num_shards, stick_to_shard=True, pad_last_batch=True,
                          on_bad_image=self.on_bad_image, bad_files_log=str(self.report.log_path))
         if self.weights is not None:
-            arguments.update(sampling="weighted", weights=self.weights.tolist())
+            arguments.update(sampling="weighted",
+                             weights_file=str(reader_weights_file(self.weights)))
         if self.schedule is not None:
             first, stop = self.schedule.start + 1, self.schedule.epochs - self.schedule.end
             arguments.update(coin_probability=self.schedule.probability,

@@ -9,9 +9,12 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <unordered_set>
 #include <utility>
+
+#include <sys/stat.h>
 
 #include "cmo_epoch_rng.h"
 #include "dali/core/small_vector.h"
@@ -45,66 +48,174 @@ std::string Trim(const std::string &text) {
   return text.substr(begin, end - begin);
 }
 
-/** Reads a split file: `relative/path <label>` per line; blank and `#` lines are skipped. */
-void ReadFileList(const std::string &list, std::vector<std::string> &paths,
-                  std::vector<int32_t> &labels) {
-  std::ifstream in(list);
-  Require(in.is_open(), "cannot open file_list ", list);
-  std::string line;
-  for (int number = 1; std::getline(in, line); number++) {
-    line = Trim(line);
-    if (line.empty() || line[0] == '#') continue;
-    std::string where = list + ":" + std::to_string(number);
-    size_t split = line.find_last_of(" \t\r\n\v\f");
-    Require(split != std::string::npos, where,
-            ": missing label (expected '<relative/path> <label>', got '", line, "')");
-    std::string token = line.substr(split + 1);
-    size_t used = 0;
-    long long label = -1;
-    try {
-      label = std::stoll(token, &used);
-    } catch (const std::exception &) {
-      used = 0;
-    }
-    Require(used == token.size() && used > 0, where, ": label '", token, "' is not an integer");
-    Require(label >= 0, where, ": label ", label, " is negative");
-    Require(label <= std::numeric_limits<int32_t>::max(), where, ": label ", label,
-            " does not fit in int32");
-    paths.push_back(Trim(line.substr(0, split)));
-    labels.push_back(static_cast<int32_t>(label));
+/** Parses the label token of a list line (`where`: "<list>:<line>", for messages). */
+int32_t ParseLabel(const std::string &token, const std::string &where) {
+  size_t used = 0;
+  long long label = -1;
+  try {
+    label = std::stoll(token, &used);
+  } catch (const std::exception &) {
+    used = 0;
   }
-  Require(!paths.empty(), list, ": no entries");
+  Require(used == token.size() && used > 0, where, ": label '", token, "' is not an integer");
+  Require(label >= 0, where, ": label ", label, " is negative");
+  Require(label <= std::numeric_limits<int32_t>::max(), where, ": label ", label,
+          " does not fit in int32");
+  return static_cast<int32_t>(label);
+}
+
+bool IsSpace(char c) { return std::isspace(static_cast<unsigned char>(c)); }
+
+/** The values of a one-dimensional float32 or float64 `.npy` file, as float64, checked. */
+std::vector<double> ReadWeightsFile(const std::string &path, int64_t expected) {
+  FileContent content;
+  auto problem = content.Load(path, true);
+  Require(!problem, "weights_file ", path, ": ", problem.value_or(""));
+  const char *data = reinterpret_cast<const char *>(content.data());
+  const size_t size = content.size();
+  const char kMagic[] = "\x93NUMPY";
+  Require(size >= 10 && std::memcmp(data, kMagic, 6) == 0, "weights_file ", path,
+          ": not a .npy file (numpy.save's format)");
+  const int major = static_cast<uint8_t>(data[6]);
+  Require(major >= 1 && major <= 3, "weights_file ", path, ": unknown .npy version ", major);
+  size_t header_size = major == 1 ? 2 : 4, header_length = 0;
+  Require(size >= 8 + header_size, "weights_file ", path, ": truncated .npy header");
+  for (size_t k = 0; k < header_size; k++)  // little endian
+    header_length |= static_cast<size_t>(static_cast<uint8_t>(data[8 + k])) << (8 * k);
+  const size_t offset = 8 + header_size + header_length;
+  Require(size >= offset, "weights_file ", path, ": truncated .npy header");
+  const std::string header(data + 8 + header_size, header_length);
+  auto field = [&](const std::string &key) {  // the text after 'key': up to the next ',' or '}'
+    size_t at = header.find("'" + key + "':");
+    Require(at != std::string::npos, "weights_file ", path, ": .npy header lacks '", key, "'");
+    at += key.size() + 3;
+    size_t stop = key == "shape" ? header.find(')', at) + 1 : header.find_first_of(",}", at);
+    return Trim(header.substr(at, stop - at));
+  };
+  const std::string descr = field("descr"), order = field("fortran_order"), shape = field("shape");
+  Require(descr == "'<f4'" || descr == "'<f8'", "weights_file ", path,
+          ": weights must be little-endian float32 or float64, not ", descr);
+  Require(order == "False", "weights_file ", path, ": fortran_order arrays are not supported");
+  size_t used = 0;
+  long long count = -1;
+  try {
+    count = std::stoll(shape.substr(1), &used);
+  } catch (const std::exception &) {
+    used = 0;
+  }
+  Require(used > 0 && shape.substr(1 + used) == ",)", "weights_file ", path,
+          ": weights must be one-dimensional, got shape ", shape);
+  Require(count == expected, "weights_file ", path, " holds ", count, " weights for ", expected,
+          " files");
+  const size_t width = descr == "'<f4'" ? 4 : 8;
+  Require(size - offset == width * count, "weights_file ", path, ": truncated: ", count,
+          " weights take ", width * count, " bytes, the file holds ", size - offset);
+  std::vector<double> weights(count);
+  for (long long i = 0; i < count; i++) {
+    if (width == 4) {
+      float value;
+      std::memcpy(&value, data + offset + 4 * i, 4);
+      weights[i] = value;
+    } else {
+      std::memcpy(&weights[i], data + offset + 8 * i, 8);
+    }
+  }
+  return weights;
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------- file list, coin
 
-FileList FileList::FromSpec(const dali::OpSpec &spec) {
-  FileList out;
+void FileList::Add(const char *path, size_t length, int32_t label) {
+  bytes_.append(path, length);
+  ends_.push_back(static_cast<int64_t>(bytes_.size()));
+  labels_.push_back(label);
+}
+
+std::string FileList::path(int64_t i) const {
+  const int64_t begin = i ? ends_[i - 1] : 0;
+  std::string relative(bytes_, begin, ends_[i] - begin);
+  return JoinRoot(root_, relative);
+}
+
+/** Reads a split file: `relative/path <label>` per line; blank and `#` lines are skipped. */
+void FileList::ReadList(const std::string &list) {
+  FILE *in = std::fopen(list.c_str(), "r");
+  Require(in != nullptr, "cannot open file_list ", list);
+  std::unique_ptr<FILE, int (*)(FILE *)> closing(in, std::fclose);
+  struct stat info;
+  if (::fstat(fileno(in), &info) == 0) {
+    // upper bounds (a line takes at least 4 bytes): capacity never touched costs no memory,
+    // and no reallocation copies what was read
+    bytes_.reserve(info.st_size);
+    ends_.reserve(info.st_size / 4 + 1);
+    labels_.reserve(info.st_size / 4 + 1);
+  }
+  struct LineBuffer {  // getline's buffer, freed however the loop ends
+    char *data = nullptr;
+    size_t capacity = 0;
+    ~LineBuffer() { std::free(data); }
+  } buffer;
+  ssize_t length;
+  for (int64_t number = 1; (length = ::getline(&buffer.data, &buffer.capacity, in)) >= 0;
+       number++) {
+    const char *line = buffer.data;
+    size_t begin = 0, end = static_cast<size_t>(length);
+    while (begin < end && IsSpace(line[begin])) begin++;
+    while (end > begin && IsSpace(line[end - 1])) end--;
+    if (begin == end || line[begin] == '#') continue;
+    size_t split = end;
+    while (split > begin && !IsSpace(line[split - 1])) split--;
+    auto where = [&] { return list + ":" + std::to_string(number); };
+    Require(split > begin, where(),
+            ": missing label (expected '<relative/path> <label>', got '",
+            std::string(line + begin, end - begin), "')");
+    int32_t label = ParseLabel(std::string(line + split, end - split), where());
+    size_t path_end = split;
+    while (path_end > begin && IsSpace(line[path_end - 1])) path_end--;
+    Add(line + begin, path_end - begin, label);
+  }
+  Require(size() > 0, list, ": no entries");
+}
+
+std::shared_ptr<const FileList> FileList::FromSpec(const dali::OpSpec &spec) {
   std::string root, list;
+  std::vector<std::string> files;
+  std::vector<int> labels;
   spec.TryGetArgument(root, "file_root");
   bool has_list = spec.TryGetArgument(list, "file_list");
-  bool has_files = spec.TryGetRepeatedArgument(out.paths, "files");
-  bool has_labels = spec.TryGetRepeatedArgument(out.labels, "labels");
+  bool has_files = spec.TryGetRepeatedArgument(files, "files");
+  bool has_labels = spec.TryGetRepeatedArgument(labels, "labels");
   Require(has_files != has_list, "give the samples as either `files` (with `labels`) or a "
                                  "`file_list`, not both and not neither");
   Require(!has_labels || has_files, "`labels` go with `files`; a `file_list` has its own");
-  if (has_list) {
-    ReadFileList(list, out.paths, out.labels);
-    if (root.empty()) {  // paths are relative to the list's folder, as in fn.readers.file
-      size_t slash = list.rfind('/');
-      root = slash == std::string::npos ? "" : list.substr(0, slash);
-    }
-  } else {
-    Require(!out.paths.empty(), "`files` is empty");
-    if (!has_labels) {
-      for (size_t i = 0; i < out.paths.size(); i++) out.labels.push_back(static_cast<int32_t>(i));
-    }
-    Require(out.labels.size() == out.paths.size(), out.labels.size(), " labels for ",
-            out.paths.size(), " files");
+  if (has_files) {
+    Require(!files.empty(), "`files` is empty");
+    Require(!has_labels || labels.size() == files.size(), labels.size(), " labels for ",
+            files.size(), " files");
+    auto out = std::make_shared<FileList>();
+    out->root_ = root;
+    for (size_t i = 0; i < files.size(); i++)
+      out->Add(files[i].data(), files[i].size(), has_labels ? labels[i] : static_cast<int>(i));
+    return out;
   }
-  for (auto &path : out.paths) path = JoinRoot(root, path);
+  if (root.empty()) {  // paths are relative to the list's folder, as in fn.readers.file
+    size_t slash = list.rfind('/');
+    root = slash == std::string::npos ? "" : list.substr(0, slash);
+  }
+  struct stat info {};
+  ::stat(list.c_str(), &info);
+  const std::string key = dali::make_string(list, '\n', root, '\n', info.st_size, '\n',
+                                            info.st_mtim.tv_sec, '.', info.st_mtim.tv_nsec);
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<const FileList>> shared;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto known = shared[key].lock()) return known;
+  auto out = std::make_shared<FileList>();
+  out->root_ = root;
+  out->ReadList(list);
+  shared[key] = out;
   return out;
 }
 
@@ -135,7 +246,10 @@ SampledFileLoader::SampledFileLoader(const dali::OpSpec &spec)
   Require(sampling == "permutation" || sampling == "weighted",
           "sampling must be 'permutation' or 'weighted', got '", sampling, "'");
   weighted_ = sampling == "weighted";
-  Require(weighted_ || !spec.HasArgument("weights"), "weights apply only to sampling='weighted'");
+  Require(weighted_ || !(spec.HasArgument("weights") || spec.HasArgument("weights_file")),
+          "weights apply only to sampling='weighted'");
+  Require(!(spec.HasArgument("weights") && spec.HasArgument("weights_file")),
+          "give the weights as either `weights` or a `weights_file`, not both");
   if (!spec.TryGetArgument(stream_, "stream")) stream_ = weighted_ ? "foreground" : "background";
   Require(IsPlainStreamName(stream_),
           "stream must be printable ASCII without quotes or backslashes");
@@ -149,9 +263,12 @@ SampledFileLoader::SampledFileLoader(const dali::OpSpec &spec)
 void SampledFileLoader::PrepareMetadataImpl() {
   files_ = FileList::FromSpec(spec_);
   if (weighted_) {
-    std::vector<double> weights(files_.paths.size(), 1.0);
+    std::vector<double> weights(files_->size(), 1.0);
     std::vector<float> given;
-    if (spec_.TryGetRepeatedArgument(given, "weights")) {
+    std::string weights_file;
+    if (spec_.TryGetArgument(weights_file, "weights_file")) {
+      weights = ReadWeightsFile(weights_file, files_->size());
+    } else if (spec_.TryGetRepeatedArgument(given, "weights")) {
       Require(given.size() == weights.size(), given.size(), " weights for ", weights.size(),
               " files");
       std::copy(given.begin(), given.end(), weights.begin());
@@ -162,7 +279,7 @@ void SampledFileLoader::PrepareMetadataImpl() {
 }
 
 void SampledFileLoader::Reset(bool) {
-  const int64_t n = static_cast<int64_t>(files_.paths.size());
+  const int64_t n = files_->size();
   epoch_ = next_epoch_++;
   int shard = stick_to_shard_ ? shard_id_ : static_cast<int>((shard_id_ + epoch_) % num_shards_);
   shard_begin_ = static_cast<int64_t>(dali::start_index(shard, num_shards_, n));
@@ -200,7 +317,7 @@ bool SampledFileLoader::Coin(int64_t position) {
 
 void SampledFileLoader::ReadSample(SampledFile &sample) {
   sample.index = order_[shard_begin_ + position_];
-  sample.label = files_.labels[sample.index];
+  sample.label = files_->label(sample.index);
   sample.epoch = epoch_;
   sample.batch = position_ / max_batch_size_;
   sample.coin = Coin(position_);
@@ -260,8 +377,9 @@ const std::vector<int64_t> &BadImagePolicy::Members(const FileList &files, int32
   auto found = members_.find(label);
   if (found != members_.end()) return found->second;
   auto &members = members_[label];
-  for (size_t i = 0; i < files.labels.size(); i++)
-    if (files.labels[i] == label) members.push_back(static_cast<int64_t>(i));
+  const auto &labels = files.labels();
+  for (size_t i = 0; i < labels.size(); i++)
+    if (labels[i] == label) members.push_back(static_cast<int64_t>(i));
   return members;
 }
 
@@ -271,7 +389,7 @@ void BadImagePolicy::Load(SampledFile &sample, const FileList &files) {
     sample.content.Release();
     return;
   }
-  const std::string &path = files.paths[sample.index];
+  const std::string path = files.path(sample.index);
   auto problem = ReadChecked(path, sample.content);
   if (!problem) return;
   Record(path, *problem, sample.index, sample.epoch);
@@ -284,12 +402,13 @@ void BadImagePolicy::Load(SampledFile &sample, const FileList &files) {
   size_t at = std::lower_bound(members.begin(), members.end(), sample.index) - members.begin();
   for (size_t k = 1; k < members.size(); k++) {
     int64_t candidate = members[(at + k) % members.size()];
-    auto candidate_problem = ReadChecked(files.paths[candidate], sample.content);
+    const std::string candidate_path = files.path(candidate);
+    auto candidate_problem = ReadChecked(candidate_path, sample.content);
     if (!candidate_problem) {
       sample.read_index = candidate;
       return;
     }
-    Record(files.paths[candidate], *candidate_problem, candidate, sample.epoch);
+    Record(candidate_path, *candidate_problem, candidate, sample.epoch);
   }
   throw std::runtime_error(dali::make_string(
       "bad image ", path, " (dataset index ", sample.index, ", epoch ", sample.epoch, "): ",
@@ -345,7 +464,7 @@ void WeightedFileReader::RunImpl(dali::Workspace &ws) {
   labels.Resize(dali::uniform_list_shape(n, dali::TensorShape<1>{1}), DALI_INT32);
   indices.Resize(dali::uniform_list_shape(n, dali::TensorShape<1>{1}), DALI_INT64);
   for (int i = 0; i < n; i++) {
-    encoded.SetSourceInfo(i, files.paths[batch[i]->read_index]);
+    encoded.SetSourceInfo(i, files.path(batch[i]->read_index));
     labels.mutable_tensor<int32_t>(i)[0] = batch[i]->label;
     indices.mutable_tensor<int64_t>(i)[0] = batch[i]->read_index;
   }
@@ -391,10 +510,15 @@ often); ``dali_cmo.data.sampling.sample_weights`` computes the CMO schemes.)")
     .AddOptionalArg<std::vector<int>>("labels", R"(One label per file of ``files`` (default: the
 file's position).)", nullptr)
     .AddOptionalArg<std::string>("file_list", R"(A split file: ``relative/path <label>`` per line,
-the label being the last whitespace-separated token; blank lines and ``#`` lines are skipped.)",
-                                 nullptr)
+the label being the last whitespace-separated token; blank lines and ``#`` lines are skipped.
+A malformed line fails naming the file and line. Readers of one process reading the same list
+share one copy of it (the paths back to back, not one string each).)", nullptr)
     .AddOptionalArg<std::string>("file_root", R"(Folder the paths are relative to (default: the
 ``file_list``'s folder).)", nullptr)
+    .AddOptionalArg<std::string>("weights_file", R"(Per-sample weights for ``sampling="weighted"``
+in a one-dimensional float32 or float64 ``.npy`` file (``numpy.save``), one per sample in list
+order; memory-mapped and checked (its length and size). The by-reference twin of ``weights``:
+the operator's arguments stay small whatever the list's length.)", nullptr)
     .AddOptionalArg<std::string>("sampling", R"(``"permutation"`` (each sample once per epoch) or
 ``"weighted"`` (N draws with replacement by ``weights``).)", "permutation")
     .AddOptionalArg<std::vector<float>>("weights", R"(Per-sample weights for

@@ -35,12 +35,33 @@ struct SampledFile {
   FileContent content;     // its bytes until they are copied to the output
 };
 
-/** Paths and labels, from `files`/`labels` or a `file_list`, joined to `file_root`. */
-struct FileList {
-  std::vector<std::string> paths;
-  std::vector<int32_t> labels;
+/**
+ * Paths (joined to `file_root` when asked for) and labels, from `files`/`labels` or a
+ * `file_list`. The paths are kept back to back in one buffer: memory grows with their bytes,
+ * not with a string object per sample.
+ */
+class FileList {
+ public:
+  /**
+   * The list the spec names. Readers of one process that name the same `file_list` (same
+   * root, size and modification time) share one copy, read once.
+   */
+  static std::shared_ptr<const FileList> FromSpec(const dali::OpSpec &spec);
 
-  static FileList FromSpec(const dali::OpSpec &spec);
+  int64_t size() const { return static_cast<int64_t>(labels_.size()); }
+  /** The path of sample `i`, joined to the root. */
+  std::string path(int64_t i) const;
+  int32_t label(int64_t i) const { return labels_[i]; }
+  const std::vector<int32_t> &labels() const { return labels_; }
+
+ private:
+  void Add(const char *path, size_t length, int32_t label);
+  void ReadList(const std::string &list);
+
+  std::string root_;
+  std::string bytes_;          // the paths as given, back to back
+  std::vector<int64_t> ends_;  // path i is bytes_[ends_[i - 1], ends_[i])
+  std::vector<int32_t> labels_;
 };
 
 /** The optional coin tossed for each batch (or sample) before anything is read. */
@@ -63,10 +84,10 @@ class SampledFileLoader : public dali::Loader<dali::CPUBackend, SampledFile, tru
   void ReadSample(SampledFile &sample) override;
   void Skip() override;
 
-  const FileList &files() { PrepareMetadata(); return files_; }
+  const FileList &files() { PrepareMetadata(); return *files_; }
 
  protected:
-  dali::Index SizeImpl() override { return static_cast<dali::Index>(files_.paths.size()); }
+  dali::Index SizeImpl() override { return static_cast<dali::Index>(files_->size()); }
   void PrepareMetadataImpl() override;
   /** Starts epoch `next_epoch_`: its shard and its order. */
   void Reset(bool wrap_to_shard) override;
@@ -76,7 +97,7 @@ class SampledFileLoader : public dali::Loader<dali::CPUBackend, SampledFile, tru
   bool Coin(int64_t position);
 
   const dali::OpSpec spec_;
-  FileList files_;
+  std::shared_ptr<const FileList> files_;
   bool weighted_;
   std::string stream_;
   std::optional<WeightedDraws> draws_;

@@ -1,0 +1,130 @@
+"""Long lists: the reader's list by reference (``file_list`` + ``weights_file``) against the
+argument form, the list files' checks, compact paths, and a stream position that does not grow
+with the list."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from dali_cmo.data.datasets import LongTailDataset, PathList, read_split_file
+from dali_cmo.data.reader import reader_file_list, reader_weights_file
+from dali_cmo.data.sampling import sample_weights
+from tests.data.test_reader import _files, _pipeline, _run, small  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    import dali_cmo
+    dali_cmo.load_plugin()
+
+
+def test_by_reference_reader_draws_the_argument_forms_stream(plugin, small, tmp_path):
+    """Same seed, same list: file order, labels, indices and weighted draws are identical."""
+    weights = sample_weights(small.labels).astype(np.float32)
+    by_reference = dict(file_root=str(small.root), file_list=str(reader_file_list(small, tmp_path)))
+    for sampling, extra, by_file in (
+            ("permutation", {}, {}),
+            ("weighted", dict(weights=weights.tolist()),
+             dict(weights_file=str(reader_weights_file(weights, tmp_path))))):
+        old = _run(_pipeline(5, **_files(small), sampling=sampling, seed=7, **extra), 14)
+        new = _run(_pipeline(5, **by_reference, sampling=sampling, seed=7, **by_file), 14)
+        for a, b in zip(old, new):
+            assert [x.tobytes() for x in a[0]] == [x.tobytes() for x in b[0]]
+            for x, y in zip(a[1:], b[1:]):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_list_files_are_written_once_by_content(small, tmp_path):
+    first = reader_file_list(small, tmp_path)
+    again = reader_file_list(small.subset(np.arange(len(small)), "all"), tmp_path)
+    assert first == again and len(list(tmp_path.glob("list-*.txt"))) == 1
+    lines = first.read_text().splitlines()
+    assert lines[0] == f"{small.files[0]} {small.labels[0]}" and len(lines) == len(small)
+    weights = np.linspace(1, 2, len(small))
+    assert reader_weights_file(weights, tmp_path) == reader_weights_file(weights, tmp_path)
+    np.testing.assert_array_equal(np.load(reader_weights_file(weights, tmp_path)),
+                                  weights.astype(np.float32))
+
+
+def _npy(path, array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    path.write_bytes(buffer.getvalue())
+    return str(path)
+
+
+def test_malformed_lists_and_weights_name_the_file(plugin, small, tmp_path):
+    arguments = dict(file_root=str(small.root), file_list=str(reader_file_list(small, tmp_path)),
+                     sampling="weighted")
+    n = len(small)
+    whole = _npy(tmp_path / "ok.npy", np.ones(n, np.float32))
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes(open(whole, "rb").read()[:-6])
+    cases = [
+        (_npy(tmp_path / "short.npy", np.ones(n - 1, np.float32)),
+         f"holds {n - 1} weights for {n} files"),
+        (str(truncated), f"truncated: {n} weights take {4 * n} bytes, the file holds {4 * n - 6}"),
+        (_npy(tmp_path / "ints.npy", np.ones(n, np.int64)), "little-endian float32 or float64"),
+        (_npy(tmp_path / "square.npy", np.ones((n, 2), np.float32)), "must be one-dimensional"),
+        (str(small.root / "c0_0.jpg"), "not a .npy file"),
+        (str(tmp_path / "absent.npy"), "missing"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ValueError, match=f"weights_file {path}.*{message}"):
+            _pipeline(4, **arguments, weights_file=path)
+    for k, (text, line, message) in enumerate((
+            ("a.jpg 0\nb.jpg\n", 2, "missing label"),
+            ("a.jpg 0\n\nc.jpg -3\n", 3, "label -3 is negative"),
+            ("a.jpg 0\nb.jpg 99999999999\n", 2, "label 99999999999 does not fit in int32"))):
+        broken = tmp_path / f"broken{k}.txt"
+        broken.write_text(text)
+        with pytest.raises(ValueError, match=f"{broken}:{line}: {message}"):
+            _pipeline(4, file_list=str(broken))
+    _run(_pipeline(4, **arguments, weights_file=whole), 1)  # the well-formed file reads
+
+
+def test_split_file_fast_and_slow_lines_agree(tmp_path):
+    """Plain lines (parsed with NumPy) and odd ones (the line rule) give the same entries."""
+    (tmp_path / "img").mkdir()
+    text = ("img/a.jpg 0\n#c\n  img/b c.jpg\t1  \r\n\nimg/d.jpg  004\nimg/é.jpg 2\n"
+            "img/e.jpg +1\nimg/f.jpg 3")
+    split = tmp_path / "train.txt"
+    split.write_text(text, encoding="utf-8")
+    dataset = read_split_file(split, check_files=False)
+    assert dataset.files == ("img/a.jpg", "img/b c.jpg", "img/d.jpg", "img/é.jpg", "img/e.jpg",
+                             "img/f.jpg")
+    assert dataset.labels.tolist() == [0, 1, 4, 2, 1, 3]
+    assert dataset.lines.tolist() == [1, 3, 5, 6, 7, 8]
+    assert isinstance(dataset.files, PathList)
+
+
+def test_path_list_is_a_sequence_of_str():
+    paths = PathList(["a/1.jpg", "b/ü.jpg", "a/1.jpg", "c"])
+    assert list(paths) == ["a/1.jpg", "b/ü.jpg", "a/1.jpg", "c"] and paths[1] == "b/ü.jpg"
+    assert paths[1:3] == ("b/ü.jpg", "a/1.jpg") and paths.take([3, 0]) == ["c", "a/1.jpg"]
+    assert paths.duplicates() == ["a/1.jpg"] and PathList(["x", "y"]).duplicates() == []
+    assert paths.digest() != PathList(["a/1.jp", "gb/ü.jpg", "a/1.jpg", "c"]).digest()
+
+
+def _stream_position_bytes(dataset) -> int:
+    import torch
+
+    from dali_cmo.data.iterator import CMOIterator
+    from pipelines.training import TrainConfig, TrainingPipeline
+    config = TrainConfig(style="cifar", image_size=8, batch_size=4, epochs=10, cmo_start=-1,
+                         probability=1.0)
+    iterator = CMOIterator(TrainingPipeline(dataset, config))
+    next(iterator.epoch_batches())
+    buffer = io.BytesIO()
+    torch.save(iterator.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
+
+
+def test_checkpoint_does_not_grow_with_the_list(plugin, small):
+    """A stream position is counters and seeds: 31 and 31,000 samples save as many bytes."""
+    many = np.arange(31_000) % len(small)
+    longer = LongTailDataset(small.root, small.files.take(many), small.labels[many],
+                             small.class_names, "longer")
+    assert _stream_position_bytes(longer) == _stream_position_bytes(small)
