@@ -5,7 +5,6 @@ the build: the compilation, hooked into ``build_py`` (which runs for wheels and 
 installs alike), the DALI that the library was compiled against as a requirement, and the
 wheel's platform tag.
 """
-import sys
 from pathlib import Path
 
 from setuptools import Distribution, setup
@@ -13,10 +12,10 @@ from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_py import build_py
 from setuptools.config.setupcfg import read_configuration
 
+from dali_cmo.ops import build as builder  # the package being built: its folder is on sys.path
+from dali_cmo.ops.library import DaliNotFound, dali_requirement, installed_dali
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # the package being built, not an installed one
-from dali_cmo.ops import build as builder  # noqa: E402
-from dali_cmo.ops.library import DaliNotFound, dali_requirement, installed_dali  # noqa: E402
 
 
 class BuildWithOperators(build_py):

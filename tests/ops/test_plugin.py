@@ -90,3 +90,15 @@ def test_a_build_from_the_same_sources_is_kept_and_a_changed_one_is_not(tmp_path
     for key, other in (("sources_sha256", "0" * 64), ("cuda_archs", ["75"]),
                        ("dali_version", "1.0.0"), ("dali_distribution", "nvidia-dali-cuda110")):
         assert build.reusable_build(tmp_path, dict(wanted, **{key: other})) is None, key
+
+
+def test_builds_require_the_dali_the_library_was_built_for(plugin, monkeypatch):
+    """The build backend adds the installed DALI to the build requirements (found as pip finds
+    it, from the installing environment's Python), or the one DALI_CMO_DALI names."""
+    import build_backend
+    from dali_cmo.ops.library import dali_requirement
+
+    monkeypatch.delenv("DALI_CMO_DALI", raising=False)
+    assert build_backend.dali_requirement() == dali_requirement(dali_cmo.build_info())
+    monkeypatch.setenv("DALI_CMO_DALI", "nvidia-dali-cuda130==2.4.0")
+    assert build_backend.dali_requirement() == "nvidia-dali-cuda130==2.4.0"
