@@ -354,18 +354,11 @@ def _class_names(class_names: Sequence[str] | None, num_classes: int,
 # --------------------------------------------------------------------------- split files
 
 def _read_text(path: Path) -> str:
-    """The text of a list (split file, JSON): UTF-8, a leading byte-order mark dropped.
-
-    Raises:
-        DatasetError: bytes that are not UTF-8, naming the file and line.
-    """
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise DatasetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
-                           f"save the list as UTF-8") from None
+    """The text of a JSON list: UTF-8 (:func:`_check_utf8`), a leading byte-order mark
+    dropped."""
+    data = np.fromfile(path, dtype=np.uint8)
+    _check_utf8(data, str(path))
+    return data.tobytes().decode("utf-8-sig")
 
 
 def _parse_split_line(line: str, where: str) -> tuple[str, int]:
@@ -399,7 +392,9 @@ def _split_entries(path: Path, source: str
     data = np.fromfile(path, dtype=np.uint8)
     _check_utf8(data, source)
     breaks = np.flatnonzero(data == ord("\n"))
-    starts = np.concatenate([[0], breaks + 1])
+    # a byte-order mark (some editors write one) is not part of the first path
+    starts = np.concatenate([[len(codecs.BOM_UTF8) if data[:3].tobytes() == codecs.BOM_UTF8
+                              else 0], breaks + 1])
     ends = np.concatenate([breaks, [len(data)]])
     if starts[-1] == len(data):  # the file ends with a line break
         starts, ends = starts[:-1], ends[:-1]

@@ -195,7 +195,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="default: cuda when available")
     group.add_argument("--amp", action="store_true",
                        help="mixed precision: float16 autocast on GPU, bfloat16 on CPU")
-    group.add_argument("--channels-last", action="store_true", help="NHWC memory (GPU only)")
+    group.add_argument("--channels-last", action="store_true",
+                       help="NHWC memory for the model and its inputs (on CPU and GPU; faster "
+                            "convolutions on recent GPUs)")
     group.add_argument("--workers", type=int, default=None,
                        help="DALI threads per rank (default: the CPUs this process may use, "
                             "shared among the ranks of this node)")

@@ -294,7 +294,7 @@ def test_a_split_line_that_is_not_utf8_names_its_file_and_line(tmp_path, capsys)
     lines = listing.read_bytes().split(b"\n")
     lines[2] = lines[2].replace(b".jpg", b"\xe9.jpg")  # Latin-1 text in a UTF-8 list
     listing.write_bytes(b"\n".join(lines))
-    message = f"{listing}:3: not UTF-8 text (byte 0xe9); save the list as UTF-8"
+    message = f"{listing}:3: not UTF-8 (invalid continuation byte)"
     assert train.main([*TINY, *data, "--output", str(tmp_path / "run")]) == 1
     assert capsys.readouterr().err == f"train.py: error: {message}\n"
     assert cli_main(["check", str(listing)]) == 1
@@ -370,3 +370,9 @@ def test_check_decode_finds_what_the_trainers_decoder_warns_about(tmp_path, caps
             f"data segment") in out
     warned = json.loads(report.read_text())["summary"]["decoder_warnings"]
     assert [(entry["line"], Path(entry["path"]).name) for entry in warned] == [(4, "cut.jpg")]
+
+
+def test_help_does_not_call_channels_last_gpu_only():
+    from dali_cmo.training.arguments import get_args_parser
+    action = next(a for a in get_args_parser()._actions if a.dest == "channels_last")
+    assert "GPU only" not in action.help and "CPU" in action.help
