@@ -57,7 +57,8 @@ def same_dali(info: dict, installed: dict) -> bool:
 
 
 def dali_requirement(info: dict) -> str:
-    """The requirement that :func:`same_dali` holds, e.g. ``nvidia-dali-cuda120==2.4.0``."""
+    """The pip requirement for the one DALI :func:`same_dali` accepts, e.g.
+    ``nvidia-dali-cuda120==2.4.0``."""
     return f"{info['dali_distribution']}=={info['dali_version']}"
 
 
