@@ -3,7 +3,7 @@
 Synthetic labels: 437,513 samples over 8,142 classes with a shifted power-law profile
 ``n_k = round(1000 * (1 + k / s)^(-a))``: head 1,000 and tail 2 images as in iNat 2018 (``a``
 fixes the tail), ``s`` found by bisection so the total matches, any shortfall added one image
-per head class; shuffled. Reported per sampler: building it (weights, CDF) once and the
+per head class; shuffled (:func:`inat_like_labels` builds the profile for other sizes too). Reported per sampler: building it (weights, CDF) once and the
 median of ``--repeats`` epochs. ``numpy_choice`` times ``Generator.choice(N, N, p=p)`` as a
 baseline for Q.
 
@@ -27,24 +27,29 @@ NUM_CLASSES = 8_142
 N_MAX, N_MIN = 1000, 2
 
 
-def _profile(scale: float) -> np.ndarray:
-    """``n_k = round(N_MAX * (1 + k / scale)^(-a))`` with ``a`` such that ``n_{C-1} = N_MIN``."""
-    exponent = np.log(N_MAX / N_MIN) / np.log1p((NUM_CLASSES - 1) / scale)
-    ranks = np.arange(NUM_CLASSES, dtype=np.float64)
-    return np.round(N_MAX * (1 + ranks / scale) ** -exponent).astype(np.int64)
+def _profile(scale: float, num_classes: int, n_max: int) -> np.ndarray:
+    """``n_k = round(n_max * (1 + k / scale)^(-a))`` with ``a`` such that ``n_{C-1} = N_MIN``."""
+    exponent = np.log(n_max / N_MIN) / np.log1p((num_classes - 1) / scale)
+    ranks = np.arange(num_classes, dtype=np.float64)
+    return np.round(n_max * (1 + ranks / scale) ** -exponent).astype(np.int64)
 
 
-def inat_like_labels(seed: int = 0) -> np.ndarray:
-    """Shuffled labels with the long-tailed profile of the module docstring."""
+def inat_like_labels(seed: int = 0, num_samples: int = NUM_SAMPLES,
+                     num_classes: int = NUM_CLASSES, n_max: int = N_MAX) -> np.ndarray:
+    """Shuffled labels with the long-tailed profile of the module docstring (head ``n_max``,
+    tail ``N_MIN``); ``num_samples`` must lie between the flattest and the steepest profile."""
     low, high = 1e-3, 1e6  # the total grows with the scale
     for _ in range(200):
         middle = np.sqrt(low * high)
-        low, high = (middle, high) if _profile(middle).sum() <= NUM_SAMPLES else (low, middle)
-    counts = _profile(low)
-    shortfall = NUM_SAMPLES - counts.sum()  # the bisection leaves 0 <= shortfall
-    assert shortfall <= NUM_CLASSES
+        fits = _profile(middle, num_classes, n_max).sum() <= num_samples
+        low, high = (middle, high) if fits else (low, middle)
+    counts = _profile(low, num_classes, n_max)
+    shortfall = num_samples - counts.sum()  # the bisection leaves 0 <= shortfall
+    if not 0 <= shortfall <= num_classes:
+        raise ValueError(f"{num_samples:,} samples do not fit {num_classes:,} classes of "
+                         f"{N_MIN}..{n_max} images")
     counts[:shortfall] += 1
-    labels = np.repeat(np.arange(NUM_CLASSES), counts)
+    labels = np.repeat(np.arange(num_classes), counts)
     return np.random.default_rng(seed).permutation(labels)
 
 
