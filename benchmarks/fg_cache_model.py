@@ -149,7 +149,8 @@ def cost_terms(terms_json: Path, throughput_json: Path, copy_ms: float) -> dict:
     p0_ratio = json.loads(throughput_json.read_text())["cpu_ratios"]["cmo_p0"]
     base = cpu["baseline"]
     return {"B": base, "F": base / p0_ratio - base, "M": cpu["fg_prepared"],
-            "h": cpu["fg_prepared"] - cpu["fg_decode"] + copy_ms}
+            # the resize fg_prepared adds to fg_decode; noise can make it negative
+            "h": max(cpu["fg_prepared"] - cpu["fg_decode"], 0.0) + copy_ms}
 
 
 def main(argv=None) -> int:
