@@ -250,11 +250,6 @@ class TrainingPipeline:
     def has_foreground(self) -> bool:
         return self.streams.foreground is not None
 
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return ("images", "target_b", "target_f", "lam") if self.has_foreground \
-            else ("images", "target_b")
-
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()
 

@@ -70,8 +70,3 @@ def load_plugin(lib_dir: Path = LIB_DIR) -> Path:
             raise PluginError(f"DALI could not load {library}: {err}; {REBUILD_HINT}") from err
         _loaded_from = library
         return library
-
-
-def has_gpu_operator() -> bool:
-    """Whether the loaded library was built with the CUDA operator."""
-    return bool(build_info().get("cuda"))
