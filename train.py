@@ -56,7 +56,8 @@ import numpy as np
 import torch
 
 from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
-from dali_cmo.data.datasets import ArrayDataset, DatasetError, load_dataset, read_image_folder
+from dali_cmo.data.datasets import (ArrayDataset, DatasetError, MissingFilesError, load_dataset,
+                                    read_image_folder)
 from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
                                      full_check)
 from dali_cmo.data.sources import VARIANTS, pasting_epochs
@@ -108,6 +109,18 @@ class Data(NamedTuple):
 
 def load_datasets(args) -> Data:
     """The training and evaluation sets of ``--dataset``."""
+    try:
+        return _load_datasets(args)
+    except MissingFilesError as error:
+        if args.on_bad_image != "skip":
+            raise
+        # skip replaces files that fail the read check during training; a list naming files
+        # that are not there is refused up front, whatever the policy
+        raise DatasetError(f"{error}; --on-bad-image skip covers unreadable images, not missing "
+                           f"ones: restore the files or remove them from the list") from None
+
+
+def _load_datasets(args) -> Data:
     if args.dataset == "demo":
         from dali_cmo.data.demo import demo_dir
         folder = demo_dir()
@@ -163,8 +176,7 @@ def bad_image(error: BadImageError, dataset, source: str, args) -> UsageError:
     """``error`` as the one-line message a user sees: where the file is listed and what to do
     (exit status 1)."""
     location = dataset.location(error.index) if error.index is not None else None
-    advice = command_line_advice(error, on_bad_image=args.on_bad_image, dataset=source,
-                                 decoded=error.__cause__ is not None)
+    advice = command_line_advice(error, on_bad_image=args.on_bad_image, dataset=source)
     return UsageError(f"{error.describe(location)}; {advice}", status=1)
 
 

@@ -43,6 +43,10 @@ class DatasetError(ValueError):
     """A dataset description is malformed or inconsistent; the message names file and line."""
 
 
+class MissingFilesError(DatasetError):
+    """Listed files are not there (the message names the first few, with their lines)."""
+
+
 def _summarise(items: Sequence[object], noun: str) -> str:
     """``"3 <noun>: a, b, c"``, listing at most :data:`MAX_LISTED` items."""
     listed = ", ".join(str(item) for item in items[:MAX_LISTED])
@@ -313,7 +317,7 @@ def _missing_files(root: Path, files: Sequence[str], workers: int = 8,
 
 def _check_files(root: Path, files: Sequence[str], source: str,
                  describe: Callable[[int], str] | None = None) -> None:
-    """Raise one :class:`DatasetError` listing the first missing files.
+    """Raise one :class:`MissingFilesError` listing the first missing files.
 
     ``describe(i)``, when given, replaces ``files[i]`` in the message (e.g. ``"line 7: a.jpg"``).
     """
@@ -323,7 +327,7 @@ def _check_files(root: Path, files: Sequence[str], source: str,
         noun = f"of {len(files)} files missing under {root}"
         hint = ("; none of the listed files is there: is the image root right (--root)?"
                 if len(missing) == len(files) else "")
-        raise DatasetError(f"{source}: {_summarise(names, noun)}{hint}")
+        raise MissingFilesError(f"{source}: {_summarise(names, noun)}{hint}")
 
 
 def _check_classes(labels: np.ndarray, num_classes: int, source: str) -> None:

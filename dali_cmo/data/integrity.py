@@ -56,12 +56,15 @@ class BadImageError(RuntimeError):
         epoch: the epoch it was read in, counted from 0 (as DALI counts).
         iteration: the batch of that epoch, counted from 0.
         hint: end the message with what a Python caller can do about it.
+        decoded: the decoder failed on the file (the reader's check passed it); False: the
+            reader's check refused it.
     """
 
     def __init__(self, path, reason: str, *, index: int | None = None, epoch: int | None = None,
-                 iteration: int | None = None, hint: bool = True):
+                 iteration: int | None = None, hint: bool = True, decoded: bool = False):
         self.path, self.reason = str(path), reason
         self.index, self.epoch, self.iteration = index, epoch, iteration
+        self.decoded = decoded
         message = self.describe()
         if hint:
             message += ("; remove or replace the file, scan the whole dataset with "
@@ -79,33 +82,50 @@ class BadImageError(RuntimeError):
         return f"bad image {self.path}" + (f" ({where})" if where else "") + f": {self.reason}"
 
     def __reduce__(self):
-        return (_rebuild_error, (self.path, self.reason, self.index, self.epoch, self.iteration))
+        return (_rebuild_error, (self.path, self.reason, self.index, self.epoch, self.iteration,
+                                 self.decoded))
 
 
-def _rebuild_error(path, reason, index, epoch, iteration):
-    return BadImageError(path, reason, index=index, epoch=epoch, iteration=iteration)
+def _rebuild_error(path, reason, index, epoch, iteration, decoded=False):
+    return BadImageError(path, reason, index=index, epoch=epoch, iteration=iteration,
+                         decoded=decoded)
 
 
-def command_line_advice(error: BadImageError, *, on_bad_image: str, dataset: str,
-                        decoded: bool) -> str:
+def command_line_advice(error: BadImageError, *, on_bad_image: str, dataset: str) -> str:
     """What a command-line user can do about ``error``, naming the flags.
 
     Args:
         error: the bad image.
         on_bad_image: the policy in force (``--on-bad-image``).
         dataset: the dataset argument to give ``python -m dali_cmo check``.
-        decoded: whether the file failed in the decoder (the read check passed it).
     """
     scan = f"`python -m dali_cmo check {dataset} --decode` lists every such file"
-    if on_bad_image == "skip" and decoded:
-        return (f"--on-bad-image skip replaces only the files the read check catches (missing, "
-                f"empty, truncated, not an image); this one passed it and failed to decode: "
-                f"remove or replace it; {scan}")
-    return f"remove or replace the file, or pass --on-bad-image skip to train without it; {scan}"
+    if on_bad_image != "skip":
+        return (f"remove or replace the file, or pass --on-bad-image skip to train without it; "
+                f"{scan}")
+    if error.decoded:
+        return (f"--on-bad-image skip replaces only the files the read check catches "
+                f"(unreadable, empty, truncated, not an image); this one passed it and failed "
+                f"to decode: remove or replace it; {scan}")
+    # under skip the reader stops on a file it refused only when its class has no valid one left
+    return f"remove or replace the bad files of its class; {scan}"
 
 
 class BadImageWarning(UserWarning):
-    """A bad image was skipped (``on_bad_image="skip"``); issued once per file."""
+    """A bad image was skipped (``on_bad_image="skip"``); issued once per file, shown as one
+    line ``BadImageWarning: skipping bad image ...`` (no source line: the file is named)."""
+
+
+_FORMAT_WARNING = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, BadImageWarning):
+        return f"{category.__name__}: {message}\n"
+    return _FORMAT_WARNING(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _format_warning  # every other warning as before
 
 
 def warn_skipped(path, reason: str, index: int | None = None, epoch: int | None = None,
@@ -115,10 +135,13 @@ def warn_skipped(path, reason: str, index: int | None = None, epoch: int | None 
     Args:
         path: the bad file.
         reason: what is wrong with it.
-        index, epoch: its dataset index and the epoch it was met in, when known.
+        index, epoch: its dataset index and the epoch it was met in (counted from 0, as
+            :class:`BadImageError`'s), when known.
         stacklevel: as :func:`warnings.warn`'s, counted from the caller of this function.
     """
-    where = f" (dataset index {index}, epoch {epoch})" if index is not None else ""
+    where = ", ".join(w for w in (f"dataset index {index}" if index is not None else None,
+                                  f"epoch {epoch + 1}" if epoch is not None else None) if w)
+    where = f" ({where})" if where else ""
     warnings.warn(f"skipping bad image {path}{where}: {reason}; a valid image of the same "
                   "class is used in its place", BadImageWarning, stacklevel=stacklevel)
 
@@ -387,7 +410,7 @@ def culprit_error(error: BaseException, sources, epoch: int, iteration: int
         if reader is not None and hasattr(reader, "bad_files"):
             reader.bad_files.setdefault(path, report.problem)
     message = f"{report.problem}; the decoder failed with: {_first_line(error)}"
-    return BadImageError(path, message, index=index, epoch=e, iteration=it)
+    return BadImageError(path, message, index=index, epoch=e, iteration=it, decoded=True)
 
 
 def _first_line(error: BaseException) -> str:

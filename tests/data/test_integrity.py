@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import warnings
 
 import numpy as np
@@ -133,13 +134,19 @@ def test_bad_image_error_message():
 
 def test_command_line_advice_names_the_flag_that_helps():
     error = BadImageError("/data/x.jpg", "truncated JPEG", index=7)
-    assert command_line_advice(error, on_bad_image="error", dataset="a.txt", decoded=False) == (
+    assert command_line_advice(error, on_bad_image="error", dataset="a.txt") == (
         "remove or replace the file, or pass --on-bad-image skip to train without it; "
         "`python -m dali_cmo check a.txt --decode` lists every such file")
     # skip mode is on already: the advice must not suggest it again
-    advice = command_line_advice(error, on_bad_image="skip", dataset="a.txt", decoded=True)
+    decoded = BadImageError("/data/x.jpg", "decode failed", index=7, decoded=True)
+    assert pickle.loads(pickle.dumps(decoded)).decoded
+    advice = command_line_advice(decoded, on_bad_image="skip", dataset="a.txt")
     assert advice.startswith("--on-bad-image skip replaces only the files the read check "
                              "catches") and "pass --on-bad-image skip" not in advice
+    # refused by the reader's check under skip: no valid image of its class was left
+    assert command_line_advice(error, on_bad_image="skip", dataset="a.txt") == (
+        "remove or replace the bad files of its class; `python -m dali_cmo check a.txt "
+        "--decode` lists every such file")
 
 
 def test_quick_check_of_a_file_reads_its_ends_only(tmp_path):

@@ -333,7 +333,7 @@ def test_skip_policy_replaces_within_the_class_and_reports_once(plugin, with_bad
     warned = [str(w.message) for w in caught if issubclass(w.category, BadImageWarning)]
     assert sorted(warned) == sorted(
         f"skipping bad image {path} (dataset index {with_bad.files.index(path.rsplit('/', 1)[1])}"
-        f", epoch 0): {reason}; a valid image of the same class is used in its place"
+        f", epoch 1): {reason}; a valid image of the same class is used in its place"
         for path, reason in bad.items())
 
 

@@ -12,17 +12,23 @@ import json
 import os
 import re
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 import train
+from dali_cmo.data.integrity import BadImageWarning
 from dali_cmo.training.arguments import make_schedule, parse_args
 from dali_cmo.training.evaluation import Evaluation
 from test_train import TINY, demo_data, last_error_line, run_main, tiny_data  # noqa: F401
 
+pytestmark = pytest.mark.trains
+
 EVAL_EVERY_EPOCH = ["--eval-every", "1"]
+# one whole epoch of the tiny data (every listed file read)
+WHOLE_EPOCH = ["--max-steps-per-epoch", "0", "--epochs", "1"]
 
 
 class ScriptedTop1:
@@ -341,6 +347,22 @@ def test_a_byte_order_mark_in_a_split_file_is_not_part_of_the_first_path(tmp_pat
     assert dataset.files[0] == "train/c0/0.jpg" and dataset.lines[0] == 1
 
 
+def test_a_skipped_image_is_one_warning_line_counting_epochs_from_1(tmp_path, capsys):
+    from image_fixtures import jpeg_bytes, picture, truncated
+    data = tiny_data(tmp_path, train_extra={"train/c2/cut.jpg": (truncated(jpeg_bytes(
+        picture(50))), 2)})
+    with pytest.warns(BadImageWarning) as caught:
+        run_main(capsys, *TINY, *WHOLE_EPOCH, *data, "--on-bad-image", "skip",
+                 "--output", tmp_path / "run")
+    [warned] = [w for w in caught if issubclass(w.category, BadImageWarning)]
+    # as Python shows it: the line alone, no source line after it
+    assert warnings.formatwarning(warned.message, warned.category, warned.filename,
+                                  warned.lineno, warned.line) == (
+        f"BadImageWarning: skipping bad image {tmp_path / 'train/c2/cut.jpg'} (dataset index "
+        f"16, epoch 1): truncated JPEG (no end-of-image marker FFD9 in the last 4096 bytes); a "
+        f"valid image of the same class is used in its place\n")
+
+
 def test_a_list_whose_files_are_all_missing_hints_at_the_root(tmp_path, capsys):
     data = tiny_data(tmp_path)
     elsewhere = tmp_path / "lists"
@@ -370,6 +392,38 @@ def test_check_decode_finds_what_the_trainers_decoder_warns_about(tmp_path, caps
             f"data segment") in out
     warned = json.loads(report.read_text())["summary"]["decoder_warnings"]
     assert [(entry["line"], Path(entry["path"]).name) for entry in warned] == [(4, "cut.jpg")]
+
+
+def test_skip_says_it_does_not_cover_missing_files(tmp_path, capsys):
+    data = tiny_data(tmp_path)
+    (tmp_path / "train/c2/0.jpg").unlink()
+    assert train.main([*TINY, *data, "--on-bad-image", "skip",
+                       "--output", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == (
+        f"train.py: error: {data[1]}: 1 of 16 files missing under {tmp_path}: line 14: "
+        f"train/c2/0.jpg; --on-bad-image skip covers unreadable images, not missing ones: "
+        f"restore the files or remove them from the list\n")
+
+
+@pytest.mark.parametrize("reader", ["native", "python"])
+def test_a_class_without_valid_images_is_described_as_the_reader_found_it(reader, tmp_path,
+                                                                        capsys):
+    from image_fixtures import truncated
+    data = tiny_data(tmp_path)
+    for image in (tmp_path / "train/c2").iterdir():
+        image.write_bytes(truncated(image.read_bytes()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadImageWarning)
+        assert train.main([*TINY, *WHOLE_EPOCH, *data, "--on-bad-image", "skip", "--reader",
+                           reader, "--output", str(tmp_path / "run")]) == 1
+    listing = re.escape(data[1])
+    # neither "failed to decode" (the reader's check refused it) nor "pass --on-bad-image skip"
+    assert re.fullmatch(
+        rf"train.py: error: bad image {re.escape(str(tmp_path / 'train/c2'))}/\d\.jpg \(line "
+        rf"1[456] of {listing}, epoch 1\): truncated JPEG \(no end-of-image marker FFD9 in the "
+        rf"last 4096 bytes\); and no valid image of class 2 is left to replace it; remove or "
+        rf"replace the bad files of its class; `python -m dali_cmo check {listing} --decode` "
+        rf"lists every such file", last_error_line(capsys))
 
 
 def test_help_does_not_call_channels_last_gpu_only():
