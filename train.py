@@ -283,9 +283,9 @@ def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:
 
 # --------------------------------------------------------------------------- main
 
-def train(args, tracer: DecoderWarningTracer) -> int:
+def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
     """The run the resolved ``args`` describe; returns the exit status. ``tracer`` learns
-    which files the pipelines read last."""
+    which files the pipelines read last; ``relay`` carries stderr to the terminal."""
     rank, world, local_rank = init_distributed(args)
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
     run = Run(rank, world, device, Path(args.output), StopRequest(), args.channels_last)
@@ -385,6 +385,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
             changes = check_identity(state, identity, args.allow_change)
             if changes:
                 run.log(f"continuing with changes (--allow-change): {', '.join(changes)}")
+            threads = state["args"].get("torch_threads")
+            if args.device == "cpu" and threads != args.torch_threads:  # CPU sums split by thread
+                run.log(f"--torch-threads {args.torch_threads} differs from the checkpoint's "
+                        f"{threads}: the run continues, but not bit-exactly as it would have")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -446,6 +450,10 @@ def train(args, tracer: DecoderWarningTracer) -> int:
         save(f"epoch {epoch} done")
         if run.is_main:
             write_log(run.output, history)
+        # the epoch's decoder warnings, traced to their files, before its line
+        relay.sync()
+        tracer.wait()
+        relay.sync()
         shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
                           if entry.get(k) is not None)
         run.log(f"epoch {epoch}/{args.epochs}: loss {entry['loss']:.4f}, lr "
@@ -502,9 +510,9 @@ def main(argv=None) -> int:
     tracer = DecoderWarningTracer(report=lambda text: print(text, file=sys.stderr, flush=True))
     try:
         args = parse_args(argv)
-        with StderrRelay(on_line=tracer):
+        with StderrRelay(on_line=tracer) as relay:
             try:
-                return train(args, tracer)
+                return train(args, tracer, relay)
             finally:
                 tracer.close()
     except UsageError as error:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
@@ -524,6 +525,7 @@ class DecoderWarningTracer:
         self.candidates = lambda: []  # set by the caller: paths of recent batches
         self._seen: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dali_cmo_trace")
+        self._traces = []  # the futures of the traces submitted
 
     def __call__(self, line: str) -> None:
         if not DECODER_WARNING.match(line):
@@ -531,7 +533,7 @@ class DecoderWarningTracer:
         paths = [p for p in dict.fromkeys(map(str, self.candidates())) if p not in self._seen]
         self._seen.update(paths)
         if paths:
-            self._pool.submit(self._trace, paths)
+            self._traces.append(self._pool.submit(self._trace, paths))
 
     def _trace(self, paths) -> None:
         for path, messages in decoder_messages(paths).items():
@@ -540,6 +542,11 @@ class DecoderWarningTracer:
                 continue  # the training pipeline reports a failure itself
             self.report(f"decoder warning traced to {path}: {'; '.join(messages)} (`python -m "
                         f"dali_cmo check <dataset> --decode` finds such files up front)")
+
+    def wait(self) -> None:
+        """Wait for the traces submitted so far (their reports made)."""
+        submitted, self._traces = self._traces, []
+        futures_wait(submitted)
 
     def close(self) -> None:
         """Wait for the traces under way."""

@@ -2,6 +2,7 @@
 a relay of everything else written to stderr that never glues it onto an open progress line."""
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -9,6 +10,7 @@ import time
 
 _LOCK = threading.Lock()
 _TERMINAL = {"stream": None, "open": None}  # the real stderr while a relay runs; the open line
+_SYNC = "\x00dali_cmo relay sync "  # a line StderrRelay.sync writes to itself
 
 
 def end_open_line() -> None:
@@ -99,6 +101,8 @@ class StderrRelay:
 
     def __init__(self, on_line=None):
         self.on_line = on_line
+        self._syncs: dict[str, threading.Event] = {}
+        self._sync_ids = itertools.count()
 
     def __enter__(self) -> "StderrRelay":
         sys.stderr.flush()
@@ -123,7 +127,19 @@ class StderrRelay:
         if pending:
             self._emit(pending.decode(errors="replace"))
 
+    def sync(self, timeout: float = 30.0) -> None:
+        """Return once every line written to stderr before the call (by Python or a C library)
+        has been relayed and seen by ``on_line``."""
+        marker = f"{_SYNC}{next(self._sync_ids)}"
+        done = self._syncs[marker] = threading.Event()
+        sys.stderr.flush()
+        os.write(2, f"{marker}\n".encode())
+        done.wait(timeout)
+
     def _emit(self, line: str) -> None:
+        if line in self._syncs:
+            self._syncs.pop(line).set()
+            return
         with _LOCK:
             _end_open_line()
             self.stream.write(line + "\n")

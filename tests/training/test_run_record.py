@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 import torch
 
 import train
-from dali_cmo.data.integrity import BadImageWarning
+from dali_cmo.data.integrity import BadImageWarning, DecoderWarningTracer
 from dali_cmo.training.arguments import make_schedule, parse_args
 from dali_cmo.training.evaluation import Evaluation
 from test_train import TINY, demo_data, last_error_line, run_main, tiny_data  # noqa: F401
@@ -361,6 +362,38 @@ def test_a_skipped_image_is_one_warning_line_counting_epochs_from_1(tmp_path, ca
         f"BadImageWarning: skipping bad image {tmp_path / 'train/c2/cut.jpg'} (dataset index "
         f"16, epoch 1): truncated JPEG (no end-of-image marker FFD9 in the last 4096 bytes); a "
         f"valid image of the same class is used in its place\n")
+
+
+def test_decoder_warnings_are_shown_before_the_final_report(tmp_path, monkeypatch, capfd):
+    from image_fixtures import garbled_scan, jpeg_bytes, picture
+    data = tiny_data(tmp_path, train_extra={"train/c0/warns.jpg": (garbled_scan(jpeg_bytes(
+        picture(80))), 0)})
+    real_trace, real_report, shown = DecoderWarningTracer._trace, train.write_run_report, {}
+
+    def slow_trace(tracer, paths):  # a trace slower than the rest of the run
+        time.sleep(2)
+        real_trace(tracer, paths)
+
+    def report(*args, **kwargs):
+        shown["err"] = capfd.readouterr().err  # stderr until the final report
+        real_report(*args, **kwargs)
+
+    monkeypatch.setattr(DecoderWarningTracer, "_trace", slow_trace)
+    monkeypatch.setattr(train, "write_run_report", report)
+    assert train.main([*TINY, *WHOLE_EPOCH, *data, "--output", str(tmp_path / "run")]) == 0
+    assert (f"decoder warning traced to {tmp_path / 'train/c0/warns.jpg'}: Corrupt JPEG data: "
+            f"premature end of data segment") in shown["err"]
+
+
+def test_a_resume_with_other_torch_threads_says_it_is_not_bit_exact(tmp_path, capsys):
+    data, out = tiny_data(tmp_path), tmp_path / "run"
+    flags = [*TINY, *data, "--output", out, "--stop-after-steps", "1"]
+    run_main(capsys, *flags)
+    line = ("--torch-threads 2 differs from the checkpoint's 1: the run continues, but not "
+            "bit-exactly as it would have")
+    assert line not in run_main(capsys, *flags, "--resume", "auto").splitlines()
+    assert line in run_main(capsys, *flags, "--resume", "auto", "--torch-threads",
+                            "2").splitlines()
 
 
 def test_a_list_whose_files_are_all_missing_hints_at_the_root(tmp_path, capsys):
