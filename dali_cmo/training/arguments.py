@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
@@ -252,16 +253,47 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Parse ``argv``, fill unset values from the preset and check them.
+    """Parse ``argv``, fill unset values from the preset and check them; a flag given that the
+    run ignores gets one line ``train.py: warning: ...`` on stderr (rank 0).
 
     Raises:
         SystemExit: argument-syntax errors (argparse prints the usage).
         UsageError: a value or combination that cannot work, naming the flag.
     """
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
     _fill_defaults(args)
     check_args(args)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for message in ignored_flags(args, given_flags(parser, argv)):
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
     return args
+
+
+def given_flags(parser: argparse.ArgumentParser, argv=None) -> set[str]:
+    """The dests of the flags on the command line (presets and defaults fill the others): a
+    second parse in which no flag has a default."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def ignored_flags(args, given: set[str]) -> list[str]:
+    """Why each flag of ``given`` (dests) has no effect on the run ``args`` describes."""
+    ignored = {
+        "decay_factor": (args.decay != "step",
+                         f"--decay-factor applies to --decay step, not {args.decay}"),
+        "decay_epochs": (args.decay != "step",
+                         f"--decay-epochs applies to --decay step, not {args.decay}"),
+        "cmo_prob": (VARIANTS[args.variant][1] is None,
+                     f"--cmo-prob applies to the variants that paste, not --variant "
+                     f"{args.variant}"),
+        "pixels": (args.dataset not in ("cifar10-lt", "cifar100-lt"),
+                   f"--pixels applies to --dataset cifar10-lt and cifar100-lt, not "
+                   f"{args.dataset}"),
+    }
+    return [f"{message}: ignored" for dest, (unused, message) in ignored.items()
+            if unused and dest in given]
 
 
 def _guess_dataset(args) -> str:
@@ -460,9 +492,11 @@ def _epoch_problems(args) -> list[str]:
         problems.append(f"--warmup {args.warmup} must lie in 0..{epochs - 1} for --epochs "
                         f"{epochs}")
     if args.decay == "step" and any(not 0 < m < epochs for m in args.decay_epochs):
-        fits = f"values in 1..{epochs - 1}" if epochs > 1 else "no values"
-        problems.append(f"--decay-epochs {' '.join(map(str, args.decay_epochs))} must lie in "
-                        f"1..{epochs - 1} for --epochs {epochs} (give {fits})")
+        given = " ".join(map(str, args.decay_epochs))
+        problems.append(f"--decay-epochs must be epochs in 1..{epochs - 1} (after the first, "
+                        f"before --epochs {epochs}; counted from 0); got {given}" if epochs > 1
+                        else f"--decay-epochs must be empty for --epochs 1 (no epoch after the "
+                             f"first to decay at); got {given}")
     pastes = VARIANTS[args.variant][1] is not None
     if pastes and args.cmo_prob > 0 and not paste_window(epochs, args.cmo_start, args.cmo_end):
         problems.append(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO "

@@ -348,6 +348,42 @@ def test_a_byte_order_mark_in_a_split_file_is_not_part_of_the_first_path(tmp_pat
     assert dataset.files[0] == "train/c0/0.jpg" and dataset.lines[0] == 1
 
 
+def test_flags_that_do_not_apply_are_warned_about_once(tmp_path, monkeypatch, capsys):
+    output = ["--output", str(tmp_path / "run")]
+    ignored = ["--decay-factor", "0.5", "--decay-epochs", "2", "--variant", "none",
+               "--cmo-prob", "0.3", "--pixels", "jpeg"]
+    args = parse_args([*ignored, *output])  # the demo: cosine decay, its own data
+    assert (args.decay, args.dataset) == ("cosine", "demo")
+    assert capsys.readouterr().err.splitlines() == [
+        "train.py: warning: --decay-factor applies to --decay step, not cosine: ignored",
+        "train.py: warning: --decay-epochs applies to --decay step, not cosine: ignored",
+        "train.py: warning: --cmo-prob applies to the variants that paste, not --variant none: "
+        "ignored",
+        "train.py: warning: --pixels applies to --dataset cifar10-lt and cifar100-lt, not demo: "
+        "ignored"]
+    # values the preset or the defaults fill, and flags that apply, say nothing
+    parse_args(["--variant", "ros", *output])
+    parse_args(["--decay", "step", "--decay-factor", "0.5", "--decay-epochs", "2",
+                "--cmo-prob", "0.3", *output])
+    assert capsys.readouterr().err == ""
+    # under torchrun only rank 0 says it
+    monkeypatch.setenv("RANK", "1")
+    parse_args([*ignored, *output])
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("epochs, message", [
+    ("3", "--decay-epochs must be epochs in 1..2 (after the first, before --epochs 3; counted "
+          "from 0); got -5"),
+    ("1", "--decay-epochs must be empty for --epochs 1 (no epoch after the first to decay at); "
+          "got -5"),
+])
+def test_decay_epochs_outside_the_run_are_refused_in_words(epochs, message, tmp_path, capsys):
+    assert train.main(["--decay", "step", "--decay-epochs", "-5", "--epochs", epochs,
+                       "--output", str(tmp_path / "run")]) == 2
+    assert last_error_line(capsys) == f"train.py: error: {message}"
+
+
 def test_a_skipped_image_is_one_warning_line_counting_epochs_from_1(tmp_path, capsys):
     from image_fixtures import jpeg_bytes, picture, truncated
     data = tiny_data(tmp_path, train_extra={"train/c2/cut.jpg": (truncated(jpeg_bytes(

@@ -666,8 +666,9 @@ def test_a_refusal_lists_every_flag_at_once(tmp_path, capsys):
     assert train.main(["--preset", "imagenet-lt", "--epochs", "1", "--warmup", "5",
                        "--decay-epochs", "60", "80", "--cmo-start", "3", *data]) == 2
     assert last_error_line(capsys) == (
-        "train.py: error: --warmup 5 must lie in 0..0 for --epochs 1; --decay-epochs 60 80 must "
-        "lie in 1..0 for --epochs 1 (give no values); --cmo-start 3 / --cmo-end 0: the CMO "
+        "train.py: error: --warmup 5 must lie in 0..0 for --epochs 1; --decay-epochs must be "
+        "empty for --epochs 1 (no epoch after the first to decay at); got 60 80; --cmo-start 3 "
+        "/ --cmo-end 0: the CMO "
         "window cmo_start < epoch < epochs - cmo_end (epochs=1, counted from 0) leaves no "
         "augmented epoch (--cmo-start -1 --cmo-end 0 pastes in every epoch)")
 
