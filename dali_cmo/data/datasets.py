@@ -134,14 +134,39 @@ class PathList(Sequence[str]):
         gather = np.arange(total) + np.repeat(starts - (offsets - lengths), lengths)
         return self._bytes[gather].tobytes(), offsets
 
-    def duplicates(self) -> list[str]:
-        """The paths listed more than once (each once, in first-listed order).
+    def encoded(self, indices) -> list[bytes]:
+        """The UTF-8 bytes of the paths ``indices``, one ``bytes`` each."""
+        indices = np.asarray(indices, dtype=np.int64)
+        view = memoryview(self._bytes)
+        return [bytes(view[start:end]) for start, end
+                in zip(self._starts[indices].tolist(), self._ends[indices].tolist())]
 
-        Vectorised: a 64-bit hash of every path (its bytes weighted by a fixed random table),
-        then only the paths whose hash repeats are compared as strings."""
-        if len(self) < 2:
-            return []
+    def last_position(self, character: str) -> np.ndarray:
+        """Where each path's last ``character`` (one ASCII character) is, as an index into
+        the path (-1 where it has none); vectorised over the list's bytes."""
+        found = np.flatnonzero(self._bytes == ord(character))
+        at = np.full(len(self), -1, dtype=np.int64)
+        if len(found):
+            k = np.searchsorted(found, self._ends) - 1  # the last one before each path's end
+            last = found[np.maximum(k, 0)]
+            inside = (k >= 0) & (last >= self._starts)
+            at[inside] = (last - self._starts)[inside]
+        return at
+
+    def split_after_last(self, character: str) -> tuple["PathList", "PathList"]:
+        """Each path cut after its last ``character``: ``"a/b/c.jpg"`` gives ``"a/b/"`` and
+        ``"c.jpg"``, a path without it ``""`` and itself. Both lists share this list's
+        bytes."""
+        cut = self._starts + self.last_position(character) + 1
+        return (self.from_spans(self._bytes, self._starts, cut),
+                self.from_spans(self._bytes, cut, self._ends))
+
+    def hashes(self) -> np.ndarray:
+        """A 64-bit hash of every path (uint64): its bytes weighted by a fixed random table,
+        vectorised; equal paths hash equal, different ones almost never do."""
         hashes = np.zeros(len(self), dtype=np.uint64)
+        if not len(self):
+            return hashes
         table = np.random.default_rng(0).integers(1, 2 ** 63, int(self.lengths().max()) + 1,
                                                   dtype=np.uint64)
         for lo in range(0, len(self), self.CHUNK):
@@ -151,6 +176,16 @@ class PathList(Sequence[str]):
             products = np.frombuffer(data, dtype=np.uint8) * table[position]  # wraps mod 2^64
             filled = lengths > 0
             hashes[lo:lo + len(ends)][filled] = np.add.reduceat(products, (ends - lengths)[filled])
+        return hashes
+
+    def duplicates(self) -> list[str]:
+        """The paths listed more than once (each once, in first-listed order).
+
+        Vectorised: :meth:`hashes`, then only the paths whose hash repeats are compared as
+        strings."""
+        if len(self) < 2:
+            return []
+        hashes = self.hashes()
         ordered = np.sort(hashes)
         if not (ordered[1:] == ordered[:-1]).any():  # the usual case: no sort of indices
             return []
@@ -168,6 +203,29 @@ class PathList(Sequence[str]):
             digest.update(data)
             digest.update(ends.tobytes())
         return digest.hexdigest()
+
+
+def labelled_lines(files: PathList, labels: np.ndarray, separator: str):
+    """``<path><separator><label>\\n`` per entry, as ``bytes`` of :attr:`PathList.CHUNK` lines
+    at a time, built with NumPy (labels: non-negative integers)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    powers = 10 ** np.arange(1, 19, dtype=np.int64)
+    for lo in range(0, len(files), PathList.CHUNK):
+        data, path_ends = files.joined(lo, lo + PathList.CHUNK)
+        path_lengths = np.diff(path_ends, prepend=0)
+        chunk = labels[lo:lo + len(path_ends)]
+        digits = np.searchsorted(powers, chunk, side="right") + 1
+        ends = np.cumsum(path_lengths + digits + 2)  # separator and line break
+        starts = ends - path_lengths - digits - 2
+        out = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.uint8)
+        out[np.arange(len(data)) + np.repeat(starts - (path_ends - path_lengths),
+                                             path_lengths)] = np.frombuffer(data, np.uint8)
+        out[starts + path_lengths] = ord(separator)
+        for k in range(int(digits.max(initial=0))):  # the k-th digit from the right
+            has = digits > k
+            out[(ends - 2 - k)[has]] = ord("0") + (chunk[has] // 10 ** k) % 10
+        out[ends - 1] = ord("\n")
+        yield out.tobytes()
 
 
 @dataclass(frozen=True, eq=False)
@@ -280,11 +338,12 @@ def _check_root(root: Path, source: str) -> None:
         raise DatasetError(f"{source}: image root {root} does not exist or is not a folder")
 
 
-def _plain_entries(directory: str) -> set[str]:
-    """Names of the non-symlink entries of ``directory`` (empty when it cannot be listed)."""
+def _plain_entries(root: bytes, folder: bytes) -> set[bytes]:
+    """``folder + name`` for the non-symlink entries of ``root / folder`` (empty when it
+    cannot be listed)."""
     try:
-        with os.scandir(directory) as entries:
-            return {entry.name for entry in entries if not entry.is_symlink()}
+        with os.scandir(os.path.join(root, folder)) as entries:
+            return {folder + entry.name for entry in entries if not entry.is_symlink()}
     except OSError:
         return set()
 
@@ -293,25 +352,32 @@ def _missing_files(root: Path, files: Sequence[str], workers: int = 8,
                    batch: int = 256) -> list[int]:
     """Indices ``i`` with ``not os.path.exists(root / files[i])``, in increasing order.
 
-    Each directory is listed once (threads across directories, ``batch`` listings held at a
-    time); only names that are not plain entries of their listing (absent, symbolic links,
-    unnormalised paths) are ``stat``-ed.
+    Paths are grouped by folder (a hash of the part up to the last ``/``); each folder is
+    listed once (threads across folders, ``batch`` listings held at a time) and compared with
+    its paths as sets of bytes, so no Python code runs per path. Only paths a listing does not
+    show as plain entries (absent, symbolic links, unnormalised paths) are ``stat``-ed; a hash
+    collision merely puts two folders' paths in one group, where the other folder's fall to
+    ``stat``.
     """
-    by_directory: dict[str, list[int]] = {}
-    for i, file in enumerate(files):
-        by_directory.setdefault(file.rpartition("/")[0], []).append(i)
-    groups = list(by_directory.items())
+    files = files if isinstance(files, PathList) else PathList(files)
+    folders, _ = files.split_after_last("/")
+    _, first, group = np.unique(folders.hashes(), return_index=True, return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(first) + 1)).tolist()
+    groups = [(folder, order[lo:hi])
+              for folder, lo, hi in zip(folders.encoded(first), bounds[:-1], bounds[1:])]
+    root = os.fsencode(root)
     missing = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for lo in range(0, len(groups), batch):
             part = groups[lo:lo + batch]
-            directories = [os.path.join(root, directory) for directory, _ in part]
-            for directory, (_, indices), present in zip(
-                    directories, part, pool.map(_plain_entries, directories)):
-                for i in indices:
-                    name = files[i].rpartition("/")[2]
-                    if name not in present and not os.path.exists(os.path.join(directory, name)):
-                        missing.append(i)
+            listings = pool.map(_plain_entries, [root] * len(part), [f for f, _ in part])
+            for (_, indices), present in zip(part, listings):
+                paths = files.encoded(indices)
+                if not present.issuperset(paths):
+                    missing.extend(i for i, path in zip(indices.tolist(), paths)
+                                   if path not in present
+                                   and not os.path.exists(os.path.join(root, path)))
     return sorted(missing)
 
 

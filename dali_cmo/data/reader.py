@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.datasets import LongTailDataset, labelled_lines
 from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler
 from dali_cmo.data.shared_data import cache_dir
@@ -85,7 +85,6 @@ def shard_positions(num_samples: int, epoch: int, shard_id: int, num_shards: int
     return np.concatenate([np.arange(lo, hi), np.full(length - (hi - lo), hi - 1)])
 
 
-LIST_CHUNK = 100_000  # lines formatted (and hashed) at a time
 _FILE_LISTS: "weakref.WeakKeyDictionary[LongTailDataset, Path]" = weakref.WeakKeyDictionary()
 
 
@@ -109,25 +108,15 @@ def _write_once(folder: Path, name: str, chunks) -> Path:
     return target
 
 
-def _list_chunks(dataset: LongTailDataset):
-    """The dataset's ``relative/path <label>`` lines, :data:`LIST_CHUNK` at a time."""
-    for lo in range(0, len(dataset), LIST_CHUNK):
-        labels = dataset.labels[lo:lo + LIST_CHUNK].tolist()
-        yield "".join(f"{file} {label}\n" for file, label
-                      in zip(dataset.files[lo:lo + LIST_CHUNK], labels)).encode()
-
-
 def _check_listable(dataset: LongTailDataset) -> None:
     """Refuse paths a ``file_list`` line cannot hold as they are (a line break; whitespace
     at either end, or ``#`` first, which the list's reader would strip or skip)."""
     files = dataset.files
     first, last = files.first_and_last_bytes()
     odd = np.flatnonzero(np.isin(first, tuple(b" \t\r\x0b\x0c#")) | (files.lengths() == 0)
-                         | np.isin(last, tuple(b" \t\r\x0b\x0c"))).tolist()
-    for lo in range(0, len(files), LIST_CHUNK):
-        if not odd and b"\n" in files.joined(lo, lo + LIST_CHUNK)[0]:
-            odd = [i for i in range(lo, min(lo + LIST_CHUNK, len(files))) if "\n" in files[i]]
-    if odd:
+                         | np.isin(last, tuple(b" \t\r\x0b\x0c"))
+                         | (files.last_position("\n") >= 0))
+    if len(odd):
         raise ValueError(f"{dataset.source}: the path {files[odd[0]]!r} (sample {odd[0]}) "
                          "cannot be a file_list line; read it with reader='python'")
 
@@ -143,7 +132,8 @@ def reader_file_list(dataset: LongTailDataset, folder: Path | None = None) -> Pa
     _check_listable(dataset)
     digest = hashlib.blake2b(dataset.files.digest().encode(), digest_size=12)
     digest.update(dataset.labels.tobytes())
-    path = _write_once(folder, f"list-{digest.hexdigest()}.txt", _list_chunks(dataset))
+    path = _write_once(folder, f"list-{digest.hexdigest()}.txt",
+                       labelled_lines(dataset.files, dataset.labels, " "))
     _FILE_LISTS[dataset] = path
     return path
 

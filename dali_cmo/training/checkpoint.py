@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dali_cmo.data.datasets import labelled_lines
 from dali_cmo.training.arguments import CHANGEABLE, FIXED, UsageError
 from dali_cmo.training.distributed import any_rank, gather_objects
 
@@ -325,9 +326,9 @@ def where_stopped(epoch: int, position: int) -> str:
 def data_fingerprint(dataset) -> str:
     """``"740 images in 10 classes, list 3f2a9c01d4e5"``: the size and a digest of the file
     list and labels (the same data under another root has the same fingerprint)."""
-    digest = hashlib.sha1()
-    for file, label in zip(dataset.files, dataset.labels.tolist()):
-        digest.update(f"{file}\t{label}\n".encode())
+    digest = hashlib.sha1()  # over "<path>\t<label>\n" lines: the form saved checkpoints hold
+    for lines in labelled_lines(dataset.files, dataset.labels, "\t"):
+        digest.update(lines)
     return (f"{len(dataset)} images in {dataset.num_classes} classes, list "
             f"{digest.hexdigest()[:12]}")
 

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from dali_cmo.data.datasets import LongTailDataset, PathList, read_split_file
+from dali_cmo.data.datasets import LongTailDataset, PathList, labelled_lines, read_split_file
 from dali_cmo.data.reader import reader_file_list, reader_weights_file
 from dali_cmo.data.sampling import sample_weights
 from tests.data.test_reader import _files, _pipeline, _run, small  # noqa: F401 (fixture)
@@ -128,3 +128,48 @@ def test_checkpoint_does_not_grow_with_the_list(plugin, small):
     longer = LongTailDataset(small.root, small.files.take(many), small.labels[many],
                              small.class_names, "longer")
     assert _stream_position_bytes(longer) == _stream_position_bytes(small)
+
+
+def test_labelled_lines_and_last_position_match_the_string_rules():
+    paths = PathList(["a/1.jpg", "b/c/ü x.jpg", "", "c", "/abs/d.jpg", "e/"])
+    labels = np.array([0, 7, 12345, 10, 999_999_999_999, 3])
+    for separator in " \t":
+        assert b"".join(labelled_lines(paths, labels, separator)) == "".join(
+            f"{p}{separator}{k}\n" for p, k in zip(paths, labels.tolist())).encode()
+    assert paths.last_position("/").tolist() == [p.rfind("/") for p in paths]
+    folders, names = paths.take([5, 1, 3]).split_after_last("/")
+    assert list(folders) == ["e/", "b/c/", ""] and list(names) == ["", "ü x.jpg", "c"]
+
+
+def test_data_fingerprint_keeps_the_saved_form(small):
+    """Checkpoints saved before the vectorised digest still resume: same value."""
+    import hashlib
+
+    from dali_cmo.training.checkpoint import data_fingerprint
+    old = hashlib.sha1("".join(f"{f}\t{k}\n" for f, k in zip(small.files, small.labels.tolist()))
+                       .encode()).hexdigest()[:12]
+    assert data_fingerprint(small) == (f"{len(small)} images in {small.num_classes} classes, "
+                                       f"list {old}")
+
+
+def test_missing_files_agree_with_exists(tmp_path):
+    """One listing per folder gives what ``os.path.exists`` per path gives: links (dangling
+    or not), unnormalised and absolute paths, files at the root, absent folders."""
+    import os
+
+    from dali_cmo.data.datasets import _missing_files
+    for k in range(3):
+        (tmp_path / f"d{k}").mkdir()
+        for j in range(4):
+            (tmp_path / f"d{k}" / f"{j}.jpg").write_bytes(b"x")
+    (tmp_path / "top.jpg").write_bytes(b"x")
+    (tmp_path / "d0" / "link.jpg").symlink_to(tmp_path / "d1" / "0.jpg")
+    (tmp_path / "d0" / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "d2" / "sub").symlink_to(tmp_path / "d1", target_is_directory=True)
+    paths = ["d0/0.jpg", "d0/9.jpg", "d0/link.jpg", "d0/dangling.jpg", "top.jpg", "nope.jpg",
+             "d1//1.jpg", "./d1/2.jpg", "d1/../d2/3.jpg", "d2/sub/3.jpg", "absent/0.jpg",
+             str(tmp_path / "d2" / "0.jpg"), str(tmp_path / "d2" / "7.jpg"), "d1/", "d1/0.jpg"]
+    expected = [i for i, p in enumerate(paths) if not os.path.exists(tmp_path / p)]
+    assert expected == [1, 3, 5, 10, 12]
+    assert _missing_files(tmp_path, PathList(paths)) == expected
+    assert _missing_files(tmp_path, paths) == expected  # a plain sequence too
