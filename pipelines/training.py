@@ -20,6 +20,8 @@ decoded (the native reader tosses the schedule's coins itself); with
 box by ``cmo_paste(..., resize_foreground=True)``).
 ``"full"`` decodes pasted foregrounds whole; ``"naive"`` reads and decodes every foreground every
 step, as the reference code does (for benchmarks).
+With ``fg_cache_gb`` a region-decoded foreground whose image is held in memory is cut from it
+instead of decoded (``dali_cmo.data.fg_cache``; exact, CPU only).
 
 ``augment`` picks the reference recipe's augmentation (``dali_cmo.augment.recipes``), applied to
 each stream independently before the paste. Region decoding needs a pointwise augmentation
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 
 import dali_cmo
@@ -38,6 +41,7 @@ from dali_cmo.augment.randaugment import RandAugment
 from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
+from dali_cmo.data.fg_cache import ForegroundCache
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.data.reader import NativeStream, NativeStreams
 from dali_cmo.data.sources import (PasteSchedule, StreamSettings, TrainingStreams, check_variant,
@@ -49,6 +53,7 @@ FOREGROUND_DECODES = ("region", "full", "naive")
 OUTPUT_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
 RRC_AREA = [0.08, 1.0]
 RRC_ASPECT = [3 / 4, 4 / 3]
+CACHE_HIT, CACHE_ADMIT = 1, 2  # fn.cmo_cache_lookup's states (0: a miss, decoded as without)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class TrainConfig:
     on_bad_image: str = "error"
     max_batches_per_epoch: int = 0  # > 0: each epoch ends after this many batches (short runs)
     reader: str = "native"  # or "python" (in-memory pixels and short epochs: see reader_for)
+    fg_cache_gb: float = 0.0  # > 0: decoded foregrounds kept up to this many GiB (CPU)
 
     def __post_init__(self):
         check_variant(self.variant)
@@ -97,6 +103,12 @@ class TrainConfig:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if self.fg_cache_gb < 0:
+            raise ValueError(f"fg_cache_gb must be >= 0, got {self.fg_cache_gb:g}")
+        if self.fg_cache_gb and not self.region_decode:
+            raise ValueError("fg_cache_gb: the foreground cache serves region-decoded "
+                             "foregrounds (foreground_decode 'region', style 'imagenet', a "
+                             "pointwise augment); use fg_cache_gb 0")
         if self.max_batches_per_epoch < 0:
             raise ValueError(f"max_batches_per_epoch must be >= 0, got "
                              f"{self.max_batches_per_epoch}")
@@ -141,13 +153,16 @@ def reader_for(dataset: LongTailDataset, config: TrainConfig) -> str:
     return config.reader
 
 
-def read_stream(stream, with_flags: bool, layout: str = ""):
-    """``(encoded, labels[, paste flags])`` of a stream in the graph: the native reader's
-    outputs, or an ``external_source`` over a Python source (``layout``: of its images)."""
+def read_stream(stream, with_flags: bool, layout: str = "", with_index: bool = False):
+    """``(encoded, labels[, paste flags][, dataset indices])`` of a stream in the graph: the
+    native reader's outputs, or an ``external_source`` over a Python source (``layout``: of its
+    images)."""
     if isinstance(stream, NativeStream):
-        return stream.read()
-    return fn.external_source(stream, num_outputs=3 if with_flags else 2, batch=True,
-                              batch_info=True, layout=[layout, ""] + [""] * with_flags)
+        return stream.read(with_index)
+    stream.with_index = with_index
+    return fn.external_source(stream, num_outputs=2 + with_flags + with_index, batch=True,
+                              batch_info=True,
+                              layout=[layout, ""] + [""] * (with_flags + with_index))
 
 
 def decoder_device(device: str) -> str:
@@ -190,28 +205,49 @@ def train_images(encoded, mirror, config: TrainConfig, device: str, raw: bool = 
     return recipe(images, mirror, config.image_size, config.randaugment)
 
 
-def region_decode(encoded, box, mirror, config: TrainConfig, device: str):
-    """Decode only the part of a foreground's random-resized-crop that lands on ``box``.
-
-    The crop window is drawn as the full decode would draw it; ``cmo_region`` maps the box's
-    columns (mirrored when the foreground is flipped) linearly into it. The window is decoded
-    as is: ``cmo_paste(..., resize_foreground=True)`` resamples it into the box (fn.resize's
-    filter) and flips it there.
-    """
-    anchor, window = fn.random_crop_generator(fn.peek_image_shape(encoded), random_area=RRC_AREA,
-                                              random_aspect_ratio=RRC_ASPECT, num_attempts=10)
-    start, extent, _ = fn.cmo_region(anchor, window, box, size=config.image_size,
-                                     foreground_mirror=mirror)
+def slice_decode(encoded, start, extent, device: str):
+    """The window ``start`` + ``extent`` (source pixels, ``cmo_region``'s) of each image."""
     return fn.decoders.image_slice(encoded, start, extent, axes=[0, 1], normalized_anchor=False,
                                    normalized_shape=False, device=decoder_device(device),
                                    output_type=types.RGB)
 
 
-def pasted_foreground(encoded, box, mirror, config: TrainConfig, device: str, raw: bool):
+def region_decode(encoded, box, mirror, config: TrainConfig, device: str,
+                  cache: ForegroundCache | None = None, index=None):
+    """Decode only the part of a foreground's random-resized-crop that lands on ``box``.
+
+    The crop window is drawn as the full decode would draw it; ``cmo_region`` maps the box's
+    columns (mirrored when the foreground is flipped) linearly into it. The window is decoded
+    as is: ``cmo_paste(..., resize_foreground=True)`` resamples it into the box (fn.resize's
+    filter) and flips it there. With a ``cache`` (keyed by the dataset ``index``) a held image
+    gives its window without decoding, an admitted miss is decoded whole and stored
+    (:mod:`dali_cmo.data.fg_cache`); the pixels are the same.
+    """
+    shape = fn.peek_image_shape(encoded)
+    anchor, window = fn.random_crop_generator(shape, random_area=RRC_AREA,
+                                              random_aspect_ratio=RRC_ASPECT, num_attempts=10)
+    start, extent, _ = fn.cmo_region(anchor, window, box, size=config.image_size,
+                                     foreground_mirror=mirror)
+    if cache is None:
+        return slice_decode(encoded, start, extent, device)
+    state = fn.cmo_cache_lookup(index, shape, **cache.operator_arguments())
+    if state == CACHE_HIT:
+        region = fn.cmo_cache_window(index, start, extent, cache=cache.name)
+    elif state == CACHE_ADMIT:
+        whole = fn.decoders.image(encoded, device="cpu", output_type=types.RGB)
+        region = fn.cmo_cache_window(index, start, extent, whole, cache=cache.name)
+    else:
+        region = slice_decode(encoded, start, extent, device)
+    return region
+
+
+def pasted_foreground(encoded, box, mirror, config: TrainConfig, device: str, raw: bool,
+                      cache: ForegroundCache | None = None, index=None):
     """A foreground that will be pasted on ``box``: only its box region decoded
-    (:attr:`TrainConfig.region_decode`, encoded input), else its whole training images."""
+    (:attr:`TrainConfig.region_decode`, encoded input; through ``cache`` if given), else its
+    whole training images."""
     if config.region_decode and not raw:
-        return region_decode(encoded, box, mirror, config, device)
+        return region_decode(encoded, box, mirror, config, device, cache, index)
     return train_images(encoded, mirror, config, device, raw)
 
 
@@ -245,6 +281,15 @@ class TrainingPipeline:
                 max_batches=config.max_batches_per_epoch)
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
+        self.fg_cache = None
+        if config.fg_cache_gb and self.has_foreground:
+            if device != "cpu":
+                raise ValueError("fg_cache_gb: the foreground cache is CPU-only for now; use "
+                                 "fg_cache_gb 0 on the GPU")
+            sampler = self.streams.foreground.sampler
+            probabilities = getattr(sampler, "probabilities", np.ones(len(dataset)))
+            self.fg_cache = ForegroundCache.for_stream(dataset, probabilities,
+                                                       config.fg_cache_gb)
 
     @property
     def has_foreground(self) -> bool:
@@ -297,7 +342,9 @@ class TrainingPipeline:
             images = fn.crop_mirror_normalize(background, mirror=paste_mirror_b, mean=mean,
                                               std=std, dtype=out_dtype, output_layout="CHW")
             return images, label_b
-        encoded_f, label_f, flags = read_stream(self.streams.foreground, True, layout)
+        cache = self.fg_cache
+        encoded_f, label_f, flags, *index_f = read_stream(self.streams.foreground, True, layout,
+                                                          with_index=cache is not None)
         mirror_f = fn.random.coin_flip(probability=0.5)
         paste_mirror_f = 0 if config.recipe.flips else mirror_f
         size = config.image_size
@@ -307,7 +354,8 @@ class TrainingPipeline:
         if config.foreground_decode == "naive":
             foreground = train_images(encoded_f, mirror_f, config, device, raw)
         elif (box[2] > box[0]) & (box[3] > box[1]):
-            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw)
+            foreground = pasted_foreground(encoded_f, box, mirror_f, config, device, raw, cache,
+                                           *index_f)
         else:
             foreground = background  # nothing is pasted: cmo_paste reads no pixel of it
         # a region-decoded foreground is resampled into its box while pasting

@@ -251,13 +251,14 @@ class NativeStream(SampledStream):
                              coin_stream=PASTE_COIN_STREAM, skip_tails=not self.read_unflagged)
         return arguments
 
-    def read(self):
+    def read(self, with_index: bool = False):
         """The reader's outputs in a pipeline graph: ``(encoded, labels)``, plus the paste flags
-        with a schedule; labels and flags as scalars, like the Python sources'."""
+        with a schedule and the dataset indices read with ``with_index``; labels, flags and
+        indices as scalars, like the Python sources'."""
         from nvidia.dali import fn
         encoded, *scalars = fn.readers.weighted_file(**self.reader_arguments())
-        labels, _, *coin = (fn.reshape(value, shape=[]) for value in scalars)
-        return (encoded, labels, *coin)
+        labels, index, *coin = (fn.reshape(value, shape=[]) for value in scalars)
+        return (encoded, labels, *coin) + ((index,) if with_index else ())
 
 
 def native_sampler(sampler: EpochSampler) -> tuple[EpochSampler, np.ndarray | None]:

@@ -260,10 +260,12 @@ class StreamSource(SampledStream):
     Returns ``(encoded images, labels)``, or with a ``schedule`` ``(encoded, labels, flags)``:
     then only the flagged samples are read (the others get empty arrays), unless
     ``read_unflagged``. ``max_batches > 0`` ends every epoch after that many batches (short
-    runs read nothing more).
+    runs read nothing more). ``with_index`` adds the dataset indices read (int64 scalars, after
+    bad images were replaced) as a last output.
     """
     reader: FileReader | ArrayReader = field(default_factory=FileReader)
     max_batches: int = 0  # > 0: the epoch ends after this many batches (nothing more is read)
+    with_index: bool = False
     _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
     # (epoch, iteration, indices read, paths read) of the last batches handed to DALI: when the
     # decoder fails, the iterators look for the culprit among these (DALI prefetches ahead)
@@ -298,9 +300,9 @@ class StreamSource(SampledStream):
         data, used = self.reader.read_batch(self.dataset, indices, wanted, epoch, iteration)
         read = used[wanted]
         self.recent.append((epoch, iteration, read, [self.dataset.path(int(i)) for i in read]))
-        if flags is None:
-            return data, labels
-        return data, labels, [np.array(f) for f in flags]
+        outputs = (data, labels) + (() if flags is None else ([np.array(f) for f in flags],))
+        return outputs + (([np.array(i, dtype=np.int64) for i in used],) if self.with_index
+                          else ())
 
 
 @dataclass(frozen=True)

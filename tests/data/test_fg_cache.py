@@ -1,0 +1,74 @@
+"""The foreground cache (``TrainConfig.fg_cache_gb``) changes no pixel, label or lambda."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dali_cmo.data import fg_cache
+from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.data.iterator import CMOIterator
+from pipelines.training import TrainConfig, TrainingPipeline
+
+COUNTS = (16, 8, 4, 2, 2)  # a long tail over 32 distinct JPEGs, grayscale ones among them
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def tail_list(imagenet_samples):
+    from PIL import Image
+    files = sorted(p.name for p in imagenet_samples.iterdir())
+    grey = [name for name in files if Image.open(imagenet_samples / name).mode != "RGB"][:4]
+    names = grey + [name for name in files if name not in grey][:sum(COUNTS) - len(grey)]
+    labels = np.repeat(np.arange(len(COUNTS)), COUNTS)
+    return LongTailDataset(imagenet_samples, names, labels, [str(k) for k in range(len(COUNTS))],
+                           "imagenet samples, long-tailed")
+
+
+def batches(dataset, **settings):
+    config = TrainConfig(batch_size=8, probability=1.0, per_sample=True, image_size=96,
+                         epochs=EPOCHS, cmo_start=-1, cmo_end=0, seed=3, **settings)
+    pipeline = TrainingPipeline(dataset, config)
+    iterator = CMOIterator(pipeline)
+    out = [batch for _ in range(EPOCHS) for batch in iterator.epoch_batches()]
+    return out, pipeline.fg_cache, iterator  # the store lives while the pipeline does
+
+
+@pytest.mark.parametrize("reader", ["native", "python"])
+def test_cached_batches_are_bit_identical(tail_list, reader):
+    # room for about the 8 tail images: the head's are never admitted, so both kinds of miss
+    # and, from the second paste of a tail image on, hits occur
+    gib = 8.5 * fg_cache.mean_decoded_bytes(tail_list) / fg_cache.GIB
+    plain, *_ = batches(tail_list, reader=reader)
+    cached, cache, _running = batches(tail_list, reader=reader, fg_cache_gb=gib)
+    assert len(plain) == len(cached) == EPOCHS * len(tail_list) // 8
+    for a, b in zip(plain, cached):
+        for name in ("images", "target_b", "target_f", "lam"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+    stats = cache.stats()
+    pasted = sum(int((batch.lam < 1).sum()) for batch in cached)  # non-empty boxes
+    assert stats["hits"] > 0 and stats["misses"] > stats["images"] > 0
+    assert stats["hits"] + stats["misses"] >= pasted  # the pipeline prefetches ahead
+    assert 0 < stats["bytes"] <= cache.budget_bytes
+    assert stats["images"] <= cache.admitted == 8
+
+
+def test_admission_takes_the_highest_probabilities_first():
+    admitted = fg_cache.admission(np.array([0.1, 0.3, 0.3, 0.2, 0.1]), 3 * 100, 100.0)
+    assert admitted.tolist() == [False, True, True, True, False]
+    assert not fg_cache.admission(np.ones(4), 99, 100.0).any()
+
+
+def test_a_budget_over_the_available_memory_is_refused(tail_list, monkeypatch):
+    monkeypatch.setattr(fg_cache, "available_memory", lambda: 3 * fg_cache.GIB)
+    with pytest.raises(ValueError) as refused:
+        TrainingPipeline(tail_list, TrainConfig(batch_size=8, fg_cache_gb=4))
+    assert str(refused.value) == ("fg_cache_gb 4 GiB exceeds the memory available (3.0 GiB, "
+                                  "MemAvailable in /proc/meminfo); give a smaller budget")
+
+
+def test_the_cache_is_cpu_only_and_for_region_decoding(tail_list):
+    with pytest.raises(ValueError, match="CPU-only for now"):
+        TrainingPipeline(tail_list, TrainConfig(batch_size=8, fg_cache_gb=0.01), device="gpu")
+    with pytest.raises(ValueError, match="serves region-decoded foregrounds"):
+        TrainConfig(foreground_decode="full", fg_cache_gb=1)
