@@ -459,6 +459,8 @@ def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
         run.log(f"epoch {epoch}/{args.epochs}: loss {entry['loss']:.4f}, lr "
                 f"{entry['lr']:.4g}, {entry['train_images_per_second']:.0f} img/s"
                 + (f"; {shown}" if shown else ""))
+        if train_pipe.fg_cache is not None:
+            run.log(train_pipe.fg_cache.describe())
         return True
 
     def stopped() -> int:

@@ -56,7 +56,8 @@ FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha
                "image_size": "--image-size", "cmo_start": "--cmo-start",
                "cmo_end": "--cmo-end", "q_beta": "--q-beta", "beta": "--q-beta",
                "scheme": "--q-scheme", "r": "--q-r", "augment": "--augment",
-               "randaugment": "--randaugment", "style": "--style"}
+               "randaugment": "--randaugment", "style": "--style",
+               "fg_cache_gb": "--fg-cache-gb"}
 # LRSchedule argument -> flag
 SCHEDULE_FLAGS = {"base_lr": "--lr", "epochs": "--epochs", "warmup_epochs": "--warmup",
                   "decay": "--decay", "decay_epochs": "--decay-epochs",
@@ -170,6 +171,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                             "paper's (N-1)/N)")
     group.add_argument("--foreground-decode", choices=("region", "full", "naive"),
                        default="region", help="decode only the pasted box of a foreground")
+    group.add_argument("--fg-cache-gb", type=float, default=0.0,
+                       help="keep decoded foregrounds in memory, up to this many GiB per rank "
+                            "(the smallest classes' images first; CPU, region decode; default "
+                            "0: off)")
     group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                        help="an unreadable or undecodable image: stop, naming it, or "
                             "replace it by another image of its class and report it once")
@@ -288,6 +293,9 @@ def ignored_flags(args, given: set[str]) -> list[str]:
         "cmo_prob": (VARIANTS[args.variant][1] is None,
                      f"--cmo-prob applies to the variants that paste, not --variant "
                      f"{args.variant}"),
+        "fg_cache_gb": (VARIANTS[args.variant][1] is None,
+                        f"--fg-cache-gb applies to the variants that paste, not --variant "
+                        f"{args.variant}"),
         "pixels": (args.dataset not in ("cifar10-lt", "cifar100-lt"),
                    f"--pixels applies to --dataset cifar10-lt and cifar100-lt, not "
                    f"{args.dataset}"),
@@ -531,4 +539,5 @@ def make_train_config(args):
                        augment=args.augment, normalisation=args.normalisation,
                        seed=args.seed, num_threads=args.workers,
                        on_bad_image=args.on_bad_image,
-                       max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader)
+                       max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader,
+                       fg_cache_gb=args.fg_cache_gb)
