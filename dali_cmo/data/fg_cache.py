@@ -9,9 +9,9 @@ region-decoded as without the cache. A region decode equals the full decode crop
 batches are bit for bit those without the cache.
 
 Admission is static: the images of highest per-image Q probability first (the smallest classes;
-dataset order among equals), as many as the budget holds at the mean decoded size of a sample
-of the list's images; the store also never holds more than the budget. The key is the dataset
-index: each entry of the list is its own image, even when two entries name one file.
+dataset order among equals) while their decoded sizes (from the files' headers) fit in the
+budget; the store never holds more than the budget. The key is the dataset index: each entry of
+the list is its own image, even when two entries name one file.
 
 The cache is not training state: checkpoints do not hold it, a resumed run fills it again.
 """
@@ -20,7 +20,8 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from dali_cmo.data.reader import _write_once, lists_dir
 
 GIB = 2 ** 30
 MEMINFO = Path("/proc/meminfo")
-SIZE_SAMPLE = 64  # images whose headers give the mean decoded size
+HEADER_CHUNK = 256  # headers read at a time while admitting
 
 
 def available_memory() -> int | None:
@@ -44,37 +45,50 @@ def available_memory() -> int | None:
     return None
 
 
-def check_budget(gib: float) -> int:
-    """``gib`` in bytes; refuses a negative budget or one over the memory available now."""
+def check_budget(gib: float, held: int = 0) -> int:
+    """``gib`` in bytes; refuses a negative budget or one over the memory available now plus
+    the ``held`` bytes that the store already holds (a store shared with a live pipeline)."""
     if gib < 0:
         raise ValueError(f"fg_cache_gb must be >= 0, got {gib:g}")
     available = available_memory()
-    if available is not None and gib * GIB > available:
+    if available is not None and gib * GIB > available + held:
         raise ValueError(f"fg_cache_gb {gib:g} GiB exceeds the memory available "
                          f"({available / GIB:.1f} GiB, MemAvailable in {MEMINFO}); give a "
                          f"smaller budget")
     return int(gib * GIB)
 
 
-def mean_decoded_bytes(dataset: LongTailDataset, sample: int = SIZE_SAMPLE) -> float:
-    """Mean ``H * W * 3`` (RGB) of ``sample`` images spread evenly over the list (headers
-    only)."""
+def decoded_bytes(dataset: LongTailDataset, indices, threads: int = 8) -> np.ndarray:
+    """``H * W * 3`` (RGB, as decoded) of the images at ``indices``, from their headers; 0 for
+    a file that cannot be read (the reader deals with it)."""
     from PIL import Image
-    indices = np.unique(np.linspace(0, len(dataset) - 1, min(sample, len(dataset))).astype(int))
-    sizes = []
-    for i in indices:
-        with Image.open(dataset.path(int(i))) as image:
-            sizes.append(image.width * image.height * 3)
-    return float(np.mean(sizes))
+
+    def size(i) -> int:
+        try:
+            with Image.open(dataset.path(int(i))) as image:
+                return image.width * image.height * 3
+        except OSError:
+            return 0
+    with ThreadPoolExecutor(threads) as pool:
+        return np.fromiter(pool.map(size, indices), dtype=np.int64, count=len(indices))
 
 
-def admission(probabilities: np.ndarray, budget_bytes: int, image_bytes: float) -> np.ndarray:
-    """Which dataset indices the cache may store: the highest ``probabilities`` first (dataset
-    order among equals), as many as ``budget_bytes`` holds at ``image_bytes`` each."""
-    capacity = int(budget_bytes // max(image_bytes, 1.0))
-    admitted = np.zeros(len(probabilities), dtype=bool)
-    admitted[np.argsort(-np.asarray(probabilities), kind="stable")[:capacity]] = True
-    return admitted
+def admission(dataset: LongTailDataset, probabilities: np.ndarray, budget_bytes: int
+              ) -> np.ndarray:
+    """The dataset indices the cache may store, best first: the highest ``probabilities``
+    first (dataset order among equals), as long as their decoded bytes fit in
+    ``budget_bytes``."""
+    order = np.argsort(-np.asarray(probabilities), kind="stable")
+    chosen, left = [], budget_bytes
+    for lo in range(0, len(order), HEADER_CHUNK):
+        part = order[lo:lo + HEADER_CHUNK]
+        sizes = np.cumsum(decoded_bytes(dataset, part))
+        fit = int(np.searchsorted(sizes, left, side="right"))
+        chosen.append(part[:fit])
+        if fit < len(part):
+            break
+        left -= int(sizes[-1])
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,37 +100,57 @@ def _stats_function():
     return function
 
 
+def store_stats(name: str) -> dict:
+    """The counters of the store ``name``: ``hits``, ``misses`` (pasted foregrounds looked up
+    so far), ``images`` stored, ``bytes`` held and ``hit_rate``; zeros before a pipeline's first
+    paste and once no pipeline holds the store."""
+    values = (ctypes.c_int64 * 4)()
+    _stats_function()(name.encode(), values)
+    hits, misses, images, held = (int(v) for v in values)
+    looked_up = hits + misses
+    return {"hits": hits, "misses": misses, "images": images, "bytes": held,
+            "hit_rate": hits / looked_up if looked_up else 0.0}
+
+
 @dataclass(frozen=True)
 class ForegroundCache:
-    """One pipeline's cache: its store's name, the budget and the admission file the
-    operators read (one byte per dataset index, written once per content)."""
+    """One pipeline's cache: its store's name, the budget, the admission file the operators
+    read (one byte per dataset index, written once per content), the admitted indices (best
+    first) and the share of Q's draws they take (the steady-state hit rate)."""
     name: str
     budget_bytes: int
     admission_file: Path
-    admitted: int  # images admission allows
+    admitted: np.ndarray = field(repr=False, compare=False)
+    expected_hit_rate: float = 0.0
 
     @classmethod
     def for_stream(cls, dataset: LongTailDataset, probabilities: np.ndarray, gib: float,
                    folder: Path | None = None) -> "ForegroundCache":
         """A cache of ``gib`` GiB for a foreground stream drawing dataset index ``i`` with
         ``probabilities[i]``; refuses a budget over the memory available."""
-        budget = check_budget(gib)
-        admitted = admission(probabilities, budget, mean_decoded_bytes(dataset))
-        mask = admitted.astype(np.uint8).tobytes()
-        name = f"admission-{hashlib.blake2b(mask, digest_size=12).hexdigest()}.bin"
-        path = _write_once(folder or lists_dir(), name, [mask])
+        budget = int(gib * GIB)
         # named by what it holds: the pipelines of one process over one list share a store
         key = hashlib.blake2b(dataset.files.digest().encode(), digest_size=12)
-        for part in (dataset.labels.tobytes(), mask, str(budget).encode()):
+        for part in (dataset.labels.tobytes(), np.asarray(probabilities).tobytes(),
+                     str(budget).encode()):
             key.update(part)
-        return cls(f"fg-{key.hexdigest()}", budget, path, int(admitted.sum()))
+        name = f"fg-{key.hexdigest()}"
+        check_budget(gib, held=store_stats(name)["bytes"])
+        admitted = admission(dataset, probabilities, budget)
+        flags = np.zeros(len(dataset), np.uint8)
+        flags[admitted] = 1
+        mask = flags.tobytes()
+        path = _write_once(folder or lists_dir(), f"admission-"
+                           f"{hashlib.blake2b(mask, digest_size=12).hexdigest()}.bin", [mask])
+        hit_rate = float(np.sum(probabilities[admitted]) / np.sum(probabilities))
+        return cls(name, budget, path, admitted, hit_rate)
 
     def fill(self, dataset: LongTailDataset, batch_size: int = 32, num_threads: int = 2):
         """Decodes and stores every admitted image now (what a run's first epochs do as they
         go) once a pipeline using this cache is built: a warm start, for benchmarks. Returns
         the filling pipeline: while it exists, the store outlives the pipelines using it."""
         from nvidia.dali import fn, pipeline_def, types
-        indices = np.flatnonzero(np.frombuffer(self.admission_file.read_bytes(), np.uint8))
+        indices = self.admitted
         batches = [indices[lo:lo + batch_size] for lo in range(0, len(indices), batch_size)]
 
         def source(info):
@@ -146,19 +180,13 @@ class ForegroundCache:
                     budget_bytes=self.budget_bytes)
 
     def stats(self) -> dict:
-        """``hits``, ``misses`` (pasted foregrounds looked up so far), ``images`` stored,
-        ``bytes`` held and ``hit_rate``; zeros before the pipeline's first paste and once no
-        pipeline holds the cache."""
-        values = (ctypes.c_int64 * 4)()
-        _stats_function()(self.name.encode(), values)
-        hits, misses, images, held = (int(v) for v in values)
-        looked_up = hits + misses
-        return {"hits": hits, "misses": misses, "images": images, "bytes": held,
-                "hit_rate": hits / looked_up if looked_up else 0.0}
+        """See :func:`store_stats`."""
+        return store_stats(self.name)
 
     def describe(self) -> str:
         """One line for the run log."""
         s = self.stats()
         return (f"foreground cache: {s['hits']} hits, {s['misses']} misses (hit rate "
-                f"{s['hit_rate']:.2f}), {s['images']} of {self.admitted} admitted images held, "
-                f"{s['bytes'] / GIB:.2f} of {self.budget_bytes / GIB:g} GiB")
+                f"{s['hit_rate']:.2f}; {self.expected_hit_rate:.2f} once full), {s['images']} of "
+                f"{len(self.admitted)} admitted images held, {s['bytes'] / GIB:.2f} of "
+                f"{self.budget_bytes / GIB:g} GiB")
