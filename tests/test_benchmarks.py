@@ -68,6 +68,22 @@ def test_throughput_quick_writes_every_pipeline(jpeg_dir, tmp_path, plugin):
                                       "cmo faster than torch_reference"}
 
 
+def test_throughput_cache_row_reports_its_hit_rates(jpeg_dir, tmp_path, plugin):
+    out = tmp_path / "cache.json"
+    run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
+               "--n-max", "16", "--batch-size", "8", "--image-size", "64", "--threads", "2",
+               "--pipelines", "cmo_cache", "--fg-cache-gb", "0.001", "--json", str(out))
+    report = json.loads(out.read_text())
+    result = report["results"]["cmo_cache"]
+    assert report["settings"]["fg_cache_gb"] == 0.001
+    assert result["config"]["fg_cache_gb"] == 0.001
+    stats, = result["fg_cache"]
+    assert 0 < stats["bytes"] <= 0.001 * 2 ** 30 and stats["images"] == stats["admitted"] > 0
+    assert stats["hits"] + stats["misses"] > 0 and 0 <= stats["hit_rate"] <= 1
+    assert 0 < stats["expected_hit_rate"] <= 1
+    assert 0 < result["fg_cache_predicted_hit_rate"] <= 1
+
+
 def test_throughput_augmentation_rows_are_paired_with_their_baseline(jpeg_dir, tmp_path, plugin):
     out = tmp_path / "augment.json"
     run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
