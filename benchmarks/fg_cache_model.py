@@ -29,6 +29,10 @@ Decoded size: the mean ``H x W x 3`` bytes of the JPEGs in ``--images`` (headers
 
     python benchmarks/fg_cache_model.py --json benchmarks/results/fg_cache_model.json \\
         --markdown benchmarks/results/fg_cache_model.md
+
+``--write-split FILE`` also writes the ImageNet-LT profile as a split file over ``--images``
+(class k: the k-th JPEG in name order, listed ``n_k`` times), for ``throughput.py --split FILE
+--root <images>`` to measure the cache on that profile.
 """
 from __future__ import annotations
 
@@ -74,14 +78,27 @@ PROFILES = {"imagenet-lt": imagenet_lt_counts,
             "inat2018": lambda: np.bincount(inat_like_labels())}
 
 
+def jpeg_files(images: Path) -> list[Path]:
+    return [p for p in sorted(images.rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg")]
+
+
+def write_split(path: Path, images: Path, counts: np.ndarray) -> None:
+    """A split file over ``images``: class k is its k-th JPEG, listed ``counts[k]`` times."""
+    files = jpeg_files(images)
+    if len(files) < len(counts):
+        raise SystemExit(f"error: --images {images}: {len(files)} JPEGs for {len(counts)} classes")
+    with open(path, "w") as out:
+        for k, (file, n) in enumerate(zip(files, counts)):
+            out.write(f"{file.relative_to(images).as_posix()} {k}\n" * int(n))
+
+
 def decoded_bytes(images: Path) -> np.ndarray:
     """``H * W * 3`` of every JPEG under ``images`` (decoders deliver RGB), from headers."""
     from PIL import Image
     sizes = []
-    for path in sorted(images.rglob("*")):
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            with Image.open(path) as image:
-                sizes.append(image.width * image.height * 3)
+    for path in jpeg_files(images):
+        with Image.open(path) as image:
+            sizes.append(image.width * image.height * 3)
     if not sizes:
         raise SystemExit(f"error: --images {images}: no JPEG files")
     return np.array(sizes, dtype=np.float64)
@@ -168,10 +185,14 @@ def main(argv=None) -> int:
     add("--target", type=float, default=0.90, help="ratio to the baseline asked of CMO p = 0.5")
     add("--json", type=Path, default=None)
     add("--markdown", type=Path, default=None)
+    add("--write-split", type=Path, default=None,
+        help="write the imagenet-lt profile over --images as a split file")
     args = parser.parse_args(argv)
     if args.images is None:
         from dali_cmo.data.shared_data import imagenet_samples_dir
         args.images = imagenet_samples_dir()
+    if args.write_split:
+        write_split(args.write_split, args.images, imagenet_lt_counts())
     sizes = decoded_bytes(args.images)
     terms = cost_terms(args.terms, args.throughput, window_copy_ms(sizes.mean()))
     # the hit rate the target needs at p = 0.5: B / (B + F + p (M - H (M - h))) = target

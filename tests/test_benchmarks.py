@@ -240,3 +240,11 @@ def test_imagenet_lt_profile_has_the_published_totals_and_groups():
     assert ((counts > 100).sum(), ((counts >= 20) & (counts <= 100)).sum(),
             (counts < 20).sum()) == (385, 479, 136)
     assert (np.diff(counts) <= 0).all()  # sorted head to tail
+
+
+def test_cache_model_writes_its_profile_as_a_split_file(tmp_path):
+    import fg_cache_model as model
+    for name in ("b.jpg", "a.JPEG", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    model.write_split(tmp_path / "split.txt", tmp_path, np.array([2, 1]))
+    assert (tmp_path / "split.txt").read_text() == "a.JPEG 0\na.JPEG 0\nb.jpg 1\n"
