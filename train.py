@@ -43,12 +43,13 @@ images, and shares the step's paste coin, lambda and box (per batch) with the ot
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import functools
 import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,12 +62,11 @@ from dali_cmo.data.datasets import (ArrayDataset, DatasetError, MissingFilesErro
 from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
                                      full_check)
 from dali_cmo.data.sources import VARIANTS, pasting_epochs
-from dali_cmo.training.arguments import (PROG, UsageError, flag_names, make_schedule,
-                                         make_train_config, parse_args)
-from dali_cmo.training.checkpoint import (CHECKPOINT, StopRequest, awaiting_evaluation,
-                                          check_identity, clear_run, load_checkpoint,
-                                          run_identity, save_best_model, save_run,
-                                          set_rng_states)
+from dali_cmo.training.arguments import PROG, UsageError, flag_names, make_schedule, parse_args
+from dali_cmo.training.checkpoint import (CHECKPOINT, CheckpointError, Run, StopRequest,
+                                          awaiting_evaluation, check_identity, clear_run,
+                                          load_checkpoint, run_identity, save_best_model,
+                                          save_run, set_rng_states)
 from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
 from dali_cmo.training.evaluation import Evaluation, evaluate_saved_weights, evaluation_due
 from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
@@ -75,27 +75,6 @@ from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import EpochProgress, StderrRelay
 from dali_cmo.training.reports import (FirstPastePicture, FirstStepRecord, code_version,
                                        describe_code, write_log, write_run_report)
-
-
-@dataclass
-class Run:
-    """This process's place in the run: its rank among ``world``, its device, the run folder
-    and the stop request (SIGTERM/SIGINT) every loop checks."""
-    rank: int
-    world: int
-    device: torch.device
-    output: Path
-    stop: StopRequest
-    channels_last: bool = False  # NHWC inputs (--channels-last)
-    global_step: int = 0  # training steps this process has taken
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def log(self, message: str) -> None:
-        if self.is_main:
-            print(message, flush=True)
 
 
 # --------------------------------------------------------------------------- data
@@ -180,6 +159,46 @@ def bad_image(error: BadImageError, dataset, source: str, args) -> UsageError:
     return UsageError(f"{error.describe(location)}; {advice}", status=1)
 
 
+def make_train_config(args):
+    """The ``pipelines.training.TrainConfig`` the flags describe."""
+    from pipelines.training import TrainConfig
+    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.rank_batch_size,
+                       epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
+                       probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
+                       image_size=args.image_size, foreground_decode=args.foreground_decode,
+                       randaugment=args.randaugment,
+                       q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
+                       augment=args.augment, normalisation=args.normalisation,
+                       seed=args.seed, num_threads=args.workers,
+                       on_bad_image=args.on_bad_image,
+                       max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader,
+                       fg_cache_gb=args.fg_cache_gb)
+
+
+def evaluation_pipelines(args, run: Run):
+    """The evaluation pipeline of a dataset, this rank's shard (for :class:`Evaluation`)."""
+    from pipelines.evaluation import EvalPipeline
+    # "error": a bad file is never replaced by another image; skip mode leaves it out
+    return functools.partial(
+        EvalPipeline, style=args.style, batch_size=args.rank_batch_size,
+        image_size=args.image_size, device="gpu" if args.device == "cuda" else "cpu",
+        device_id=run.device.index, shard_id=run.rank, num_shards=run.world,
+        num_threads=args.workers, on_bad_image="error", normalisation=args.normalisation)
+
+
+def stream_of(args, run: Run, train_set):
+    """A :class:`~dali_cmo.data.iterator.CMOIterator` over one epoch of the training stream of
+    variant ``--bn-stats-from``, pasting (for variants that paste) as inside the CMO window:
+    the run's flags otherwise, this rank's shard."""
+    from dali_cmo.data.iterator import CMOIterator
+    from pipelines.training import TrainingPipeline
+    config = dataclasses.replace(make_train_config(args), variant=args.bn_stats_from, epochs=1,
+                                 cmo_start=-1, cmo_end=0)
+    return CMOIterator(TrainingPipeline(
+        train_set, config, device="gpu" if run.device.type == "cuda" else "cpu",
+        device_id=run.device.index or 0, shard_id=run.rank, num_shards=run.world))
+
+
 def cmo_epochs(args) -> str:
     """The epochs (counted from 1) in which CMO pastes, for the log."""
     active = pasting_epochs(args.variant, args.cmo_prob, args.epochs, args.cmo_start,
@@ -191,7 +210,7 @@ def cmo_epochs(args) -> str:
 
 # --------------------------------------------------------------------------- train
 
-@dataclass
+@dataclasses.dataclass
 class EpochTotals:
     """This rank's sums over the batches of an epoch; kept in checkpoints, so that an epoch
     interrupted and resumed reports all of its batches."""
@@ -309,7 +328,8 @@ def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
     data = load_datasets(args)
     train_set = data.train
     check_crop_style(args, train_set)
-    evaluation = Evaluation(data.val, train_set.class_counts, args, run)
+    evaluation = Evaluation(data.val, train_set.class_counts, args, run,
+                            evaluation_pipelines(args, run))
     try:
         evaluation.check_files()
     except BadImageError as error:
@@ -322,7 +342,8 @@ def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
             status = evaluate_saved_weights(
                 args, run, evaluation, train_set, data.val_source,
                 bad_training_image=lambda error: bad_image(error, train_set, data.train_source,
-                                                           args))
+                                                           args),
+                bn_stream=lambda: stream_of(args, run, train_set))
         except BadImageError as error:
             raise bad_image(error, evaluation.dataset, data.val_source, args) from None
         finish(world)
@@ -423,7 +444,7 @@ def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
                                  config.mean_std, train_set.class_names)
 
     def save(tag: str) -> None:
-        save_run(run, tag, model, optimizer, scaler, iterator, asdict(totals), history,
+        save_run(run, tag, model, optimizer, scaler, iterator, dataclasses.asdict(totals), history,
                  last_evaluation, vars(args), identity)
 
     def end_epoch(entry: dict, evaluate: bool) -> bool:
@@ -511,13 +532,15 @@ def main(argv=None) -> int:
     128 + N: stopped by signal N, its checkpoint written)."""
     tracer = DecoderWarningTracer(report=lambda text: print(text, file=sys.stderr, flush=True))
     try:
-        args = parse_args(argv)
+        args = parse_args(argv, make_config=make_train_config)
         with StderrRelay(on_line=tracer) as relay:
             try:
                 return train(args, tracer, relay)
             finally:
                 tracer.close()
     except UsageError as error:
+        message, status = str(error), error.status
+    except CheckpointError as error:
         message, status = str(error), error.status
     except DatasetError as error:
         message, status = str(error), 1

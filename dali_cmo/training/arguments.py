@@ -21,6 +21,7 @@ from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
 from dali_cmo.data.sources import VARIANTS, paste_window
+from dali_cmo.training.checkpoint import CHANGEABLE, held_run
 from dali_cmo.training.distributed import default_workers, launched_world_size
 from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
 from dali_cmo.training.models import MODEL_NAMES
@@ -36,17 +37,6 @@ PRESET_KEYS = dict(model="model", epochs="epochs", batch_size="batch_size", lr="
                    cmo_start="cmo_start", cmo_end="cmo_end", loss="loss",
                    drw_epoch="drw_epoch", image_size="image_size", augment="augment",
                    groups="groups", normalisation="normalisation")
-# What defines a run, by flag: a resumed run must keep these (the data are compared by content;
-# "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam; "--reader"
-# is the reader that reads, see pipelines.training.reader_for).
-FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
-         "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
-         "--per-sample", "--normalisation", "--reader")
-# What a resumed run may change when --allow-change names it.
-CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
-              "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
-              "--cmo-prob", "--alpha", "--foreground-decode", "--max-steps-per-epoch",
-              "--val-data", "--device", "--amp", "--channels-last")
 # values counted in epochs, scaled when --epochs shortens a preset (see shorten_recipe)
 EPOCH_VALUES = ("warmup", "decay_epochs", "cmo_start", "cmo_end", "drw_epoch")
 # the largest --seed: numpy's legacy generator (np.random.seed) takes 32 bits
@@ -257,9 +247,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, make_config=None) -> argparse.Namespace:
     """Parse ``argv``, fill unset values from the preset and check them; a flag given that the
-    run ignores gets one line ``train.py: warning: ...`` on stderr (rank 0).
+    run ignores gets one line ``train.py: warning: ...`` on stderr (rank 0). ``make_config``
+    (``train.make_train_config``; None: not checked) builds the training pipeline's settings
+    from the arguments: its ``ValueError`` is reported with the other problems.
 
     Raises:
         SystemExit: argument-syntax errors (argparse prints the usage).
@@ -268,7 +260,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = get_args_parser()
     args = parser.parse_args(argv)
     _fill_defaults(args)
-    check_args(args)
+    check_args(args, make_config)
     if int(os.environ.get("RANK", "0")) == 0:
         for message in ignored_flags(args, given_flags(parser, argv)):
             print(f"{PROG}: warning: {message}", file=sys.stderr)
@@ -398,8 +390,9 @@ def shorten_recipe(values: dict, preset_epochs: int, epochs: int) -> dict:
             "drw_epoch": None if values["drw_epoch"] is None else scale(values["drw_epoch"])}
 
 
-def check_args(args) -> None:
-    """Raise one :class:`UsageError` naming every value or combination that cannot work."""
+def check_args(args, make_config=None) -> None:
+    """Raise one :class:`UsageError` naming every value or combination that cannot work
+    (``make_config``: see :func:`parse_args`)."""
     max_threads = 4 * (os.cpu_count() or 1)
     checks = [
         (args.batch_size >= 1, f"--batch-size must be >= 1; got {args.batch_size}"),
@@ -464,10 +457,11 @@ def check_args(args) -> None:
             make_schedule(args)
         except ValueError as error:
             problems.append(f"learning-rate schedule: {flag_names(str(error), SCHEDULE_FLAGS)}")
-        try:
-            make_train_config(args)
-        except ValueError as error:
-            problems.append(f"training pipeline: {flag_names(str(error))}")
+        if make_config is not None:
+            try:
+                make_config(args)
+            except ValueError as error:
+                problems.append(f"training pipeline: {flag_names(str(error))}")
     if not problems and args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
@@ -476,7 +470,6 @@ def check_args(args) -> None:
     if problems:
         raise UsageError("; ".join(problems))
     # Never overwrite a run by accident.
-    from dali_cmo.training.checkpoint import held_run
     held = held_run(Path(args.output))
     if held and not args.resume and not args.overwrite and not args.test_only:
         raise UsageError(f"--output {args.output} already holds {held}: continue it with "
@@ -525,19 +518,3 @@ def make_schedule(args) -> LRSchedule:
     """The learning-rate schedule the flags describe."""
     return LRSchedule(args.lr, args.epochs, warmup_epochs=args.warmup, decay=args.decay,
                       decay_epochs=args.decay_epochs, decay_factor=args.decay_factor)
-
-
-def make_train_config(args):
-    """The ``pipelines.training.TrainConfig`` the flags describe."""
-    from pipelines.training import TrainConfig
-    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.rank_batch_size,
-                       epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
-                       probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
-                       image_size=args.image_size, foreground_decode=args.foreground_decode,
-                       randaugment=args.randaugment,
-                       q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       augment=args.augment, normalisation=args.normalisation,
-                       seed=args.seed, num_threads=args.workers,
-                       on_bad_image=args.on_bad_image,
-                       max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader,
-                       fg_cache_gb=args.fg_cache_gb)

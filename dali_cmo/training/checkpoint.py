@@ -12,13 +12,13 @@ import os
 import random
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dali_cmo.data.datasets import labelled_lines
-from dali_cmo.training.arguments import CHANGEABLE, FIXED, UsageError
 from dali_cmo.training.distributed import any_rank, gather_objects
 
 CHECKPOINT, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
@@ -29,6 +29,27 @@ RUN_RECORD = (CHECKPOINT, PREVIOUS, BEST_MODEL, LOG, METRICS)
 # afresh there
 RUN_FILES = RUN_RECORD + (f".{CHECKPOINT}.tmp", f".{BEST_MODEL}.tmp", "per_class_accuracy.png",
                           "cmo_samples.png", "evaluation_*.json", "evaluation_*_per_class.png")
+# What defines a run, by flag: a resumed run must keep these (the data are compared by content;
+# "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam; "--reader"
+# is the reader that reads, see pipelines.training.reader_for).
+FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
+         "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
+         "--per-sample", "--normalisation", "--reader")
+# What a resumed run may change when --allow-change names it.
+CHANGEABLE = ("--epochs", "--loss", "--lr", "--momentum", "--wd", "--warmup", "--decay",
+              "--decay-epochs", "--decay-factor", "--drw-epoch", "--cmo-start", "--cmo-end",
+              "--cmo-prob", "--alpha", "--foreground-decode", "--max-steps-per-epoch",
+              "--val-data", "--device", "--amp", "--channels-last")
+
+
+class CheckpointError(Exception):
+    """A run record that cannot be written, read or continued: one line naming the file or
+    flag and what to do; ``train.py`` prints it as its error and exits with ``status`` (2: the
+    arguments, 1: the disk)."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
 
 
 def held_run(folder: Path) -> str | None:
@@ -81,6 +102,27 @@ class StopRequest:
         return False
 
 
+@dataclass
+class Run:
+    """This process's place in the run: its rank among ``world``, its device, the run folder
+    and the stop request (SIGTERM/SIGINT) every loop checks."""
+    rank: int
+    world: int
+    device: torch.device
+    output: Path
+    stop: StopRequest
+    channels_last: bool = False  # NHWC inputs (--channels-last)
+    global_step: int = 0  # training steps this process has taken
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+
 def rng_states() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
             "python": random.getstate(),
@@ -122,7 +164,7 @@ def write_atomically(content, path: Path, previous: Path | None = None) -> Path:
     when given).
 
     Raises:
-        UsageError: the write failed (a full disk, no permission): one line naming ``path``,
+        CheckpointError: the write failed (a full disk, no permission): one line naming ``path``,
             the bytes it needs and the free space; the temporary file is removed and the file
             that was in place is kept.
     """
@@ -142,7 +184,7 @@ def write_atomically(content, path: Path, previous: Path | None = None) -> Path:
             os.close(directory)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise UsageError(_write_failure(path, content, error), status=1) from None
+        raise CheckpointError(_write_failure(path, content, error), status=1) from None
     return path
 
 
@@ -181,16 +223,16 @@ def load_weights(folder: Path, which: str) -> tuple[Path, dict, str]:
     where the weights stand (for the report).
 
     Raises:
-        UsageError: no such file, or one that cannot be read.
+        CheckpointError: no such file, or one that cannot be read.
     """
     path = folder / (CHECKPOINT if which == "last" else BEST_MODEL)
     if not path.exists():
-        raise UsageError(f"--test-only {which}: {path} not found (the weights of a run trained "
+        raise CheckpointError(f"--test-only {which}: {path} not found (the weights of a run trained "
                          f"with --output {folder})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # truncated zip, bad pickle
-        raise UsageError(f"--test-only {which}: {path} cannot be read ({type(error).__name__}: "
+        raise CheckpointError(f"--test-only {which}: {path} cannot be read ({type(error).__name__}: "
                          f"{error})") from None
     if which == "best":
         return path, state, f"best epoch {state['evaluation']['epoch']}"
@@ -204,14 +246,14 @@ def check_weights_identity(state: dict, now: dict, which: str, path: Path) -> No
     data (the number of ranks and the reader do not matter to an evaluation).
 
     Raises:
-        UsageError: naming every difference.
+        CheckpointError: naming every difference.
     """
     changes = identity_changes(state, now)
     differ = [flag for flag in FIXED if flag not in ("world size", "--reader") and flag in changes]
     if differ:
         listed = ", ".join(f"{flag} (weights: {changes[flag][0]}, now: {changes[flag][1]})"
                            for flag in differ)
-        raise UsageError(f"--test-only {which}: {path} was trained with other flags: {listed}; "
+        raise CheckpointError(f"--test-only {which}: {path} was trained with other flags: {listed}; "
                          f"give the flags the run was trained with")
 
 
@@ -225,7 +267,7 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
     written atomically by rank 0 into ``run.output``.
 
     Args:
-        run: the trainer's ``Run`` (rank, world size, output folder, log).
+        run: this process's :class:`Run` (rank, world size, output folder, log).
         tag: what the log line says before "checkpoint written".
         model, optimizer, scaler: their ``state_dict()`` is saved.
         iterator: the training ``CMOIterator`` (its ``state_dict()`` and epoch).
@@ -291,7 +333,7 @@ def load_checkpoint(resume: str, output: Path, log) -> dict | None:
     else:
         path = Path(resume)
         if not path.exists():
-            raise UsageError(f"--resume {resume}: no such file or folder")
+            raise CheckpointError(f"--resume {resume}: no such file or folder")
         if path.is_dir():
             path = path / CHECKPOINT
     candidates = [path, path.with_name(PREVIOUS)]
@@ -309,7 +351,7 @@ def load_checkpoint(resume: str, output: Path, log) -> dict | None:
         position = state["iterators"][0]["position"]
         log(f"resuming from {candidate}: {where_stopped(state['epoch'], position)}")
         return state
-    raise UsageError(f"--resume {resume}: no usable checkpoint among "
+    raise CheckpointError(f"--resume {resume}: no usable checkpoint among "
                      f"{', '.join(map(str, candidates))}")
 
 
@@ -334,8 +376,7 @@ def data_fingerprint(dataset) -> str:
 
 
 def run_identity(args: dict, world: int, train_set=None, val_set=None) -> dict:
-    """What defines a run, by flag (:data:`~dali_cmo.training.arguments.FIXED` and
-    :data:`~dali_cmo.training.arguments.CHANGEABLE`).
+    """What defines a run, by flag (:data:`FIXED` and :data:`CHANGEABLE`).
 
     Args:
         args: the resolved arguments (``vars(args)``).
@@ -369,7 +410,7 @@ def check_identity(state: dict, now: dict, allowed) -> list[str]:
     ``--allow-change``) does not name. Returns the allowed changes, as ``"--flag old -> new"``.
 
     Raises:
-        UsageError: naming every difference, and what to do.
+        CheckpointError: naming every difference, and what to do.
     """
     changes = identity_changes(state, now)
 
@@ -387,6 +428,6 @@ def check_identity(state: dict, now: dict, allowed) -> list[str]:
         sentences.append(f"these differ: {listed(refused)}; to continue with the new values "
                          f"add --allow-change {' '.join(f.lstrip('-') for f in refused)}")
     if sentences:
-        raise UsageError(f"--resume {state.get('path', '')}: the checkpoint's run differs "
+        raise CheckpointError(f"--resume {state.get('path', '')}: the checkpoint's run differs "
                          f"from this one: " + "; ".join(sentences))
     return [f"{flag} {old} -> {new}" for flag, (old, new) in changes.items()]

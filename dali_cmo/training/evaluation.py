@@ -13,8 +13,6 @@ after re-estimating their BatchNorm statistics over one epoch of a chosen traini
 """
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from dali_cmo.data.datasets import ArrayDataset
@@ -42,11 +40,15 @@ class Evaluation:
         args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
             ``workers``, ``on_bad_image``, ``amp``, ``print_every``, ``rank_batch_size``,
             ``normalisation``, ``groups``).
-        run: the trainer's ``Run`` (rank, world size, device, stop request, log).
+        run: this process's :class:`~dali_cmo.training.checkpoint.Run` (rank, world size,
+            device, stop request, log).
+        pipeline: the evaluation pipeline of a dataset (``pipelines.evaluation.EvalPipeline``
+            with the run's settings): called again when bad images are left out.
     """
 
-    def __init__(self, dataset, train_counts, args, run):
+    def __init__(self, dataset, train_counts, args, run, pipeline):
         self.dataset, self.train_counts, self.args, self.run = dataset, train_counts, args, run
+        self.pipeline = pipeline
         self.left_out: dict[str, str] = {}  # path -> problem, under --on-bad-image skip
         self._iterator = None
 
@@ -100,15 +102,7 @@ class Evaluation:
     def _batches(self):
         if self._iterator is None:
             from dali_cmo.data.iterator import EvalIterator
-            from pipelines.evaluation import EvalPipeline
-            args, run = self.args, self.run
-            # "error": a bad file is never replaced by another image; skip mode leaves it out
-            self._iterator = EvalIterator(EvalPipeline(
-                self.dataset, style=args.style, batch_size=args.rank_batch_size,
-                image_size=args.image_size, device="gpu" if args.device == "cuda" else "cpu",
-                device_id=run.device.index, shard_id=run.rank, num_shards=run.world,
-                num_threads=args.workers, on_bad_image="error",
-                normalisation=args.normalisation))
+            self._iterator = EvalIterator(self.pipeline(self.dataset))
         return self._iterator
 
     def __call__(self, model) -> dict | None:
@@ -139,20 +133,6 @@ class Evaluation:
         counts = all_reduce_sum(counter.counts(), run.world).cpu()
         return accuracy_report(counts[0], counts[1], self.train_counts,
                                GROUP_RULES[self.args.groups])
-
-
-def stream_of(args, run, train_set):
-    """A :class:`~dali_cmo.data.iterator.CMOIterator` over one epoch of the training stream of
-    variant ``--bn-stats-from``, pasting (for variants that paste) as inside the CMO window:
-    the run's flags otherwise, this rank's shard."""
-    from dali_cmo.data.iterator import CMOIterator
-    from dali_cmo.training.arguments import make_train_config
-    from pipelines.training import TrainingPipeline
-    config = dataclasses.replace(make_train_config(args), variant=args.bn_stats_from, epochs=1,
-                                 cmo_start=-1, cmo_end=0)
-    return CMOIterator(TrainingPipeline(
-        train_set, config, device="gpu" if run.device.type == "cuda" else "cpu",
-        device_id=run.device.index or 0, shard_id=run.rank, num_shards=run.world))
 
 
 @torch.no_grad()
@@ -190,12 +170,13 @@ def recompute_bn_statistics(model, iterator, args, run) -> bool:
 
 
 def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_source: str,
-                           bad_training_image) -> int:
+                           bad_training_image, bn_stream) -> int:
     """``train.py --test-only last|best``: score the run's saved weights once on the evaluation
     set and report (:func:`dali_cmo.training.reports.write_test_report`); returns the exit
     status. The flags that define the model and its data must be the training run's.
     ``bad_training_image`` turns a :class:`BadImageError` of the training stream
-    (``--bn-stats-from``) into the exception to raise (one naming the training set)."""
+    (``--bn-stats-from``) into the exception to raise (one naming the training set);
+    ``bn_stream()`` builds that stream (a ``CMOIterator`` over one epoch of it)."""
     from dali_cmo.training.checkpoint import check_weights_identity, load_weights, run_identity
     from dali_cmo.training.models import build_model
     from dali_cmo.training.reports import write_test_report
@@ -211,7 +192,7 @@ def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_sou
     if args.bn_stats_from is not None:
         where += f"; BatchNorm statistics from one epoch of the {args.bn_stats_from} stream"
         try:
-            if not recompute_bn_statistics(model, stream_of(args, run, train_set), args, run):
+            if not recompute_bn_statistics(model, bn_stream(), args, run):
                 return run.stop.exit_status
         except BadImageError as error:
             raise bad_training_image(error) from None

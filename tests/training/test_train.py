@@ -169,9 +169,8 @@ def demo_stream(args):
     from dali_cmo.data.datasets import read_image_folder
     from dali_cmo.data.demo import demo_dir
     from dali_cmo.training.checkpoint import StopRequest
-    from dali_cmo.training.evaluation import stream_of
     run = train.Run(0, 1, torch.device("cpu"), Path("."), StopRequest())
-    return stream_of(args, run, read_image_folder(demo_dir() / "train"))
+    return train.stream_of(args, run, read_image_folder(demo_dir() / "train"))
 
 
 def bn_statistics_by_hand(model, args):
@@ -593,7 +592,8 @@ def _evaluation(tmp_path, on_bad_image, val_extra):
                            workers=1, on_bad_image=on_bad_image, amp=False, print_every=30.0,
                            normalisation=None, groups="lt20")
     run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
-    return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run)
+    return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run,
+                      train.evaluation_pipelines(args, run))
 
 
 def test_skip_mode_leaves_bad_evaluation_images_out_of_scoring(tmp_path, plugin, capsys):
