@@ -169,7 +169,7 @@ def make_train_config(args):
                        randaugment=args.randaugment,
                        q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
                        augment=args.augment, normalisation=args.normalisation,
-                       seed=args.seed, num_threads=args.workers,
+                       seed=args.seed, num_threads=args.dali_threads,
                        on_bad_image=args.on_bad_image,
                        max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader,
                        fg_cache_gb=args.fg_cache_gb)
@@ -183,7 +183,7 @@ def evaluation_pipelines(args, run: Run):
         EvalPipeline, style=args.style, batch_size=args.rank_batch_size,
         image_size=args.image_size, device="gpu" if args.device == "cuda" else "cpu",
         device_id=run.device.index, shard_id=run.rank, num_shards=run.world,
-        num_threads=args.workers, on_bad_image="error", normalisation=args.normalisation)
+        num_threads=args.dali_threads, on_bad_image="error", normalisation=args.normalisation)
 
 
 def stream_of(args, run: Run, train_set):

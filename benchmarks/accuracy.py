@@ -57,7 +57,7 @@ GROUPS = ("top1", "many", "medium", "few")
 # --quick: two arms of a few batches on the built-in demo data (a smoke test, no figures)
 QUICK = ["--dataset", "demo", "--max-steps-per-epoch", "1", "--batch-size", "16",
          "--cmo-start", "-1", "--cmo-end", "0", "--cmo-prob", "1.0", "--warmup", "0",
-         "--decay", "cosine", "--workers", "1", "--torch-threads", "1"]
+         "--decay", "cosine", "--dali-threads", "1", "--torch-threads", "1"]
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -74,7 +74,7 @@ def get_args(argv=None) -> argparse.Namespace:
              "or controls such as cutmix (P foregrounds; train.py --variant)")
     add("--seeds", type=int, nargs="+", default=[0])
     add("--epochs", type=int, default=200)
-    add("--train-args", default="--amp --channels-last --workers 1 --torch-threads 1",
+    add("--train-args", default="--amp --channels-last --dali-threads 1 --torch-threads 1",
         help="more train.py arguments for every arm (one string)")
     add("--parallel", type=int, default=2,
         help="arms trained at once (2 on a 2-core CPU: measured faster than one at a time)")

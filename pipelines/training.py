@@ -278,7 +278,7 @@ class TrainingPipeline:
         else:
             self.streams = TrainingStreams.for_variant(
                 dataset, config.variant, settings, reader_threads=max(2, config.num_threads),
-                max_batches=config.max_batches_per_epoch)
+                max_batches_per_epoch=config.max_batches_per_epoch)
         if self.streams.foreground is not None:
             self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
         self.fg_cache = None

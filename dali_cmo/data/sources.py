@@ -259,12 +259,12 @@ class StreamSource(SampledStream):
 
     Returns ``(encoded images, labels)``, or with a ``schedule`` ``(encoded, labels, flags)``:
     then only the flagged samples are read (the others get empty arrays), unless
-    ``read_unflagged``. ``max_batches > 0`` ends every epoch after that many batches (short
-    runs read nothing more). ``with_index`` adds the dataset indices read (int64 scalars, after
-    bad images were replaced) as a last output.
+    ``read_unflagged``. ``max_batches_per_epoch > 0`` ends every epoch after that many batches
+    (short runs read nothing more). ``with_index`` adds the dataset indices read (int64
+    scalars, after bad images were replaced) as a last output.
     """
     reader: FileReader | ArrayReader = field(default_factory=FileReader)
-    max_batches: int = 0  # > 0: the epoch ends after this many batches (nothing more is read)
+    max_batches_per_epoch: int = 0  # > 0: the epoch ends after this many batches
     with_index: bool = False
     _epoch_cache: tuple[int, np.ndarray] | None = field(default=None, repr=False)
     # (epoch, iteration, indices read, paths read) of the last batches handed to DALI: when the
@@ -279,12 +279,13 @@ class StreamSource(SampledStream):
 
     def batches_per_epoch(self) -> int:
         full = super().batches_per_epoch()
-        return min(full, self.max_batches) if self.max_batches else full
+        return min(full, self.max_batches_per_epoch) if self.max_batches_per_epoch else full
 
     def batch_indices(self, epoch: int, iteration: int) -> np.ndarray:
         start = iteration * self.batch_size
         indices = self.epoch_indices(epoch)
-        if start >= len(indices) or (self.max_batches and iteration >= self.max_batches):
+        if start >= len(indices) or (self.max_batches_per_epoch and
+                                        iteration >= self.max_batches_per_epoch):
             raise StopIteration
         return indices[start:start + self.batch_size]
 
@@ -396,15 +397,16 @@ class TrainingStreams(StreamPair):
 
     @classmethod
     def stream_maker(cls, dataset: LongTailDataset, settings: StreamSettings, *,
-                     reader_threads: int = 4, max_batches: int = 0) -> Callable:
-        """Streams sharing one reader of ``reader_threads`` threads; ``max_batches > 0`` ends
-        every epoch after that many batches."""
+                     reader_threads: int = 4, max_batches_per_epoch: int = 0) -> Callable:
+        """Streams sharing one reader of ``reader_threads`` threads;
+        ``max_batches_per_epoch > 0`` ends every epoch after that many batches."""
         reader = make_reader(dataset, reader_threads, settings.on_bad_image)
 
         def make(kind: str, name: str, paste_schedule: PasteSchedule | None) -> StreamSource:
             return StreamSource(dataset, settings.sampler(kind, dataset.labels, name),
                                 settings.batch_size, settings.shard_id, settings.num_shards,
-                                paste_schedule, reader=reader, max_batches=max_batches)
+                                paste_schedule, reader=reader,
+                                max_batches_per_epoch=max_batches_per_epoch)
         return make
 
     @property

@@ -22,7 +22,7 @@ from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
 from dali_cmo.data.sources import VARIANTS, paste_window
 from dali_cmo.training.checkpoint import CHANGEABLE, held_run
-from dali_cmo.training.distributed import default_workers, launched_world_size
+from dali_cmo.training.distributed import default_dali_threads, launched_world_size
 from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
 from dali_cmo.training.models import MODEL_NAMES
 from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_epoch,
@@ -66,6 +66,19 @@ class UsageError(Exception):
     def __init__(self, message: str, status: int = 2):
         super().__init__(message)
         self.status = status
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old name of a flag: stores into the flag's dest and prints one line
+    ``train.py: warning: --old is deprecated; use --new`` (rank 0; once, though
+    :func:`given_flags` parses again)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not getattr(self, "warned", False) and int(os.environ.get("RANK", "0")) == 0:
+            print(f"{PROG}: warning: {option_string} is deprecated; use "
+                  f"--{self.dest.replace('_', '-')}", file=sys.stderr)
+            self.warned = True
+        setattr(namespace, self.dest, values)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -194,9 +207,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--channels-last", action="store_true",
                        help="NHWC memory for the model and its inputs (on CPU and GPU; faster "
                             "convolutions on recent GPUs)")
-    group.add_argument("--workers", type=int, default=None,
+    group.add_argument("--dali-threads", type=int, default=None,
                        help="DALI threads per rank (default: the CPUs this process may use, "
                             "shared among the ranks of this node)")
+    group.add_argument("--workers", type=int, dest="dali_threads", action=DeprecatedAlias,
+                       help=argparse.SUPPRESS)  # the old name of --dali-threads
     group.add_argument("--torch-threads", type=int, default=0,
                        help="torch CPU threads (0: torch's default)")
     group.add_argument("--seed", type=int, default=0, help="random seed")
@@ -342,8 +357,8 @@ def _fill_defaults(args) -> None:
         args.eval_every = 0 if args.dataset == "demo" else 1
     if args.style is None:
         args.style = _preset_style(args)
-    if args.workers is None:
-        args.workers = default_workers()
+    if args.dali_threads is None:
+        args.dali_threads = default_dali_threads()
     if args.device is None:
         import torch
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -406,7 +421,7 @@ def check_args(args, make_config=None) -> None:
                                      f"generators take); got {args.seed}"),
         (args.image_size >= 1, f"--image-size must be >= 1; got {args.image_size}"),
         _finite("--imbalance-ratio", args.imbalance_ratio, ">= 1"),
-        (args.workers >= 1, f"--workers must be >= 1; got {args.workers}"),
+        (args.dali_threads >= 1, f"--dali-threads must be >= 1; got {args.dali_threads}"),
         (0 <= args.torch_threads <= max_threads,
          f"--torch-threads must lie in 0..{max_threads} (4 per CPU of this machine; more only "
          f"slow torch down); got {args.torch_threads}"),

@@ -55,7 +55,7 @@ def finish(world: int) -> None:
         dist.destroy_process_group()
 
 
-def default_workers() -> int:
+def default_dali_threads() -> int:
     """DALI threads per rank: the CPUs this process may use, shared among the node's ranks
     (``LOCAL_WORLD_SIZE`` from torchrun)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

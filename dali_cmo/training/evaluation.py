@@ -38,7 +38,7 @@ class Evaluation:
         dataset: the evaluation ``LongTailDataset``.
         train_counts: training images per class (the Many / Medium / Few groups).
         args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
-            ``workers``, ``on_bad_image``, ``amp``, ``print_every``, ``rank_batch_size``,
+            ``dali_threads``, ``on_bad_image``, ``amp``, ``print_every``, ``rank_batch_size``,
             ``normalisation``, ``groups``).
         run: this process's :class:`~dali_cmo.training.checkpoint.Run` (rank, world size,
             device, stop request, log).
@@ -69,7 +69,7 @@ class Evaluation:
             if line is not None:
                 line.show(f"checking {n:,} evaluation images: {done * run.world:,} done")
 
-        found = quick_check_files([self.dataset.path(i) for i in mine], self.args.workers,
+        found = quick_check_files([self.dataset.path(i) for i in mine], self.args.dali_threads,
                                   stop=lambda: run.stop.reason is not None, progress=progress)
         if line is not None:
             line.close()

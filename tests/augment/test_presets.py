@@ -27,7 +27,7 @@ def image_folder(tmp_path_factory):
 
 SHORT = ["--model", "resnet32", "--batch-size", "6", "--epochs", "2", "--warmup", "1",
          "--max-steps-per-epoch", "1", "--cmo-start", "-1", "--cmo-end", "0", "--cmo-prob", "1.0",
-         "--eval-every", "0", "--workers", "1", "--torch-threads", "1"]
+         "--eval-every", "0", "--dali-threads", "1", "--torch-threads", "1"]
 SMALL = {"imagenet": ["--image-size", "64", "--style", "imagenet"],
          "cifar": ["--image-size", "48"]}  # CIFAR style: the images' own size, pad 4 and crop
 

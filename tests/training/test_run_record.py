@@ -187,7 +187,7 @@ def test_every_run_refuses_a_folder_holding_another_run(tmp_path, monkeypatch, c
             f"--resume auto, start afresh with --overwrite, or choose another --output")
     # the demo's default folder: `python train.py` again starts afresh
     monkeypatch.chdir(tmp_path)
-    short = ["--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "8", "--workers",
+    short = ["--epochs", "1", "--max-steps-per-epoch", "1", "--batch-size", "8", "--dali-threads",
              "1", "--torch-threads", "1"]
     run_main(capsys, *short)
     folder = next((tmp_path / "runs").iterdir())

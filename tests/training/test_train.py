@@ -29,7 +29,7 @@ pytestmark = pytest.mark.trains
 # Short runs: CMO active from epoch 0, pasting every batch, one thread each for determinism.
 SHORT = ["--epochs", "2", "--max-steps-per-epoch", "3", "--batch-size", "16",
          "--cmo-start", "-1", "--cmo-end", "0", "--cmo-prob", "1.0", "--eval-every", "0",
-         "--workers", "1", "--torch-threads", "1", "--seed", "3"]
+         "--dali-threads", "1", "--torch-threads", "1", "--seed", "3"]
 
 
 def run_train(*arguments, timeout=240):
@@ -85,7 +85,7 @@ def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_
     # train to other top-1s): every expectation below is read from the run's own record.
     run_main(capsys, "--epochs", "5", "--max-steps-per-epoch", "8", "--batch-size", "32",
              "--variant", "none", "--warmup", "0", "--lr", "0.2", "--eval-every", "1",
-             "--workers", "1", "--torch-threads", "1", "--seed", "2", "--output", tmp_path)
+             "--dali-threads", "1", "--torch-threads", "1", "--seed", "2", "--output", tmp_path)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     best = torch.load(tmp_path / "best_model.pt", map_location="cpu", weights_only=False)
@@ -105,7 +105,7 @@ def test_best_model_holds_the_weights_that_scored_the_best_epoch(tmp_path, demo_
 
     # --test-only: the same scores again, from the run's flags; training outputs untouched
     flags = ["--max-steps-per-epoch", "8", "--batch-size", "32", "--variant", "none",
-             "--seed", "2", "--workers", "1", "--torch-threads", "1", "--output", tmp_path]
+             "--seed", "2", "--dali-threads", "1", "--torch-threads", "1", "--output", tmp_path]
     before = (tmp_path / "metrics.json").read_bytes(), (tmp_path / "log.jsonl").read_bytes()
     for which, expected in (("best", best["evaluation"]), ("last", log[-1])):
         out = run_main(capsys, *flags, "--test-only", which)
@@ -201,7 +201,7 @@ def test_the_bn_statistics_stream_is_one_epoch_of_the_variant_pasting_as_in_the_
         demo_data):
     from dali_cmo.data.datasets import read_image_folder
     images = len(read_image_folder(demo_data / "train"))
-    base = ["--epochs", "200", "--batch-size", "64", "--workers", "1", "--test-only"]
+    base = ["--epochs", "200", "--batch-size", "64", "--dali-threads", "1", "--test-only"]
     pasted = {}
     for variant in ("cmo", "none"):
         lams = [batch.lam for batch in
@@ -456,7 +456,7 @@ def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, demo_data, cap
 
 TINY = ["--preset", "demo", "--epochs", "2", "--warmup", "0", "--batch-size", "4",
         "--max-steps-per-epoch", "2", "--cmo-start", "-1", "--cmo-end", "0", "--cmo-prob", "1.0",
-        "--workers", "1", "--torch-threads", "1", "--seed", "1"]
+        "--dali-threads", "1", "--torch-threads", "1", "--seed", "1"]
 
 
 def tiny_data(folder: Path, train_extra=None, val_extra=None) -> list[str]:
@@ -589,7 +589,7 @@ def _evaluation(tmp_path, on_bad_image, val_extra):
     from image_fixtures import split_dataset
     listing = split_dataset(tmp_path, "val", per_class=(3, 3, 3), extra=val_extra)
     args = SimpleNamespace(style="cifar", rank_batch_size=4, image_size=32, device="cpu",
-                           workers=1, on_bad_image=on_bad_image, amp=False, print_every=30.0,
+                           dali_threads=1, on_bad_image=on_bad_image, amp=False, print_every=30.0,
                            normalisation=None, groups="lt20")
     run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
     return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run,
@@ -709,5 +709,11 @@ def test_decoder_warnings_are_traced_to_the_file(tmp_path, capfd):
 def test_dali_threads_default_to_the_cpus_of_this_rank(monkeypatch, tmp_path):
     import os
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert parse_args(["--output", str(tmp_path)]).workers == \
+    assert parse_args(["--output", str(tmp_path)]).dali_threads == \
         max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_workers_is_a_deprecated_name_of_dali_threads(tmp_path, capsys):
+    assert parse_args(["--workers", "3", "--output", str(tmp_path)]).dali_threads == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "train.py: warning: --workers is deprecated; use --dali-threads"]
