@@ -106,15 +106,10 @@ def _load_datasets(args) -> Data:
         return Data(read_image_folder(folder / "train"), read_image_folder(folder / "test"),
                     str(folder / "train"), str(folder / "test"))
     if args.dataset in CIFAR_LT_CLASSES:
-        if args.data is None and args.dataset == "cifar10-lt":
-            from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
-            try:
-                args.data = str(cifar10_dir())
-            except SharedDataMissing as error:
-                raise UsageError(f"--dataset cifar10-lt needs --data: {error}") from None
         if args.data is None:
-            raise UsageError(f"--data is required for --dataset {args.dataset} (the "
-                             f"cifar-100-python pickle folder or a JPEG tree)")
+            pickles = "cifar-10-batches-py" if args.dataset == "cifar10-lt" else "cifar-100-python"
+            raise UsageError(f"--data is required for --dataset {args.dataset} (the {pickles} "
+                             f"pickle folder or a JPEG tree holding train/ and test/)")
         # the reference's subset: np.random.seed(0), a shuffle per class
         train, test = load_cifar_lt(args.data, CIFAR_LT_CLASSES[args.dataset],
                                     args.imbalance_ratio, raw=args.pixels == "raw")

@@ -29,6 +29,7 @@ gains that column.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -66,7 +67,8 @@ def get_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add("--runs-dir", required=True, help="folder of the arms' run folders")
     add("--dataset", default="cifar10-lt", help="train.py --dataset")
-    add("--data", default=None, help="train.py --data (default: train.py's)")
+    add("--data", default=None,
+        help="train.py --data (default for cifar10-lt: the shared CIFAR-10 JPEGs)")
     add("--imbalance-ratio", type=float, default=100.0)
     add("--losses", nargs="+", choices=tuple(LOSSES), default=["ce"])
     add("--variants", nargs="+", choices=COMPARED, default=["cmo"],
@@ -103,6 +105,10 @@ def get_args(argv=None) -> argparse.Namespace:
     args.curves = Path(args.curves or runs / "accuracy_curves.png")
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1; got {args.parallel}")
+    if args.data is None and args.dataset == "cifar10-lt":  # train.py has no default --data
+        from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
+        with contextlib.suppress(SharedDataMissing):  # then train.py asks for --data
+            args.data = str(cifar10_dir())
     return args
 
 

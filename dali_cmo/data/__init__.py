@@ -12,6 +12,7 @@
 5. :mod:`~dali_cmo.data.iterator`: the PyTorch iterators (``CMOIterator``, ``EvalIterator``);
    :mod:`~dali_cmo.data.targets`: mixed soft targets.
 
-:mod:`~dali_cmo.data.shared_data` and :mod:`~dali_cmo.data.demo` locate the real test data and
-generate the built-in demo data set.
+:mod:`~dali_cmo.data.demo` generates the built-in demo data set into the user's cache folder
+(:mod:`~dali_cmo.data.cache`); :mod:`~dali_cmo.data.shared_data` locates the development
+checkout's real data for tests and benchmarks.
 """

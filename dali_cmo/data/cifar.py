@@ -160,7 +160,7 @@ def load_cifar_lt(data: str | os.PathLike, num_classes: int, imbalance_ratio: fl
         imbalance_ratio: n_max / n_min of the training subset (reference rule, seed 0).
         raw: raw pixels (pickles, or the JPEG tree decoded once into ``cache``); False keeps
             a JPEG tree as files decoded every epoch (pickles are always raw).
-        cache: folder for the decoded JPEG tree (default :func:`dali_cmo.data.shared_data.cache_dir`).
+        cache: folder for the decoded JPEG tree (default :func:`dali_cmo.data.cache.cache_dir`).
     """
     data = Path(data)
     pickles = find_pickle_folder(data)
@@ -168,7 +168,7 @@ def load_cifar_lt(data: str | os.PathLike, num_classes: int, imbalance_ratio: fl
         train, test = read_cifar_pickles(pickles, True), read_cifar_pickles(pickles, False)
     elif (data / "train").is_dir() and (data / "test").is_dir():
         if raw:
-            from dali_cmo.data.shared_data import cache_dir
+            from dali_cmo.data.cache import cache_dir
             cache = cache or cache_dir()
             train, test = read_jpeg_tree(data / "train", cache), read_jpeg_tree(data / "test", cache)
         else:

@@ -112,7 +112,7 @@ def demo_dir(cache: str | os.PathLike | None = None) -> Path:
     callers (several ranks, parallel tests) never see a half-written data set.
     """
     if cache is None:
-        from dali_cmo.data.shared_data import cache_dir
+        from dali_cmo.data.cache import cache_dir
         cache = cache_dir()
     target = Path(cache) / VERSION
     if (target / ".complete").exists():

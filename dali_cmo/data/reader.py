@@ -38,10 +38,10 @@ from typing import Callable
 
 import numpy as np
 
+from dali_cmo.data.cache import cache_dir
 from dali_cmo.data.datasets import LongTailDataset, labelled_lines
 from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
 from dali_cmo.data.sampling import EpochSampler, WeightedSampler
-from dali_cmo.data.shared_data import cache_dir
 from dali_cmo.data.sources import (RECENT_BATCHES, PasteSchedule, SampledStream, StreamPair,
                                    StreamSettings)
 

@@ -1,8 +1,10 @@
-"""Locate the read-only real data (``../shared/data``) used by tests, benchmarks and the CLI.
+"""Locate the read-only real data (``../shared/data``) of the development checkout, for tests
+and benchmarks only: nothing in the product defaults to it (``train.py --dataset cifar10-lt``
+needs ``--data``).
 
 The folder sits beside the repository; ``DALI_CMO_SHARED_DATA`` overrides it. Archives are
-extracted once into a cache folder (``DALI_CMO_CACHE``, default ``~/.cache/dali_cmo``) so
-that repeated test runs do not pay for extraction again.
+extracted once into the user's cache folder (:func:`dali_cmo.data.cache.cache_dir`) so that
+repeated test runs do not pay for extraction again.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+
+from dali_cmo.data.cache import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
@@ -29,12 +33,6 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         raise SharedDataMissing(
             f"shared data folder not found at {path} (set DALI_CMO_SHARED_DATA to its location)")
-    return path
-
-
-def cache_dir() -> Path:
-    path = Path(os.environ.get("DALI_CMO_CACHE", Path.home() / ".cache" / "dali_cmo"))
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

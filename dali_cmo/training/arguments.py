@@ -121,8 +121,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--data", default=None,
                        help="training split file, image folder or iNat JSON (cifar*-lt: the "
                             "pickle folder cifar-10-batches-py / cifar-100-python, or a folder "
-                            "holding train/ and test/ JPEGs; cifar10-lt default: the shared "
-                            "CIFAR-10 JPEGs)")
+                            "holding train/ and test/ JPEGs)")
     group.add_argument("--pixels", choices=("raw", "jpeg"), default="raw",
                        help="cifar*-lt from a JPEG tree: decode it once into raw pixels (cached) "
                             "or decode the JPEGs every epoch")

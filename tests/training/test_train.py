@@ -717,3 +717,12 @@ def test_workers_is_a_deprecated_name_of_dali_threads(tmp_path, capsys):
     assert parse_args(["--workers", "3", "--output", str(tmp_path)]).dali_threads == 3
     assert capsys.readouterr().err.splitlines() == [
         "train.py: warning: --workers is deprecated; use --dali-threads"]
+
+
+def test_cifar_lt_needs_data_even_where_the_shared_data_lies(tmp_path, monkeypatch, capsys):
+    """The development checkout's data folder is no default of --data."""
+    monkeypatch.setenv("DALI_CMO_SHARED_DATA", str(tmp_path))
+    assert train.main(["--dataset", "cifar10-lt", "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "train.py: error: --data is required for --dataset cifar10-lt (the cifar-10-batches-py "
+        "pickle folder or a JPEG tree holding train/ and test/)")
