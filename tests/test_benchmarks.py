@@ -44,12 +44,17 @@ def jpeg_dir(tmp_path_factory):
     return folder
 
 
+def run_throughput_quick(jpeg_dir, *args: str) -> subprocess.CompletedProcess:
+    """``throughput.py --quick`` on CPU over the fixture JPEGs, small batches and crops."""
+    return run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir",
+                      str(jpeg_dir), "--n-max", "16", "--batch-size", "8", "--image-size", "64",
+                      "--threads", "2", *args)
+
+
 def test_throughput_quick_writes_every_pipeline(jpeg_dir, tmp_path, plugin):
     import throughput
     out = tmp_path / "throughput.json"
-    run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
-               "--n-max", "16", "--batch-size", "8", "--image-size", "64", "--threads", "2",
-               "--json", str(out))
+    run_throughput_quick(jpeg_dir, "--json", str(out))
     report = json.loads(out.read_text())
     assert report["settings"]["device"] == "cpu"
     assert report["settings"]["pipelines"] == list(throughput.DEFAULT_PIPELINES)
@@ -70,9 +75,8 @@ def test_throughput_quick_writes_every_pipeline(jpeg_dir, tmp_path, plugin):
 
 def test_throughput_cache_row_reports_its_hit_rates(jpeg_dir, tmp_path, plugin):
     out = tmp_path / "cache.json"
-    run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
-               "--n-max", "16", "--batch-size", "8", "--image-size", "64", "--threads", "2",
-               "--pipelines", "cmo_cache", "--fg-cache-gb", "0.001", "--json", str(out))
+    run_throughput_quick(jpeg_dir, "--pipelines", "cmo_cache", "--fg-cache-gb", "0.001",
+                         "--json", str(out))
     report = json.loads(out.read_text())
     result = report["results"]["cmo_cache"]
     assert report["settings"]["fg_cache_gb"] == 0.001
@@ -86,9 +90,8 @@ def test_throughput_cache_row_reports_its_hit_rates(jpeg_dir, tmp_path, plugin):
 
 def test_throughput_augmentation_rows_are_paired_with_their_baseline(jpeg_dir, tmp_path, plugin):
     out = tmp_path / "augment.json"
-    run_script("throughput.py", "--quick", "--device", "cpu", "--images-dir", str(jpeg_dir),
-               "--n-max", "16", "--batch-size", "8", "--image-size", "64", "--threads", "2",
-               "--pipelines", "baseline", "--augment", "jitter", "--json", str(out))
+    run_throughput_quick(jpeg_dir, "--pipelines", "baseline", "--augment", "jitter",
+                         "--json", str(out))
     report = json.loads(out.read_text())
     results = report["results"]
     assert report["settings"]["pipelines"] == ["baseline", "baseline+jitter", "cmo+jitter",
