@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import do_not_convert
 
 import dali_cmo
 from dali_cmo.augment.crops import pad_crop
@@ -153,6 +154,7 @@ def reader_for(dataset: LongTailDataset, config: TrainConfig) -> str:
     return config.reader
 
 
+@do_not_convert  # no data conditionals; spares AutoGraph converting the list code (~2 s)
 def read_stream(stream, with_flags: bool, layout: str = "", with_index: bool = False):
     """``(encoded, labels[, paste flags][, dataset indices])`` of a stream in the graph: the
     native reader's outputs, or an ``external_source`` over a Python source (``layout``: of its

@@ -64,7 +64,7 @@ class PathList(Sequence[str]):
         paths: the paths (str).
     """
 
-    __slots__ = ("_bytes", "_starts", "_ends")
+    __slots__ = ("_bytes", "_starts", "_ends", "_hashes")
     CHUNK = 65_536  # paths decoded at a time when iterating
 
     def __init__(self, paths: Iterable[str] = ()) -> None:
@@ -72,6 +72,7 @@ class PathList(Sequence[str]):
         self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
         self._starts = self._ends - [len(e) for e in encoded]
+        self._hashes = None
 
     @classmethod
     def from_spans(cls, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> "PathList":
@@ -79,6 +80,7 @@ class PathList(Sequence[str]):
         out = cls.__new__(cls)
         out._bytes, out._starts, out._ends = data, np.asarray(starts, np.int64), \
             np.asarray(ends, np.int64)
+        out._hashes = None
         return out
 
     def __len__(self) -> int:
@@ -135,11 +137,23 @@ class PathList(Sequence[str]):
         return self._bytes[gather].tobytes(), offsets
 
     def encoded(self, indices) -> list[bytes]:
-        """The UTF-8 bytes of the paths ``indices``, one ``bytes`` each."""
+        """The UTF-8 bytes of the paths ``indices``, one ``bytes`` each.
+
+        Gathered with NUL after each path (no path holds one) and split in C: no Python code
+        per path."""
         indices = np.asarray(indices, dtype=np.int64)
-        view = memoryview(self._bytes)
-        return [bytes(view[start:end]) for start, end
-                in zip(self._starts[indices].tolist(), self._ends[indices].tolist())]
+        if not len(indices) or not len(self._bytes):
+            return [b""] * len(indices)
+        starts = self._starts[indices]
+        lengths = self._ends[indices] - starts
+        ends = np.cumsum(lengths + 1)  # where each path's NUL ends
+        source = np.arange(int(ends[-1])) + np.repeat(starts - (ends - lengths - 1), lengths + 1)
+        out = self._bytes[np.minimum(source, len(self._bytes) - 1)]
+        out[ends - 1] = 0
+        paths = out.tobytes().split(b"\0")[:-1]
+        if len(paths) != len(indices):  # as os.path.exists would say
+            raise ValueError("a path holds a NUL byte (embedded null byte)")
+        return paths
 
     def last_position(self, character: str) -> np.ndarray:
         """Where each path's last ``character`` (one ASCII character) is, as an index into
@@ -161,22 +175,30 @@ class PathList(Sequence[str]):
         return (self.from_spans(self._bytes, self._starts, cut),
                 self.from_spans(self._bytes, cut, self._ends))
 
-    def hashes(self) -> np.ndarray:
-        """A 64-bit hash of every path (uint64): its bytes weighted by a fixed random table,
-        vectorised; equal paths hash equal, different ones almost never do."""
-        hashes = np.zeros(len(self), dtype=np.uint64)
-        if not len(self):
-            return hashes
-        table = np.random.default_rng(0).integers(1, 2 ** 63, int(self.lengths().max()) + 1,
-                                                  dtype=np.uint64)
-        for lo in range(0, len(self), self.CHUNK):
-            data, ends = self.joined(lo, lo + self.CHUNK)
-            lengths = np.diff(ends, prepend=0)
-            position = np.arange(len(data)) - np.repeat(ends - lengths, lengths)
-            products = np.frombuffer(data, dtype=np.uint8) * table[position]  # wraps mod 2^64
-            filled = lengths > 0
-            hashes[lo:lo + len(ends)][filled] = np.add.reduceat(products, (ends - lengths)[filled])
-        return hashes
+    def hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """64-bit hashes (uint64) of every path and of its folder (the path up to its last
+        ``/``): bytes weighted by a fixed random table and summed, vectorised; equal strings
+        hash equal, different ones almost never do. One pass for both, kept: the duplicate
+        search and the existence check share it."""
+        if self._hashes is not None:
+            return self._hashes
+        paths, folders = np.zeros(len(self), np.uint64), np.zeros(len(self), np.uint64)
+        if len(self):
+            table = np.random.default_rng(0).integers(1, 2 ** 63, int(self.lengths().max()) + 1,
+                                                      dtype=np.uint64)
+            cut = self.last_position("/") + 1  # each folder's length
+            for lo in range(0, len(self), self.CHUNK):
+                data, ends = self.joined(lo, lo + self.CHUNK)
+                lengths = np.diff(ends, prepend=0)
+                starts = ends - lengths
+                position = np.arange(len(data)) - np.repeat(starts, lengths)
+                sums = np.zeros(len(data) + 1, dtype=np.uint64)  # sums[k]: bytes before k
+                np.cumsum(np.frombuffer(data, dtype=np.uint8) * table[position], out=sums[1:])
+                hi = lo + len(ends)  # differences of sums wrap mod 2^64, as the sums do
+                paths[lo:hi] = sums[ends] - sums[starts]
+                folders[lo:hi] = sums[starts + cut[lo:hi]] - sums[starts]
+        self._hashes = paths, folders
+        return self._hashes
 
     def duplicates(self) -> list[str]:
         """The paths listed more than once (each once, in first-listed order).
@@ -185,7 +207,7 @@ class PathList(Sequence[str]):
         strings."""
         if len(self) < 2:
             return []
-        hashes = self.hashes()
+        hashes = self.hashes()[0]
         ordered = np.sort(hashes)
         if not (ordered[1:] == ordered[:-1]).any():  # the usual case: no sort of indices
             return []
@@ -360,12 +382,13 @@ def _missing_files(root: Path, files: Sequence[str], workers: int = 8,
     ``stat``.
     """
     files = files if isinstance(files, PathList) else PathList(files)
-    folders, _ = files.split_after_last("/")
-    _, first, group = np.unique(folders.hashes(), return_index=True, return_inverse=True)
+    _, first, group = np.unique(files.hashes()[1], return_index=True, return_inverse=True)
+    folders, _ = files.take(first).split_after_last("/")
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(len(first) + 1)).tolist()
     groups = [(folder, order[lo:hi])
-              for folder, lo, hi in zip(folders.encoded(first), bounds[:-1], bounds[1:])]
+              for folder, lo, hi in zip(folders.encoded(np.arange(len(first))), bounds[:-1],
+                                        bounds[1:])]
     root = os.fsencode(root)
     missing = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
