@@ -44,14 +44,10 @@ images, and shares the step's paste coin, lambda and box (per batch) with the ot
 from __future__ import annotations
 
 import dataclasses
-import json
 import functools
-import math
 import random
 import sys
-import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -59,32 +55,15 @@ import torch
 from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
 from dali_cmo.data.datasets import (ArrayDataset, DatasetError, MissingFilesError, load_dataset,
                                     read_image_folder)
-from dali_cmo.data.integrity import (BadImageError, DecoderWarningTracer, command_line_advice,
-                                     full_check)
-from dali_cmo.data.sources import VARIANTS, pasting_epochs
-from dali_cmo.training.arguments import PROG, UsageError, flag_names, make_schedule, parse_args
-from dali_cmo.training.checkpoint import (CHECKPOINT, CheckpointError, Run, StopRequest,
-                                          awaiting_evaluation, check_identity, clear_run,
-                                          load_checkpoint, run_identity, save_best_model,
-                                          save_run, set_rng_states)
-from dali_cmo.training.distributed import all_reduce_sum, finish, init_distributed
-from dali_cmo.training.evaluation import Evaluation, evaluate_saved_weights, evaluation_due
-from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
-from dali_cmo.training.metrics import best_evaluation
-from dali_cmo.training.models import autocast
-from dali_cmo.training.progress import EpochProgress, StderrRelay
-from dali_cmo.training.reports import (FirstPastePicture, FirstStepRecord, code_version,
-                                       describe_code, write_log, write_run_report)
+from dali_cmo.data.integrity import DecoderWarningTracer, full_check
+from dali_cmo.training.arguments import PROG, UsageError, flag_names, parse_args
+from dali_cmo.training.checkpoint import CheckpointError, Run, StopRequest
+from dali_cmo.training.distributed import init_distributed
+from dali_cmo.training.progress import StderrRelay
+from dali_cmo.training.trainer import Data, Trainer
 
 
 # --------------------------------------------------------------------------- data
-
-class Data(NamedTuple):
-    train: object  # LongTailDataset
-    val: object
-    train_source: str  # what was read (for messages: `python -m dali_cmo check <source>`)
-    val_source: str
-
 
 def load_datasets(args) -> Data:
     """The training and evaluation sets of ``--dataset``."""
@@ -146,14 +125,6 @@ def check_crop_style(args, dataset) -> None:
             f"(random-resized-crop to --image-size; evaluation resizes and crops the centre)")
 
 
-def bad_image(error: BadImageError, dataset, source: str, args) -> UsageError:
-    """``error`` as the one-line message a user sees: where the file is listed and what to do
-    (exit status 1)."""
-    location = dataset.location(error.index) if error.index is not None else None
-    advice = command_line_advice(error, on_bad_image=args.on_bad_image, dataset=source)
-    return UsageError(f"{error.describe(location)}; {advice}", status=1)
-
-
 def make_train_config(args):
     """The ``pipelines.training.TrainConfig`` the flags describe."""
     from pipelines.training import TrainConfig
@@ -194,112 +165,26 @@ def stream_of(args, run: Run, train_set):
         device_id=run.device.index or 0, shard_id=run.rank, num_shards=run.world))
 
 
-def cmo_epochs(args) -> str:
-    """The epochs (counted from 1) in which CMO pastes, for the log."""
-    active = pasting_epochs(args.variant, args.cmo_prob, args.epochs, args.cmo_start,
-                            args.cmo_end)
-    if not active:
-        return "no pasting"
-    return f"pasting in epochs {active[0] + 1}..{active[-1] + 1} of {args.epochs}"
-
-
-# --------------------------------------------------------------------------- train
-
-@dataclasses.dataclass
-class EpochTotals:
-    """This rank's sums over the batches of an epoch; kept in checkpoints, so that an epoch
-    interrupted and resumed reports all of its batches."""
-    loss: float = 0.0
-    batches: int = 0
-    images: int = 0
-    seconds: float = 0.0
-
-
-def train_one_epoch(model, loss_fn, optimizer, scaler, schedule, iterator, epoch, args, run,
-                    pictures, totals: EpochTotals, debug_step=None) -> bool:
-    """Train the rest of the epoch, adding to ``totals``. Returns False when a stop request
-    ended it early (checked after every batch).
-
-    The loss is summed on the device; it is read back (a wait for the device) only after the
-    first step, every ``--log-every`` steps and at the end.
-
-    Raises:
-        UsageError: a step's loss was not finite (before anything of it could be saved).
-    """
-    model.train()
-    steps = len(iterator)
-    progress = EpochProgress(steps, epoch, args.epochs, run.is_main, args.print_every)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
-    first_bad = torch.full((), -1, dtype=torch.int64, device=run.device)  # non-finite loss
-    shown_loss = None
-
-    def check_finite(loss_read: float) -> None:
-        if not math.isfinite(loss_read):
-            bad_step = int(first_bad.item())
-            lr = schedule.lr_at(epoch + (bad_step - 1) / steps)
-            raise UsageError(
-                f"the loss is not finite in epoch {epoch + 1}, step {bad_step} of {steps} "
-                f"(lr {lr:.4g}): training diverged, and nothing of this epoch was saved; "
-                f"lower --lr (or --wd, --momentum) and start again", status=1)
-
-    tic = time.perf_counter()
-    for batch in iterator.epoch_batches():
-        step = iterator.position  # batches of this epoch done, this one included
-        schedule.apply(optimizer, epoch + (step - 1) / steps)
-        inputs = batch.images
-        if args.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast(args.device, args.amp):
-            logits = model(inputs)
-            # weight sums over the global batch: the loss of the reference's one-process step
-            loss = mixed_loss(loss_fn, logits.float(), batch.target_b, batch.target_f,
-                              batch.lam, world_size=run.world,
-                              all_reduce=(lambda t: all_reduce_sum(t, run.world))
-                              if run.world > 1 else None)
-        if debug_step is not None:
-            debug_step(batch, logits, loss)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loss_sum += loss.detach()
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step,
-                                first_bad)
-        totals.batches += 1
-        totals.images += len(batch)
-        pictures(batch)
-        if step % args.log_every == 0 or step == steps or shown_loss is None:
-            shown_loss = (totals.loss + loss_sum.item()) / totals.batches
-            check_finite(shown_loss)
-        seconds = totals.seconds + time.perf_counter() - tic
-        progress.update(step, totals.images * run.world / max(seconds, 1e-9), shown_loss)
-        run.global_step += 1
-        if args.stop_after_steps and run.global_step == args.stop_after_steps:
-            run.stop.request("--stop-after-steps")
-        if run.stop.requested(run.world):
-            break
-    progress.close()
-    totals.loss += loss_sum.item()
-    check_finite(totals.loss)  # before a stop request's checkpoint could save the weights
-    totals.seconds += time.perf_counter() - tic
-    return run.stop.reason is None
-
-
-def epoch_statistics(totals: EpochTotals, lr: float, run) -> dict:
-    """The epoch's loss, lr, images and images/s over every rank."""
-    sums = all_reduce_sum(torch.tensor([totals.loss, totals.batches, totals.images,
-                                        totals.seconds], dtype=torch.float64,
-                                       device=run.device), run.world).cpu().tolist()
-    loss, batches, images, seconds = sums
-    return {"loss": loss / max(batches, 1), "lr": lr, "train_images": int(images),
-            "train_images_per_second": images / max(seconds / run.world, 1e-9)}
+def training_pipeline(args, run: Run, train_set, device_id: int):
+    """This rank's ``pipelines.training.TrainingPipeline`` of the run."""
+    from pipelines.training import TrainingPipeline
+    try:
+        pipe = TrainingPipeline(train_set, make_train_config(args),
+                                device="gpu" if args.device == "cuda" else "cpu",
+                                device_id=device_id, shard_id=run.rank, num_shards=run.world)
+    except ValueError as error:
+        raise UsageError(flag_names(str(error))) from None
+    # recorded as the reader that reads (raw pixels and short epochs always use the Python
+    # sources): it is part of the run's identity, as a stream position restores with it only
+    args.reader = pipe.reader
+    return pipe
 
 
 # --------------------------------------------------------------------------- main
 
-def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
-    """The run the resolved ``args`` describe; returns the exit status. ``tracer`` learns
-    which files the pipelines read last; ``relay`` carries stderr to the terminal."""
+def start_run(args) -> tuple[Run, int]:
+    """This process's :class:`Run` (torchrun's rank and world size, the device, the seeds)
+    and its local rank."""
     rank, world, local_rank = init_distributed(args)
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
     run = Run(rank, world, device, Path(args.output), StopRequest(), args.channels_last)
@@ -315,211 +200,20 @@ def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
     if args.shortened:
         run.log(f"--epochs {args.epochs} shortens the {args.preset} recipe; scaled: " +
                 ", ".join(f"--{d.replace('_', '-')} {v}" for d, v in args.shortened.items()))
+    return run, local_rank
 
-    # Data: each rank reads its own shard of the training and evaluation sets; the
-    # evaluation set is checked before training, so that a bad image cannot end the run later.
-    from dali_cmo.data.iterator import CMOIterator
-    from pipelines.training import TrainingPipeline
+
+def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
+    """The run the resolved ``args`` describe; returns the exit status. ``tracer`` learns
+    which files the pipelines read last; ``relay`` carries stderr to the terminal."""
+    run, local_rank = start_run(args)
+    # each rank reads its own shard of the training and evaluation sets
     data = load_datasets(args)
-    train_set = data.train
-    check_crop_style(args, train_set)
-    evaluation = Evaluation(data.val, train_set.class_counts, args, run,
-                            evaluation_pipelines(args, run))
-    try:
-        evaluation.check_files()
-    except BadImageError as error:
-        raise bad_image(error, data.val, data.val_source, args) from None
-    if run.stop.requested(world):
-        run.log(f"stopped by {run.stop.reason} before training")
-        return run.stop.exit_status
+    check_crop_style(args, data.train)
+    trainer = Trainer(args, run, data, evaluation_pipelines(args, run), tracer, relay)
     if args.test_only:  # score saved weights, train nothing
-        try:
-            status = evaluate_saved_weights(
-                args, run, evaluation, train_set, data.val_source,
-                bad_training_image=lambda error: bad_image(error, train_set, data.train_source,
-                                                           args),
-                bn_stream=lambda: stream_of(args, run, train_set))
-        except BadImageError as error:
-            raise bad_image(error, evaluation.dataset, data.val_source, args) from None
-        finish(world)
-        return status
-    config = make_train_config(args)
-    dali_device = "gpu" if args.device == "cuda" else "cpu"
-    try:
-        train_pipe = TrainingPipeline(train_set, config, device=dali_device, device_id=local_rank,
-                                      shard_id=rank, num_shards=world)
-    except ValueError as error:
-        raise UsageError(flag_names(str(error))) from None
-    # recorded as the reader that reads (raw pixels and short epochs always use the Python
-    # sources): it is part of the run's identity, as a stream position restores with it only
-    args.reader = train_pipe.reader
-    iterator = CMOIterator(train_pipe)
-    tracer.candidates = lambda: iterator.recent_paths() + [
-        path for source in evaluation.sources() for (*_, paths) in list(source.recent)
-        for path in paths]
-    counts = train_set.class_counts
-    run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
-            f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
-            f"{counts.max() / counts.min():.0f}), {len(evaluation.dataset)} evaluation images; "
-            f"global batch {args.batch_size} = {world} rank(s) x {args.rank_batch_size}; "
-            f"variant {args.variant}, "
-            f"{cmo_epochs(args)}")
-
-    # Model, loss, optimiser, schedule.
-    from dali_cmo.training.models import build_model
-    model = build_model(args.model, train_set.num_classes,
-                        normed_linear=args.loss == "ldam").to(device)
-    if args.pretrained:
-        from dali_cmo.training.models import load_pretrained
-        try:
-            fresh = load_pretrained(model, args.pretrained)
-        except ValueError as error:
-            raise UsageError(f"--pretrained {error}") from None
-        run.log(f"weights from {args.pretrained}" + (f"; new: {', '.join(fresh)}" if fresh
-                                                      else ""))
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(args.loss, counts).to(device)
-    drw = DeferredReweighting(counts, args.drw_epoch) if args.drw_epoch is not None else None
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.wd)
-    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
-    schedule = make_schedule(args)
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if args.device == "cuda" else None)
-
-    # Resume: the same run (identity), then model, optimiser, scaler, RNG states, this rank's
-    # exact stream position, the sums of the epoch in progress and the record so far.
-    identity = run_identity(vars(args), world, train_set, data.val)
-    history, totals, state = [], EpochTotals(), None
-    last_evaluation = {"epoch": None, "report": None}  # what metrics.json reports
-    if args.resume:
-        state = load_checkpoint(args.resume, run.output, run.log)
-        if state is not None:
-            changes = check_identity(state, identity, args.allow_change)
-            if changes:
-                run.log(f"continuing with changes (--allow-change): {', '.join(changes)}")
-            threads = state["args"].get("torch_threads")
-            if args.device == "cpu" and threads != args.torch_threads:  # CPU sums split by thread
-                run.log(f"--torch-threads {args.torch_threads} differs from the checkpoint's "
-                        f"{threads}: the run continues, but not bit-exactly as it would have")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            set_rng_states(state["rng"][rank])
-            try:
-                iterator.load_state_dict(state["iterators"][rank])
-            except ValueError as error:  # saved with the other reader
-                raise UsageError(f"--resume {args.resume}: {error}") from None
-            history = state.get("history", [])
-            totals = EpochTotals(**state.get("epoch_totals", [{}] * world)[rank])
-            last_evaluation = state.get("last_evaluation") or last_evaluation
-    start_epoch = iterator.epoch
-    if start_epoch > args.epochs:
-        raise UsageError(f"--epochs {args.epochs}: the checkpoint has {start_epoch} epochs "
-                         f"done; give --epochs {start_epoch} or more")
-    unevaluated = awaiting_evaluation(state) if state is not None else None
-
-    run.output.mkdir(parents=True, exist_ok=True)
-    if run.is_main:
-        if state is None:  # a new record (the folder holds none, or --overwrite said so)
-            clear_run(run.output)
-        write_log(run.output, [entry for entry in history if entry is not unevaluated])
-    if args.debug_shards:
-        indices = {e: train_pipe.streams.background.epoch_indices(e).tolist()
-                   for e in range(min(2, args.epochs))}
-        (run.output / f"shard_rank{rank}.json").write_text(json.dumps(indices))
-    debug_step = FirstStepRecord(run.output / f"step_rank{rank}.json", train_pipe, loss_fn) \
-        if args.debug_shards else None
-    samples = run.output / "cmo_samples.png"
-    pictures = FirstPastePicture(samples if run.is_main and VARIANTS[args.variant][1]
-                                 and not samples.exists() else None,
-                                 config.mean_std, train_set.class_names)
-
-    def save(tag: str) -> None:
-        save_run(run, tag, model, optimizer, scaler, iterator, dataclasses.asdict(totals), history,
-                 last_evaluation, vars(args), identity)
-
-    def end_epoch(entry: dict, evaluate: bool) -> bool:
-        """The end of the epoch of ``entry`` (in ``history``): its evaluation when ``evaluate``
-        (the top-1 added to ``entry``; ``best_model.pt`` when it is the best so far), then the
-        checkpoint and ``log.jsonl``. An epoch's evaluation is part of it: stopped during the
-        evaluation (returns False), the checkpoint records the epoch as not evaluated and a
-        resume evaluates it first."""
-        epoch = entry["epoch"]
-        if evaluate:
-            try:
-                report = evaluation(ddp_model)
-            except BadImageError as error:
-                if world == 1:  # keep the epoch's training (other ranks would wait to score)
-                    save(f"epoch {epoch} trained, not evaluated")
-                raise bad_image(error, evaluation.dataset, data.val_source, args) from None
-            if report is None:
-                save(f"stopped by {run.stop.reason} while evaluating epoch {epoch}")
-                return False
-            last_evaluation.update(epoch=epoch, report=report)
-            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
-            if run.is_main and best_evaluation(history) is entry:
-                save_best_model(run.output, model, entry, identity)
-        save(f"epoch {epoch} done")
-        if run.is_main:
-            write_log(run.output, history)
-        # the epoch's decoder warnings, traced to their files, before its line
-        relay.sync()
-        tracer.wait()
-        relay.sync()
-        shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
-                          if entry.get(k) is not None)
-        run.log(f"epoch {epoch}/{args.epochs}: loss {entry['loss']:.4f}, lr "
-                f"{entry['lr']:.4g}, {entry['train_images_per_second']:.0f} img/s"
-                + (f"; {shown}" if shown else ""))
-        if train_pipe.fg_cache is not None:
-            run.log(train_pipe.fg_cache.describe())
-        return True
-
-    def stopped() -> int:
-        run.log(f"resume with: --resume {run.output / CHECKPOINT}")
-        finish(world)
-        return run.stop.exit_status
-
-    # The loops.
-    code = code_version() if run.is_main else None  # recorded in metrics.json
-    if unevaluated is not None:
-        run.log(f"epoch {unevaluated['epoch']} was trained but not evaluated: evaluating it")
-        if not end_epoch(unevaluated, evaluate=True):
-            return stopped()
-    run.log(f"training {args.model} ({args.loss} loss) for epochs {start_epoch + 1}.."
-            f"{args.epochs} on {args.device}; output in {run.output}; code: "
-            f"{describe_code(code) if code else ''}")
-    run_tic = time.perf_counter()
-    for epoch in range(start_epoch, args.epochs):
-        if drw is not None:
-            loss_fn.set_class_weights(drw.weights(epoch))
-        try:
-            finished = train_one_epoch(ddp_model, loss_fn, optimizer, scaler, schedule,
-                                       iterator, epoch, args, run, pictures, totals,
-                                       debug_step)
-        except BadImageError as error:
-            raise bad_image(error, train_set, data.train_source, args) from None
-        if not finished:
-            save(f"stopped by {run.stop.reason} in epoch {epoch + 1} after batch "
-                 f"{iterator.position}")
-            return stopped()
-        last_lr = schedule.lr_at(epoch + (len(iterator) - 1) / len(iterator))
-        history.append({"epoch": epoch + 1, **epoch_statistics(totals, last_lr, run)})
-        totals = EpochTotals()
-        if not end_epoch(history[-1], evaluation_due(epoch + 1, args.epochs, args.eval_every)):
-            return stopped()
-    elapsed = time.perf_counter() - run_tic
-
-    if run.is_main:  # the last epoch is always evaluated: last_evaluation holds it
-        write_run_report(run, args, last_evaluation["report"], last_evaluation["epoch"],
-                         history, elapsed, train_set, train_pipe.streams.reader.bad_files,
-                         evaluation.left_out, code)
-    finish(world)
-    return 0
+        return trainer.score(bn_stream=lambda: stream_of(args, run, data.train))
+    return trainer.fit(lambda: training_pipeline(args, run, data.train, local_rank))
 
 
 def main(argv=None) -> int:

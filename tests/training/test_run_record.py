@@ -21,6 +21,7 @@ import torch
 
 import train
 from dali_cmo.data.integrity import BadImageWarning, DecoderWarningTracer
+from dali_cmo.training import trainer
 from dali_cmo.training.arguments import make_schedule, parse_args
 from dali_cmo.training.evaluation import Evaluation
 from test_train import TINY, demo_data, last_error_line, run_main, tiny_data  # noqa: F401
@@ -228,14 +229,14 @@ def test_a_failed_write_is_one_line_and_keeps_the_last_checkpoint(tmp_path, monk
 
 def test_a_non_finite_loss_stops_the_run_saving_nothing_new(tmp_path, monkeypatch, capsys):
     data, out = tiny_data(tmp_path), tmp_path / "run"
-    real_loss, steps = train.mixed_loss, []
+    real_loss, steps = trainer.mixed_loss, []
 
     def diverging_loss(*args, **kwargs):
         steps.append(1)
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if len(steps) >= 3 else loss  # from epoch 2, step 1
 
-    monkeypatch.setattr(train, "mixed_loss", diverging_loss)
+    monkeypatch.setattr(trainer, "mixed_loss", diverging_loss)
     flags = [*TINY, *data, *EVAL_EVERY_EPOCH, "--epochs", "3", "--output", out]
     lr = make_schedule(parse_args(list(map(str, flags)))).lr_at(1.0)  # epoch 2, step 1
     assert train.main(list(map(str, flags))) == 1
@@ -404,7 +405,7 @@ def test_decoder_warnings_are_shown_before_the_final_report(tmp_path, monkeypatc
     from image_fixtures import garbled_scan, jpeg_bytes, picture
     data = tiny_data(tmp_path, train_extra={"train/c0/warns.jpg": (garbled_scan(jpeg_bytes(
         picture(80))), 0)})
-    real_trace, real_report, shown = DecoderWarningTracer._trace, train.write_run_report, {}
+    real_trace, real_report, shown = DecoderWarningTracer._trace, trainer.write_run_report, {}
 
     def slow_trace(tracer, paths):  # a trace slower than the rest of the run
         time.sleep(2)
@@ -415,7 +416,7 @@ def test_decoder_warnings_are_shown_before_the_final_report(tmp_path, monkeypatc
         real_report(*args, **kwargs)
 
     monkeypatch.setattr(DecoderWarningTracer, "_trace", slow_trace)
-    monkeypatch.setattr(train, "write_run_report", report)
+    monkeypatch.setattr(trainer, "write_run_report", report)
     assert train.main([*TINY, *WHOLE_EPOCH, *data, "--output", str(tmp_path / "run")]) == 0
     assert (f"decoder warning traced to {tmp_path / 'train/c0/warns.jpg'}: Corrupt JPEG data: "
             f"premature end of data segment") in shown["err"]

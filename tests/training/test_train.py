@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from dali_cmo.training.arguments import parse_args  # noqa: E402
+from dali_cmo.training.checkpoint import load_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.trains
 
@@ -264,7 +265,7 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     data = (broken / "checkpoint.pt").read_bytes()
     (broken / "checkpoint.pt").write_bytes(data[: len(data) // 2])
     messages = []
-    state = train.load_checkpoint(str(broken / "checkpoint.pt"), broken, messages.append)
+    state = load_checkpoint(str(broken / "checkpoint.pt"), broken, messages.append)
     assert any("truncated or corrupt" in m for m in messages), messages
     assert state["epoch"] == 1  # checkpoint.prev.pt: the end of epoch 1
 
