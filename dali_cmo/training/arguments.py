@@ -96,6 +96,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The parser of ``train.py``'s command line.
+
+    Long on purpose: one flat list of the flags, grouped and in the order ``--help`` shows
+    them, each with its help text; splitting it would only scatter that list.
+    """
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=HelpFormatter,
         description="Long-tailed classification with CMO (context-rich minority oversampling) "
@@ -406,7 +411,11 @@ def shorten_recipe(values: dict, preset_epochs: int, epochs: int) -> dict:
 
 def check_args(args, make_config=None) -> None:
     """Raise one :class:`UsageError` naming every value or combination that cannot work
-    (``make_config``: see :func:`parse_args`)."""
+    (``make_config``: see :func:`parse_args`).
+
+    Long on purpose: every check in one place, in one list where it can be, so that one
+    refusal names every problem at once.
+    """
     max_threads = 4 * (os.cpu_count() or 1)
     checks = [
         (args.batch_size >= 1, f"--batch-size must be >= 1; got {args.batch_size}"),
