@@ -235,6 +235,12 @@ def compared_pairs(args) -> list[tuple[str, str]]:
     return pairs + ([("cutmix", "cmo")] if {"cmo", "cutmix"} <= set(args.variants) else [])
 
 
+def gain_key(pair: tuple[str, str]) -> str:
+    """The summary's key of a gain: the variant over the baseline, else ``cmo-over-cutmix``."""
+    over, variant = pair
+    return variant if over == BASELINE else f"{variant}-over-{over}"
+
+
 def gain_name(pair: tuple[str, str]) -> str:
     over, variant = pair
     return LABELS[variant] if over == BASELINE else f"{LABELS[variant]} over {LABELS[over]}"
@@ -423,8 +429,7 @@ def report(args) -> dict:
                               PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
                "plot": args.plot.name if plotted else None,
                "curves": args.curves.name if curves else None, "runs": runs,
-               "mean_gain": {loss: {"-over-".join(pair[::-1]) if pair[0] != BASELINE
-                                    else pair[1]: mean_gain(args, runs, loss, pair)
+               "mean_gain": {loss: {gain_key(pair): mean_gain(args, runs, loss, pair)
                                     for pair in compared_pairs(args)} for loss in args.losses},
                "machine": machine_description()}
     write_json(args.json, summary)

@@ -30,6 +30,7 @@ contrast's grayscale mean, warps, blur), so pasted foregrounds are decoded whole
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,8 +105,9 @@ class TrainConfig:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be >= 1, got {self.image_size}")
-        if self.fg_cache_gb < 0:
-            raise ValueError(f"fg_cache_gb must be >= 0, got {self.fg_cache_gb:g}")
+        if not (math.isfinite(self.fg_cache_gb) and self.fg_cache_gb >= 0):
+            raise ValueError(f"fg_cache_gb must be a finite number >= 0, got "
+                             f"{self.fg_cache_gb:g}")
         if self.fg_cache_gb and not self.region_decode:
             raise ValueError("fg_cache_gb: the foreground cache serves region-decoded "
                              "foregrounds (foreground_decode 'region', style 'imagenet', a "

@@ -46,10 +46,9 @@ def available_memory() -> int | None:
 
 
 def check_budget(gib: float, held: int = 0) -> int:
-    """``gib`` in bytes; refuses a negative budget or one over the memory available now plus
-    the ``held`` bytes that the store already holds (a store shared with a live pipeline)."""
-    if gib < 0:
-        raise ValueError(f"fg_cache_gb must be >= 0, got {gib:g}")
+    """``gib`` (validated by ``TrainConfig``) in bytes; refuses a budget over the memory
+    available now plus the ``held`` bytes that the store already holds (a store shared with a
+    live pipeline)."""
     available = available_memory()
     if available is not None and gib * GIB > available + held:
         raise ValueError(f"fg_cache_gb {gib:g} GiB exceeds the memory available "

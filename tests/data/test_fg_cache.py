@@ -76,3 +76,7 @@ def test_the_cache_is_cpu_only_and_for_region_decoding(tail_list):
         TrainingPipeline(tail_list, TrainConfig(batch_size=8, fg_cache_gb=0.01), device="gpu")
     with pytest.raises(ValueError, match="serves region-decoded foregrounds"):
         TrainConfig(foreground_decode="full", fg_cache_gb=1)
+    for budget in (-1.0, float("nan"), float("inf")):  # refused before any other rule
+        with pytest.raises(ValueError) as refused:
+            TrainConfig(foreground_decode="full", fg_cache_gb=budget)
+        assert str(refused.value) == f"fg_cache_gb must be a finite number >= 0, got {budget:g}"
