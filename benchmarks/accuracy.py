@@ -40,7 +40,7 @@ from pathlib import Path
 
 # common puts the repository root on sys.path
 from common import REPO_ROOT, machine_description, write_json
-from dali_cmo.data.sources import pasting_epochs  # noqa: E402
+from dali_cmo.streams.schedule import pasting_epochs  # noqa: E402
 
 # loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (the reference's
 # 160 of 200 epochs, scaled with --epochs)

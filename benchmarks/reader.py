@@ -37,9 +37,9 @@ PIPELINE_KEYS = ("baseline", "baseline_python", "cmo", "cmo_python")
 
 def reader_stream(kind: str, dataset, batch_size: int, threads: int, seed: int):
     """The P stream of ``dataset`` as the native reader or as a Python source."""
-    from dali_cmo.data.reader import NativeStream
     from dali_cmo.data.sampling import PermutationSampler
-    from dali_cmo.data.sources import FileReader, StreamSource
+    from dali_cmo.streams.native import NativeStream
+    from dali_cmo.streams.python import FileReader, StreamSource
     sampler = PermutationSampler(len(dataset), seed=seed)
     if kind == "native":
         return NativeStream(dataset, sampler, batch_size)
@@ -49,13 +49,12 @@ def reader_stream(kind: str, dataset, batch_size: int, threads: int, seed: int):
 def reader_pipeline(kind: str, dataset, batch_size: int, threads: int, seed: int):
     from nvidia.dali import pipeline_def
 
-    from pipelines.training import read_stream
     stream = reader_stream(kind, dataset, batch_size, threads, seed)
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=None, seed=seed,
                   prefetch_queue_depth=2)
     def graph():
-        return tuple(read_stream(stream, with_flags=False))
+        return tuple(stream.read())
 
     pipe = graph()
     pipe.build()

@@ -195,9 +195,9 @@ class TermLoader(InProcessLoader):
 
     def __init__(self, dataset, config, graph: str):
         from nvidia.dali import fn, pipeline_def, types
-        from dali_cmo.data.sources import StreamSettings, TrainingStreams
+        from dali_cmo.streams import PythonStreams, StreamSettings
         from pipelines.training import RRC_AREA, RRC_ASPECT, pasted_foreground
-        streams = TrainingStreams.for_variant(
+        streams = PythonStreams.for_variant(
             dataset, "cmo", StreamSettings(config.batch_size, config.seed, config.paste_schedule()))
         size = config.image_size
 
@@ -269,7 +269,7 @@ class TorchLoader:
 
 
 def paste_schedule(probability: float, seed: int, per_sample: bool = False):
-    from dali_cmo.data.sources import PasteSchedule
+    from dali_cmo.streams.schedule import PasteSchedule
     return PasteSchedule(EPOCHS, -1, 0, probability, per_sample, seed)
 
 

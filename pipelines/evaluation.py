@@ -11,8 +11,8 @@ from __future__ import annotations
 from nvidia.dali import fn, pipeline_def, types
 
 from dali_cmo.constants import mean_std
-from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
-from dali_cmo.data.sources import sequential_batches
+from dali_cmo.data.datasets import LongTailDataset
+from dali_cmo.streams.python import SequentialSource
 from pipelines.training import STYLES, decoder_device
 
 
@@ -27,11 +27,11 @@ class EvalPipeline:
         self.mean_std = mean_std(normalisation or style)
         self.image_size, self.device, self.num_threads = image_size, device, num_threads
         self.device_id = (device_id or 0) if device == "gpu" else None
-        self.source = sequential_batches(dataset, batch_size, shard_id, num_shards,
+        self.sequence = SequentialSource(dataset, batch_size, shard_id, num_shards,
                                          on_bad_image=on_bad_image)
 
     def batches_per_epoch(self) -> int:
-        return self.source.num_batches
+        return self.sequence.num_batches
 
     def build(self):
         size = self.image_size
@@ -39,12 +39,12 @@ class EvalPipeline:
         @pipeline_def(batch_size=self.batch_size, num_threads=self.num_threads,
                       device_id=self.device_id, seed=0)
         def graph():
-            if isinstance(self.dataset, ArrayDataset):  # raw uint8 HWC pixels
-                images, labels = fn.external_source(self.source, num_outputs=2, batch=True,
+            if self.dataset.in_memory:  # raw uint8 HWC pixels
+                images, labels = fn.external_source(self.sequence, num_outputs=2, batch=True,
                                                     batch_info=True, layout=["HWC", ""])
                 images = images.gpu() if self.device == "gpu" else images
             else:
-                encoded, labels = fn.external_source(self.source, num_outputs=2, batch=True,
+                encoded, labels = fn.external_source(self.sequence, num_outputs=2, batch=True,
                                                      batch_info=True)
                 images = fn.decoders.image(encoded, device=decoder_device(self.device),
                                            output_type=types.RGB)

@@ -1,6 +1,6 @@
 """The CMO training pipeline (and, as its ``none`` variant, the baseline pipeline).
 
-Per stream: encoded bytes read in sampler order (``dali_cmo.data.sources``), decode fused with the
+Per stream: encoded bytes read in sampler order (``dali_cmo.streams``), decode fused with the
 training crop (ImageNet style: random-resized-crop to ``image_size``; CIFAR style: pad-4 random
 crop), an independent horizontal flip, then ``cmo_paste`` fused with normalisation to CHW
 float32/float16. Variants without a foreground end in ``crop_mirror_normalize`` instead, with the
@@ -9,8 +9,8 @@ same decode and crop operators.
 Bytes come from the native reader ``fn.readers.weighted_file`` (``reader="native"``: sampling,
 reading and checking in C++, in DALI's threads) or from the Python sources (``reader="python"``:
 ``external_source`` callables with a Python thread pool); both draw the same P permutations and
-paste coins for the same seed (:mod:`dali_cmo.data.reader`). In-memory pixels and short epochs
-always come from the Python sources (:func:`reader_for`).
+paste coins for the same seed (:mod:`dali_cmo.streams`). In-memory pixels and short epochs
+always come from the Python sources (:func:`dali_cmo.streams.make_streams`).
 
 Work nobody uses is skipped: the paste schedule is decided before reading, so foregrounds that
 will not be pasted (outside the augmentation window, or a lost coin) are neither read nor
@@ -33,24 +33,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 from nvidia.dali import fn, pipeline_def, types
-from nvidia.dali.pipeline import do_not_convert
 
 import dali_cmo
 from dali_cmo.augment.crops import pad_crop
 from dali_cmo.augment.randaugment import RandAugment
 from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import mean_std
-from dali_cmo.data.datasets import ArrayDataset, LongTailDataset
+from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.fg_cache import ForegroundCache
 from dali_cmo.data.integrity import check_policy
-from dali_cmo.data.reader import NativeStream, NativeStreams
-from dali_cmo.data.sources import (PasteSchedule, StreamSettings, TrainingStreams, check_variant,
-                                   rank_seed)
+from dali_cmo.streams import (READERS, PasteSchedule, StreamSettings, check_variant, make_streams,
+                              rank_seed)
 
 STYLES = ("imagenet", "cifar")
-READERS = ("native", "python")
 FOREGROUND_DECODES = ("region", "full", "naive")
 OUTPUT_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16}
 RRC_AREA = [0.08, 1.0]
@@ -84,7 +80,7 @@ class TrainConfig:
     prefetch: int = 2
     on_bad_image: str = "error"
     max_batches_per_epoch: int = 0  # > 0: each epoch ends after this many batches (short runs)
-    reader: str = "native"  # or "python" (in-memory pixels and short epochs: see reader_for)
+    reader: str = "native"  # or "python" (in-memory pixels and short epochs: make_streams)
     fg_cache_gb: float = 0.0  # > 0: decoded foregrounds kept up to this many GiB (CPU)
 
     def __post_init__(self):
@@ -145,28 +141,6 @@ class TrainConfig:
     def paste_schedule(self) -> PasteSchedule:
         return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
                              self.per_sample, self.seed)
-
-
-def reader_for(dataset: LongTailDataset, config: TrainConfig) -> str:
-    """The reader a pipeline uses: ``config.reader``, except that in-memory pixels
-    (``ArrayDataset``) and short epochs (``max_batches_per_epoch``, which read nothing past their
-    batches) always come from the Python sources."""
-    if isinstance(dataset, ArrayDataset) or config.max_batches_per_epoch:
-        return "python"
-    return config.reader
-
-
-@do_not_convert  # no data conditionals; spares AutoGraph converting the list code (~2 s)
-def read_stream(stream, with_flags: bool, layout: str = "", with_index: bool = False):
-    """``(encoded, labels[, paste flags][, dataset indices])`` of a stream in the graph: the
-    native reader's outputs, or an ``external_source`` over a Python source (``layout``: of its
-    images)."""
-    if isinstance(stream, NativeStream):
-        return stream.read(with_index)
-    stream.with_index = with_index
-    return fn.external_source(stream, num_outputs=2 + with_flags + with_index, batch=True,
-                              batch_info=True,
-                              layout=[layout, ""] + [""] * (with_flags + with_index))
 
 
 def decoder_device(device: str) -> str:
@@ -275,25 +249,24 @@ class TrainingPipeline:
         self.box_seed = self.schedule.box_seed(shard_id)
         settings = StreamSettings(config.batch_size, config.seed, self.schedule, shard_id,
                                   num_shards, config.q_scheme, config.q_r, config.q_beta,
-                                  config.on_bad_image)
-        self.reader = reader_for(dataset, config)
-        if self.reader == "native":
-            self.streams = NativeStreams.for_variant(dataset, config.variant, settings)
-        else:
-            self.streams = TrainingStreams.for_variant(
-                dataset, config.variant, settings, reader_threads=max(2, config.num_threads),
-                max_batches_per_epoch=config.max_batches_per_epoch)
-        if self.streams.foreground is not None:
-            self.streams.foreground.read_unflagged = config.foreground_decode == "naive"
+                                  config.on_bad_image,
+                                  read_unflagged=config.foreground_decode == "naive")
+        self.streams = make_streams(dataset, config.variant, settings, config.reader,
+                                    reader_threads=max(2, config.num_threads),
+                                    max_batches_per_epoch=config.max_batches_per_epoch)
         self.fg_cache = None
         if config.fg_cache_gb and self.has_foreground:
             if device != "cpu":
                 raise ValueError("fg_cache_gb: the foreground cache is CPU-only for now; use "
                                  "fg_cache_gb 0 on the GPU")
-            sampler = self.streams.foreground.sampler
-            probabilities = getattr(sampler, "probabilities", np.ones(len(dataset)))
+            probabilities = self.streams.foreground.sampler.draw_probabilities()
             self.fg_cache = ForegroundCache.for_stream(dataset, probabilities,
                                                        config.fg_cache_gb)
+
+    @property
+    def reader(self) -> str:
+        """The reader the streams use (``"native"`` or ``"python"``)."""
+        return self.streams.name
 
     @property
     def has_foreground(self) -> bool:
@@ -307,12 +280,10 @@ class TrainingPipeline:
         """True when the pipeline never ends an epoch itself (the native reader runs on): the
         iterator counts :meth:`batches_per_epoch` batches and cuts the last one to
         :meth:`last_batch_size` (the reader pads it by repeating a sample)."""
-        return self.reader == "native"
+        return self.streams.counts_epochs
 
     def last_batch_size(self) -> int:
-        background = self.streams.background
-        length = background.sampler.epoch_length(background.num_shards)
-        return length - (self.batches_per_epoch() - 1) * self.config.batch_size
+        return self.streams.last_batch_size()
 
     def build(self, checkpoint: str | None = None, with_box: bool = False):
         """The DALI pipeline (restored from a DALI ``checkpoint`` if given); ``with_box`` adds
@@ -336,9 +307,8 @@ class TrainingPipeline:
         config, device = self.config, self.device
         mean, std = config.mean_std
         out_dtype = OUTPUT_DTYPES[config.dtype]
-        raw = isinstance(self.dataset, ArrayDataset)  # uint8 HWC pixels, not encoded bytes
-        layout = "HWC" if raw else ""
-        encoded_b, label_b = read_stream(self.streams.background, False, layout)
+        raw = self.dataset.in_memory  # uint8 HWC pixels, not encoded bytes
+        encoded_b, label_b = self.streams.background.read()
         mirror_b = fn.random.coin_flip(probability=0.5)
         background = train_images(encoded_b, mirror_b, config, device, raw)
         paste_mirror_b = 0 if config.recipe.flips else mirror_b  # flips the recipe left
@@ -347,8 +317,8 @@ class TrainingPipeline:
                                               std=std, dtype=out_dtype, output_layout="CHW")
             return images, label_b
         cache = self.fg_cache
-        encoded_f, label_f, flags, *index_f = read_stream(self.streams.foreground, True, layout,
-                                                          with_index=cache is not None)
+        encoded_f, label_f, flags, *index_f = self.streams.foreground.read(
+            with_index=cache is not None)
         mirror_f = fn.random.coin_flip(probability=0.5)
         paste_mirror_f = 0 if config.recipe.flips else mirror_f
         size = config.image_size

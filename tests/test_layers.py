@@ -5,9 +5,10 @@ Layers, lowest first:
 
 0. ``dali_cmo`` (the package itself), ``dali_cmo.ops``, ``dali_cmo.data``,
    ``dali_cmo.augment``, ``dali_cmo.constants``;
-1. ``pipelines`` (the DALI pipeline definitions);
-2. ``dali_cmo.training`` (the trainer's parts);
-3. ``dali_cmo.cli``, ``dali_cmo.__main__`` and ``train.py`` (the command lines).
+1. ``dali_cmo.streams`` (which stream, read by whom, pasted when), on the data path;
+2. ``pipelines`` (the DALI pipeline definitions);
+3. ``dali_cmo.training`` (the trainer's parts);
+4. ``dali_cmo.cli``, ``dali_cmo.__main__`` and ``train.py`` (the command lines).
 
 The rule enforced: no module imports a module of a higher layer, and no module of ``dali_cmo``
 imports ``pipelines`` at all. So ``dali_cmo.training``, although above ``pipelines``, only
@@ -21,8 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"dali_cmo": 0, "dali_cmo.ops": 0, "dali_cmo.data": 0, "dali_cmo.augment": 0,
-          "dali_cmo.constants": 0, "pipelines": 1, "dali_cmo.training": 2, "dali_cmo.cli": 3,
-          "dali_cmo.__main__": 3, "train": 3}
+          "dali_cmo.constants": 0, "dali_cmo.streams": 1, "pipelines": 2, "dali_cmo.training": 3,
+          "dali_cmo.cli": 4, "dali_cmo.__main__": 4, "train": 4}
 PROJECT = ("dali_cmo", "pipelines", "train")
 
 
@@ -91,8 +92,11 @@ def test_the_check_catches_an_import_up_or_into_pipelines(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import numpy\n\ndef late():\n    from dali_cmo.training import losses\n")
     assert violations({**product_modules(), "dali_cmo.data.bad": bad}) == [
-        "dali_cmo.data.bad:4 (layer 0) imports dali_cmo.training (layer 2)",
-        "dali_cmo.data.bad:4 (layer 0) imports dali_cmo.training.losses (layer 2)"]
+        "dali_cmo.data.bad:4 (layer 0) imports dali_cmo.training (layer 3)",
+        "dali_cmo.data.bad:4 (layer 0) imports dali_cmo.training.losses (layer 3)"]
     bad.write_text("from pipelines.training import TrainConfig\n")
     assert violations({**product_modules(), "dali_cmo.training.bad": bad}) == [
-        "dali_cmo.training.bad:1 (layer 2) imports pipelines.training (layer 1)"]
+        "dali_cmo.training.bad:1 (layer 3) imports pipelines.training (layer 2)"]
+    bad.write_text("from dali_cmo.streams import make_streams\n")
+    assert violations({**product_modules(), "dali_cmo.data.bad": bad}) == [
+        "dali_cmo.data.bad:1 (layer 0) imports dali_cmo.streams (layer 1)"]

@@ -5,8 +5,9 @@
    Many / Medium / Few rule.
 2. :mod:`~dali_cmo.data.sampling`: the P (per-epoch permutation) and Q (per-epoch weighted
    draws) samplers.
-3. :mod:`~dali_cmo.data.sources`: DALI ``external_source`` callables that read bytes in sampler
-   order and decide the paste schedule; :mod:`~dali_cmo.data.integrity` checks every file.
+3. :mod:`dali_cmo.streams` (a wing of its own): the streams of a CMO variant, read by the
+   native reader or by Python sources, and the paste schedule;
+   :mod:`~dali_cmo.data.integrity` checks every file.
 4. ``pipelines/`` (outside the package): the DALI graphs that decode, crop and call the
    operators of :mod:`dali_cmo.ops`.
 5. :mod:`~dali_cmo.data.iterator`: the PyTorch iterators (``CMOIterator``, ``EvalIterator``);

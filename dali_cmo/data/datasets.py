@@ -303,6 +303,11 @@ class LongTailDataset:
     def __len__(self) -> int:
         return len(self.files)
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the images are held as decoded pixels (:class:`ArrayDataset`), not files."""
+        return False
+
     def path(self, i: int) -> Path:
         return self.root / self.files[i]
 
@@ -343,6 +348,10 @@ class ArrayDataset(LongTailDataset):
             shape = None if images is None else (images.shape, images.dtype)
             raise DatasetError(f"{self.source}: images must be uint8 of shape "
                                f"({len(self.files)}, H, W, 3); got {shape}")
+
+    @property
+    def in_memory(self) -> bool:
+        return True
 
     def subset(self, keep: Sequence[int], note: str) -> "ArrayDataset":
         """The samples ``keep`` (in that order), pixels included; see

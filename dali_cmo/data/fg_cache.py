@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dali_cmo.data.datasets import LongTailDataset
-from dali_cmo.data.reader import _write_once, lists_dir
+from dali_cmo.data.cache import lists_dir, write_once
 
 GIB = 2 ** 30
 MEMINFO = Path("/proc/meminfo")
@@ -139,7 +139,7 @@ class ForegroundCache:
         flags = np.zeros(len(dataset), np.uint8)
         flags[admitted] = 1
         mask = flags.tobytes()
-        path = _write_once(folder or lists_dir(), f"admission-"
+        path = write_once(folder or lists_dir(), f"admission-"
                            f"{hashlib.blake2b(mask, digest_size=12).hexdigest()}.bin", [mask])
         hit_rate = float(np.sum(probabilities[admitted]) / np.sum(probabilities))
         return cls(name, budget, path, admitted, hit_rate)

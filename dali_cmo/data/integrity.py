@@ -26,7 +26,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -386,30 +386,36 @@ def find_culprit(candidates: Iterable[tuple[int, int, int, str]], workers: int =
     return None
 
 
-def culprit_error(error: BaseException, sources, epoch: int, iteration: int
+class BatchRead(NamedTuple):
+    """A batch's provenance: its epoch and iteration, and the dataset indices and paths of the
+    files it read (after bad files were replaced)."""
+    epoch: int
+    iteration: int
+    indices: Sequence[int]
+    paths: Sequence
+
+
+def culprit_error(error: BaseException, histories: Iterable[Sequence[BatchRead]], epoch: int,
+                  iteration: int, bad_files: dict[str, str] | None = None
                   ) -> BadImageError | None:
     """A :class:`BadImageError` for the file behind ``error`` (a failed ``pipe.run()``), or None.
 
-    ``sources`` are objects with a ``recent`` deque of ``(epoch, iteration, indices, paths)``:
-    the batch ``(epoch, iteration)`` is searched first, then the other recent batches (DALI
-    prefetches, so the failing batch need not be the last one produced). A file that fails the
-    check is recorded as bad in its source's reader.
+    ``histories`` hold each stream's recent batches, oldest first: the batch
+    ``(epoch, iteration)`` is searched first, then the others, newest first (DALI prefetches, so
+    the failing batch need not be the last one produced). A file that fails the check is
+    recorded in ``bad_files`` (path -> problem) when given.
     """
     first, rest = [], []
-    for source in sources:
-        if source is None:
-            continue
-        for (e, it, indices, paths) in reversed(list(getattr(source, "recent", ()))):
+    for history in histories:
+        for (e, it, indices, paths) in reversed(list(history)):
             target = first if (e, it) == (epoch, iteration) else rest
             target.extend((e, it, int(i), str(p)) for i, p in zip(indices, paths))
     found = find_culprit(first + rest)
     if found is None:
         return None
     (e, it, index, path), report = found
-    for source in sources:
-        reader = getattr(source, "reader", None)
-        if reader is not None and hasattr(reader, "bad_files"):
-            reader.bad_files.setdefault(path, report.problem)
+    if bad_files is not None:
+        bad_files.setdefault(path, report.problem)
     message = f"{report.problem}; the decoder failed with: {_first_line(error)}"
     return BadImageError(path, message, index=index, epoch=e, iteration=it, decoded=True)
 

@@ -2,7 +2,7 @@
 
 Epochs: P decides the epoch (each shard sees ``ceil(N / num_shards)`` positions, see
 :meth:`dali_cmo.data.sampling.EpochSampler.shard` and, for the native reader,
-:func:`dali_cmo.data.reader.shard_positions`); Q follows it position by position. The last
+:func:`dali_cmo.streams.native.shard_positions`); Q follows it position by position. The last
 batch of an epoch is partial (``len()`` counts it), so every P sample of a shard appears exactly
 once per epoch. Python sources end an epoch themselves (StopIteration); the native reader runs
 on, so the iterator counts the epoch's batches and cuts the padding off the last one.
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from dali_cmo.data.integrity import BadImageError, culprit_error
+from dali_cmo.data.integrity import BadImageError
 from dali_cmo.data.targets import soft_targets
 
 
@@ -53,7 +53,7 @@ def run_naming_bad_files(pipe, device: str = "cpu", name_culprit=None):
         pipe: a built DALI pipeline.
         device: the pipeline's device, ``"cpu"`` or ``"gpu"``.
         name_culprit: ``error -> BadImageError | None``, the search for the file behind a
-            failure (e.g. ``TrainingStreams.culprit`` for the batch asked for); None: no search.
+            failure (e.g. ``StreamPair.culprit`` for the batch asked for); None: no search.
     """
     try:
         return pipe.run(torch.cuda.current_stream()) if device == "gpu" else pipe.run()
@@ -93,7 +93,7 @@ class CMOIterator:
     """Yields :class:`CMOBatch` epoch by epoch from a ``pipelines.training.TrainingPipeline``."""
 
     def __init__(self, training_pipeline, state: dict | None = None):
-        self.source = training_pipeline
+        self.pipeline = training_pipeline
         self.epoch = 0      # the epoch the next batch belongs to
         self.position = 0   # batches of that epoch already yielded
         self._pipe = None
@@ -101,19 +101,19 @@ class CMOIterator:
             self.load_state_dict(state)
 
     def __len__(self) -> int:
-        return self.source.batches_per_epoch()
+        return self.pipeline.batches_per_epoch()
 
     @property
     def pipe(self):
         if self._pipe is None:
-            self._pipe = self.source.build()
+            self._pipe = self.pipeline.build()
         return self._pipe
 
     def _convert(self, outputs) -> CMOBatch:
-        device = self.source.device
+        device = self.pipeline.device
         images = to_torch(outputs[0], device)
         target_b = to_torch(outputs[1], device).long().reshape(-1)
-        if len(outputs) == 4:
+        if self.pipeline.has_foreground:
             target_f = to_torch(outputs[2], device).long().reshape(-1)
             lam = to_torch(outputs[3], device).float().reshape(-1)
         else:  # a variant without foregrounds: nothing pasted
@@ -122,13 +122,13 @@ class CMOIterator:
 
     def epoch_batches(self) -> Iterator[CMOBatch]:
         """The remaining batches of the current epoch; afterwards the next epoch is current."""
-        streams = self.source.streams
-        counted = self.source.counts_epochs
+        streams = self.pipeline.streams
+        counted = self.pipeline.counts_epochs
         while not counted or self.position < len(self):
             epoch, position = self.epoch, self.position
             try:
                 outputs = run_naming_bad_files(
-                    self.pipe, self.source.device,
+                    self.pipe, self.pipeline.device,
                     lambda error: streams.culprit(error, epoch, position))
             except StopIteration:
                 self.pipe.reset()
@@ -137,50 +137,50 @@ class CMOIterator:
             batch = self._convert(outputs)
             streams.after_batch()
             if counted and self.position == len(self):
-                batch = batch.head(self.source.last_batch_size())
+                batch = batch.head(self.pipeline.last_batch_size())
             yield batch
         self.epoch, self.position = self.epoch + 1, 0
 
     def recent_paths(self) -> list[str]:
         """The files of the batches the pipeline may be working on (DALI prefetches ahead)."""
-        return self.source.streams.recent_paths(self.epoch, self.position)
+        return self.pipeline.streams.recent_paths(self.epoch, self.position)
 
     def state_dict(self) -> dict:
         """Where the stream stands: enough to continue exactly (JSON-serialisable)."""
         return {"epoch": self.epoch, "position": self.position,
-                "reader": self.source.reader, "dali_checkpoint": self.pipe.checkpoint()}
+                "reader": self.pipeline.reader, "dali_checkpoint": self.pipe.checkpoint()}
 
     def load_state_dict(self, state: dict) -> None:
         # a DALI checkpoint holds the reader's own state: it restores the same reader only
         saved = state.get("reader", "python")  # states from before the native reader
-        if saved != self.source.reader:
+        if saved != self.pipeline.reader:
             raise ValueError(f"this stream position was saved with reader={saved!r}, not "
-                             f"{self.source.reader!r}; resume with reader={saved!r} "
+                             f"{self.pipeline.reader!r}; resume with reader={saved!r} "
                              f"(train.py --reader {saved})")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        self._pipe = self.source.build(checkpoint=state["dali_checkpoint"])
+        self._pipe = self.pipeline.build(checkpoint=state["dali_checkpoint"])
 
 
 class EvalIterator:
     """Yields ``(images, targets)`` once over an ``pipelines.evaluation.EvalPipeline`` shard."""
 
     def __init__(self, eval_pipeline):
-        self.source = eval_pipeline
+        self.pipeline = eval_pipeline
         self._pipe = None
 
     def __len__(self) -> int:
-        return self.source.batches_per_epoch()
+        return self.pipeline.batches_per_epoch()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._pipe is None:
-            self._pipe = self.source.build()
-        device = self.source.device
+            self._pipe = self.pipeline.build()
+        device = self.pipeline.device
         position = 0
         while True:
             try:
                 images, labels = run_naming_bad_files(
                     self._pipe, device,
-                    lambda error: culprit_error(error, (self.source.source,), 0, position))
+                    lambda error: self.pipeline.sequence.culprit(error, 0, position))
             except StopIteration:
                 self._pipe.reset()
                 return

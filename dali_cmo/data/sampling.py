@@ -194,6 +194,15 @@ class EpochSampler:
         positions = np.arange(shard_id * length, (shard_id + 1) * length)
         return self.indices(epoch)[positions % self.num_samples]
 
+    def draw_probabilities(self) -> np.ndarray:
+        """Each sample's chance per draw (float64, sums to 1): uniform here."""
+        return np.full(self.num_samples, 1.0 / self.num_samples)
+
+    def reader_twin(self) -> tuple["EpochSampler", np.ndarray | None]:
+        """The sampler the native reader follows and the weights it is given (None: it
+        permutes): this sampler, without weights."""
+        return self, None
+
     def __len__(self) -> int:
         return self.num_samples
 
@@ -254,6 +263,15 @@ class WeightedSampler(EpochSampler):
         np.minimum(drawn, self._last_positive, out=drawn)  # u rounded up to c_{N-1}
         rng.shuffle(drawn)
         return drawn
+
+    def draw_probabilities(self) -> np.ndarray:
+        return self.probabilities
+
+    def reader_twin(self) -> tuple["WeightedSampler", np.ndarray]:
+        """A twin over the weights rounded to float32, as the native reader receives them (about
+        1 draw in 10,000 lands on a neighbouring sample against the float64 weights)."""
+        weights = self.probabilities.astype(np.float32)
+        return WeightedSampler(weights, seed=self.seed, stream=self.stream), weights
 
 
 def make_sampler(kind: str, labels: np.ndarray, *, seed: int, stream: str,

@@ -20,7 +20,7 @@ from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
-from dali_cmo.data.sources import VARIANTS, paste_window
+from dali_cmo.streams.schedule import VARIANTS, paste_window
 from dali_cmo.training.checkpoint import CHANGEABLE, held_run
 from dali_cmo.training.distributed import default_dali_threads, launched_world_size
 from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss

@@ -31,7 +31,7 @@ RUN_FILES = RUN_RECORD + (f".{CHECKPOINT}.tmp", f".{BEST_MODEL}.tmp", "per_class
                           "cmo_samples.png", "evaluation_*.json", "evaluation_*_per_class.png")
 # What defines a run, by flag: a resumed run must keep these (the data are compared by content;
 # "world size" is torchrun's number of ranks; "classifier" is cosine for --loss ldam; "--reader"
-# is the reader that reads, see pipelines.training.reader_for).
+# is the reader that reads, see dali_cmo.streams.make_streams).
 FIXED = ("--data", "--batch-size", "world size", "--model", "classifier", "--image-size",
          "--style", "--augment", "--variant", "--seed", "--q-scheme", "--q-r", "--q-beta",
          "--per-sample", "--normalisation", "--reader")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from dali_cmo.data.datasets import ArrayDataset
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.integrity import BadImageError, quick_check_files
 from dali_cmo.training.distributed import all_reduce_sum, gather_objects
@@ -59,7 +58,7 @@ class Evaluation:
             BadImageError: ``--on-bad-image error`` and a bad file (the first; the message
                 counts the others). Under ``skip`` the bad files are left out instead.
         """
-        if isinstance(self.dataset, ArrayDataset):
+        if self.dataset.in_memory:
             return  # pixels in memory: nothing to read
         run, n = self.run, len(self.dataset)
         mine = list(range(run.rank, n, run.world))
@@ -95,9 +94,9 @@ class Evaluation:
         self.dataset = self.dataset.subset(keep, f"{len(self.left_out)} bad images left out")
         self._iterator = None
 
-    def sources(self) -> list:
-        """The evaluation pipeline's source (its ``recent`` batches), once it is built."""
-        return [self._iterator.source.source] if self._iterator is not None else []
+    def recent_paths(self) -> list[str]:
+        """The files of the evaluation pipeline's recent batches (none before it is built)."""
+        return self._iterator.pipeline.sequence.recent_paths() if self._iterator else []
 
     def _batches(self):
         if self._iterator is None:

@@ -22,7 +22,7 @@ import torch
 
 from dali_cmo.data.integrity import BadImageError, command_line_advice
 from dali_cmo.data.iterator import CMOIterator
-from dali_cmo.data.sources import VARIANTS, pasting_epochs
+from dali_cmo.streams.schedule import VARIANTS, pasting_epochs
 from dali_cmo.training.arguments import UsageError, make_schedule
 from dali_cmo.training.checkpoint import (CHECKPOINT, awaiting_evaluation, check_identity,
                                           clear_run, load_checkpoint, run_identity,
@@ -182,9 +182,8 @@ class Trainer:
         """The stream, model, loss, optimiser, scaler and schedule of a fresh run."""
         args, run, train_set = self.args, self.run, self.data.train
         self.train_pipe, self.iterator = train_pipe, CMOIterator(train_pipe)
-        self.tracer.candidates = lambda: self.iterator.recent_paths() + [
-            path for source in self.evaluation.sources() for (*_, paths) in list(source.recent)
-            for path in paths]
+        self.tracer.candidates = lambda: (self.iterator.recent_paths()
+                                          + self.evaluation.recent_paths())
         counts = train_set.class_counts
         run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
                 f"(largest {counts.max()}, smallest {counts.min()}, imbalance "

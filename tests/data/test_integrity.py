@@ -228,7 +228,7 @@ def test_skip_mode_completes_epochs(plugin, fixture_root):
 
 
 def test_skip_replaces_with_same_class(fixture_root):
-    from dali_cmo.data.sources import FileReader
+    from dali_cmo.streams.python import FileReader
     dataset = load_dataset(fixture_root / "bad.txt")
     reader = FileReader(2, on_bad_image="skip")
     bad_index = [str(f) for f in dataset.files].index("ship/bad_gif.jpg")

@@ -11,7 +11,7 @@ from dali_cmo.data.datasets import LongTailDataset, read_image_folder
 from dali_cmo.data.demo import demo_dir
 from dali_cmo.data.iterator import CMOIterator, EvalIterator
 from dali_cmo.data.sampling import PermutationSampler, WeightedSampler
-from dali_cmo.data.sources import PasteSchedule, paste_window
+from dali_cmo.streams.schedule import PasteSchedule, paste_window
 from pipelines.evaluation import EvalPipeline
 from pipelines.training import TrainConfig, TrainingPipeline
 

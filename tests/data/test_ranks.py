@@ -13,7 +13,7 @@ from PIL import Image
 
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.iterator import CMOIterator
-from dali_cmo.data.sources import PasteSchedule, rank_seed
+from dali_cmo.streams.schedule import PasteSchedule, rank_seed
 from pipelines.training import TrainConfig, TrainingPipeline
 
 ACTIVE = dict(epochs=4, cmo_start=-1, cmo_end=0)  # pasting from the first epoch on

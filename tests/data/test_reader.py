@@ -20,9 +20,10 @@ from scipy.stats import chi2
 from dali_cmo.data.datasets import LongTailDataset, read_split_file
 from dali_cmo.data.integrity import BadImageError, BadImageWarning, quick_check
 from dali_cmo.data.iterator import CMOIterator
-from dali_cmo.data.reader import PASTE_COIN_STREAM, shard_positions
+from dali_cmo.streams.native import shard_positions
+from dali_cmo.streams.schedule import PASTE_COIN_STREAM
 from dali_cmo.data.sampling import PermutationSampler, WeightedSampler, sample_weights
-from dali_cmo.data.sources import PasteSchedule
+from dali_cmo.streams.schedule import PasteSchedule
 from pipelines.training import TrainConfig, TrainingPipeline
 
 COUNTS = [12, 8, 5, 3, 2, 1]     # 31 files, long-tailed

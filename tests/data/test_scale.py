@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dali_cmo.data.datasets import LongTailDataset, PathList, labelled_lines, read_split_file
-from dali_cmo.data.reader import reader_file_list, reader_weights_file
+from dali_cmo.streams.native import reader_file_list, reader_weights_file
 from dali_cmo.data.sampling import sample_weights
 from tests.data.test_reader import _files, _pipeline, _run, small  # noqa: F401 (fixture)
 

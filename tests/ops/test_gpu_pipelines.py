@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import requires_gpu
 
 from dali_cmo.data.datasets import LongTailDataset
-from dali_cmo.data.sources import PasteSchedule
+from dali_cmo.streams.schedule import PasteSchedule
 from pipelines.training import TrainConfig, TrainingPipeline
 
 BATCHES = 4

@@ -537,7 +537,7 @@ False passes the bytes on unchecked.)", true)
 probability, before anything is read; the coin is a fourth output. The coin of batch ``b`` of
 epoch ``e`` comes from ``(seed, e, "<coin_stream>/<b>")``, the same on every shard (one coin per
 global step); per sample from ``(seed, e, "<coin_stream>/<shard_id>/<b>")``, as
-``dali_cmo.data.sources.PasteSchedule.flags``.)", 1.0f)
+``dali_cmo.streams.schedule.PasteSchedule.flags``.)", 1.0f)
     .AddOptionalArg("coin_per_sample", "One coin per sample instead of one per batch.", false)
     .AddOptionalArg("coin_epochs", R"(``[first, stop)``: the epochs in which coins are tossed;
 outside them every coin shows tails.)", std::vector<int>{0, std::numeric_limits<int>::max()})

@@ -2,7 +2,7 @@
 
 The reader (``dali_cmo/ops/csrc/cmo_reader.cc``) samples, reads and checks files in C++ inside
 the DALI graph. This module gives the training pipelines the same view of it as of the Python
-sources (:mod:`dali_cmo.data.sources`):
+sources (:mod:`dali_cmo.streams.python`):
 
 * :class:`NativeStream`: one P or Q stream as reader arguments, with a NumPy twin of the indices
   the reader draws (:meth:`NativeStream.epoch_indices`) for checks and debugging;
@@ -33,21 +33,18 @@ import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 
-from dali_cmo.data.cache import cache_dir
-from dali_cmo.data.datasets import LongTailDataset, labelled_lines
-from dali_cmo.data.integrity import BadImageError, check_policy, culprit_error, warn_skipped
-from dali_cmo.data.sampling import EpochSampler, WeightedSampler
-from dali_cmo.data.sources import (RECENT_BATCHES, PasteSchedule, SampledStream, StreamPair,
-                                   StreamSettings)
+from nvidia.dali.pipeline import do_not_convert
 
-#: The stream name of PasteSchedule's coins: ``epoch_generator(seed, epoch, "paste/<b>")`` per
-#: batch, ``"paste/<shard>/<b>"`` per sample.
-PASTE_COIN_STREAM = "paste"
+from dali_cmo.data.cache import lists_dir, write_once
+from dali_cmo.data.datasets import LongTailDataset, labelled_lines
+from dali_cmo.data.integrity import (BadImageError, BatchRead, check_policy, culprit_error,
+                                     warn_skipped)
+from dali_cmo.streams.base import RECENT_BATCHES, SampledStream, StreamPair, StreamSettings
+from dali_cmo.streams.schedule import PASTE_COIN_STREAM, PasteSchedule
 
 _READER_MESSAGE = re.compile(r"bad image (?P<path>.+?) \(dataset index (?P<index>\d+), "
                              r"epoch (?P<epoch>\d+)(?:, batch (?P<batch>\d+))?\): "
@@ -88,26 +85,6 @@ def shard_positions(num_samples: int, epoch: int, shard_id: int, num_shards: int
 _FILE_LISTS: "weakref.WeakKeyDictionary[LongTailDataset, Path]" = weakref.WeakKeyDictionary()
 
 
-def lists_dir() -> Path:
-    """Where the reader's lists are written: ``<cache>/reader_lists`` (``DALI_CMO_CACHE``)."""
-    folder = cache_dir() / "reader_lists"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _write_once(folder: Path, name: str, chunks) -> Path:
-    """``folder/name`` with the bytes of ``chunks`` (written to a private file, then renamed:
-    ranks and runs that write the same content at once all end with one complete file)."""
-    target = folder / name
-    if not target.exists():
-        partial = folder / f".{name}.{os.getpid()}.partial"
-        with open(partial, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        os.replace(partial, target)
-    return target
-
-
 def _check_listable(dataset: LongTailDataset) -> None:
     """Refuse paths a ``file_list`` line cannot hold as they are (a line break; whitespace
     at either end, or ``#`` first, which the list's reader would strip or skip)."""
@@ -132,7 +109,7 @@ def reader_file_list(dataset: LongTailDataset, folder: Path | None = None) -> Pa
     _check_listable(dataset)
     digest = hashlib.blake2b(dataset.files.digest().encode(), digest_size=12)
     digest.update(dataset.labels.tobytes())
-    path = _write_once(folder, f"list-{digest.hexdigest()}.txt",
+    path = write_once(folder, f"list-{digest.hexdigest()}.txt",
                        labelled_lines(dataset.files, dataset.labels, " "))
     _FILE_LISTS[dataset] = path
     return path
@@ -145,7 +122,7 @@ def reader_weights_file(weights: np.ndarray, folder: Path | None = None) -> Path
     name = f"weights-{hashlib.blake2b(weights.tobytes(), digest_size=12).hexdigest()}.npy"
     buffer = io.BytesIO()
     np.save(buffer, weights)
-    return _write_once(folder or lists_dir(), name, [buffer.getvalue()])
+    return write_once(folder or lists_dir(), name, [buffer.getvalue()])
 
 
 class BadFileReport:
@@ -217,8 +194,8 @@ class NativeStream(SampledStream):
         return self.sampler.indices(epoch)[positions]
 
     def batches_read(self, epoch: int, position: int, count: int, skipped=frozenset()
-                     ) -> list[tuple[int, int, np.ndarray, list[str]]]:
-        """``(epoch, iteration, indices, paths)`` of the ``count`` batches from ``position`` of
+                     ) -> list[BatchRead]:
+        """The :class:`~dali_cmo.data.integrity.BatchRead` of the ``count`` batches from ``position`` of
         ``epoch`` on, as the reader reads them: only pasted foregrounds (unless
         ``read_unflagged``), without the ``skipped`` bad files."""
         batches, per_epoch = [], self.batches_per_epoch()
@@ -230,7 +207,7 @@ class NativeStream(SampledStream):
                 indices = indices[self.schedule.flags(e, iteration, len(indices), self.shard_id)]
             paths = [str(self.dataset.path(int(i))) for i in indices]
             kept = [k for k, path in enumerate(paths) if path not in skipped]
-            batches.append((e, iteration, indices[kept], [paths[k] for k in kept]))
+            batches.append(BatchRead(e, iteration, indices[kept], [paths[k] for k in kept]))
         return batches
 
     def reader_arguments(self) -> dict:
@@ -244,13 +221,14 @@ class NativeStream(SampledStream):
             arguments.update(sampling="weighted",
                              weights_file=str(reader_weights_file(self.weights)))
         if self.schedule is not None:
-            first, stop = self.schedule.start + 1, self.schedule.epochs - self.schedule.end
+            window = self.schedule.window
             arguments.update(coin_probability=self.schedule.probability,
                              coin_per_sample=self.schedule.per_sample,
-                             coin_epochs=[first, max(first, stop)],
+                             coin_epochs=[window.start, window.stop],
                              coin_stream=PASTE_COIN_STREAM, skip_tails=not self.read_unflagged)
         return arguments
 
+    @do_not_convert  # no data conditionals; spares AutoGraph converting the list code
     def read(self, with_index: bool = False):
         """The reader's outputs in a pipeline graph: ``(encoded, labels)``, plus the paste flags
         with a schedule and the dataset indices read with ``with_index``; labels, flags and
@@ -261,20 +239,14 @@ class NativeStream(SampledStream):
         return (encoded, labels, *coin) + ((index,) if with_index else ())
 
 
-def native_sampler(sampler: EpochSampler) -> tuple[EpochSampler, np.ndarray | None]:
-    """The sampler the native reader follows and, for Q, the weights to give it: ``sampler``,
-    or for a weighted one its twin over the weights rounded to float32 as DALI passes them."""
-    if not isinstance(sampler, WeightedSampler):
-        return sampler, None
-    weights = sampler.probabilities.astype(np.float32)
-    return WeightedSampler(weights, seed=sampler.seed, stream=sampler.stream), weights
-
-
 @dataclass
 class NativeStreams(StreamPair):
     """A variant's streams read natively (:class:`NativeStream`)."""
     background: NativeStream
     foreground: NativeStream | None
+
+    name = "native"
+    counts_epochs = True  # the reader runs on: the iterator counts each epoch's batches
 
     @classmethod
     def stream_maker(cls, dataset: LongTailDataset, settings: StreamSettings) -> Callable:
@@ -282,9 +254,9 @@ class NativeStreams(StreamPair):
         report = BadFileReport()
 
         def make(kind: str, name: str, paste_schedule: PasteSchedule | None) -> NativeStream:
-            sampler, weights = native_sampler(settings.sampler(kind, dataset.labels, name))
+            sampler, weights = settings.sampler(kind, dataset.labels, name).reader_twin()
             return NativeStream(dataset, sampler, settings.batch_size, settings.shard_id,
-                                settings.num_shards, paste_schedule,
+                                settings.num_shards, paste_schedule, settings.read_unflagged,
                                 on_bad_image=check_policy(settings.on_bad_image),
                                 report=report, weights=weights)
         return make
@@ -300,8 +272,8 @@ class NativeStreams(StreamPair):
     def recent_paths(self, epoch: int, position: int) -> list[str]:
         """The readers' next batches from ``position`` on, from their NumPy twins."""
         return [path for stream in self.streams()
-                for (*_, paths) in stream.batches_read(epoch, position, RECENT_BATCHES)
-                for path in paths]
+                for batch in stream.batches_read(epoch, position, RECENT_BATCHES)
+                for path in batch.paths]
 
     def after_batch(self) -> None:
         """A :class:`~dali_cmo.data.integrity.BadImageWarning` for each file the readers
@@ -316,7 +288,7 @@ def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, po
     The reader's own message names the bad file, its index, epoch and batch. A decoder failure
     names the file when DALI knows it (the reader sets each sample's source info); otherwise
     the files of the batches the pipeline may have been working on (``position`` and the
-    :data:`~dali_cmo.data.sources.RECENT_BATCHES` - 1 after it, from the streams' twins) are
+    :data:`~dali_cmo.streams.base.RECENT_BATCHES` - 1 after it, from the streams' twins) are
     checked with PIL, as the Python sources' culprit search does.
 
     Args:
@@ -338,10 +310,8 @@ def named_by_reader(error: BaseException, streams: NativeStreams, epoch: int, po
         index = next((i for i, file in enumerate(dataset.files)
                       if str(dataset.path(i)) == path), None)
         if index is not None:
-            suspect = SimpleNamespace(recent=[(epoch, position, [index], [path])])
-            return culprit_error(error, [suspect], epoch, position)
+            return culprit_error(error, [[BatchRead(epoch, position, [index], [path])]], epoch,
+                                 position)
     skipped = set(streams.reader.bad_files)
-    suspects = [SimpleNamespace(recent=stream.batches_read(epoch, position, RECENT_BATCHES,
-                                                           skipped))
-                for stream in streams.streams()]
-    return culprit_error(error, suspects, epoch, position)
+    return culprit_error(error, [stream.batches_read(epoch, position, RECENT_BATCHES, skipped)
+                                 for stream in streams.streams()], epoch, position)
