@@ -53,13 +53,13 @@ import numpy as np
 import torch
 
 from dali_cmo.data.cifar import CIFAR_LT_CLASSES, load_cifar_lt
-from dali_cmo.data.datasets import (ArrayDataset, DatasetError, MissingFilesError, load_dataset,
-                                    read_image_folder)
+from dali_cmo.cli.train_args import PROG, flag_names, parse_args, pipeline_config, run_settings
+from dali_cmo.data.datasets import DatasetError, MissingFilesError, load_dataset, read_image_folder
 from dali_cmo.data.integrity import DecoderWarningTracer, full_check
-from dali_cmo.training.arguments import PROG, UsageError, flag_names, parse_args
 from dali_cmo.training.checkpoint import CheckpointError, Run, StopRequest
 from dali_cmo.training.distributed import init_distributed
 from dali_cmo.training.progress import StderrRelay
+from dali_cmo.training.settings import UsageError
 from dali_cmo.training.trainer import Data, Trainer
 
 
@@ -114,7 +114,7 @@ def _load_datasets(args) -> Data:
 def check_crop_style(args, dataset) -> None:
     """``--style cifar`` pads and crops images of exactly ``--image-size`` (evaluation crops
     their centre); refuse other sizes rather than train on a corner (the first image tells)."""
-    if args.style != "cifar" or not len(dataset) or isinstance(dataset, ArrayDataset):
+    if args.style != "cifar" or not len(dataset) or dataset.in_memory:
         return  # in-memory CIFAR pixels are 32 x 32
     report = full_check(dataset.path(0), decode=False)
     size = (report.width, report.height)
@@ -125,20 +125,10 @@ def check_crop_style(args, dataset) -> None:
             f"(random-resized-crop to --image-size; evaluation resizes and crops the centre)")
 
 
-def make_train_config(args):
-    """The ``pipelines.training.TrainConfig`` the flags describe."""
+def make_train_config(values: dict):
+    """The ``pipelines.training.TrainConfig`` of the resolved command line ``values``."""
     from pipelines.training import TrainConfig
-    return TrainConfig(style=args.style, variant=args.variant, batch_size=args.rank_batch_size,
-                       epochs=args.epochs, cmo_start=args.cmo_start, cmo_end=args.cmo_end,
-                       probability=args.cmo_prob, alpha=args.alpha, per_sample=args.per_sample,
-                       image_size=args.image_size, foreground_decode=args.foreground_decode,
-                       randaugment=args.randaugment,
-                       q_scheme=args.q_scheme, q_r=args.q_r, q_beta=args.q_beta,
-                       augment=args.augment, normalisation=args.normalisation,
-                       seed=args.seed, num_threads=args.dali_threads,
-                       on_bad_image=args.on_bad_image,
-                       max_batches_per_epoch=args.max_steps_per_epoch, reader=args.reader,
-                       fg_cache_gb=args.fg_cache_gb)
+    return pipeline_config(TrainConfig, values)
 
 
 def evaluation_pipelines(args, run: Run):
@@ -158,8 +148,8 @@ def stream_of(args, run: Run, train_set):
     the run's flags otherwise, this rank's shard."""
     from dali_cmo.data.iterator import CMOIterator
     from pipelines.training import TrainingPipeline
-    config = dataclasses.replace(make_train_config(args), variant=args.bn_stats_from, epochs=1,
-                                 cmo_start=-1, cmo_end=0)
+    config = dataclasses.replace(make_train_config(vars(args)), variant=args.bn_stats_from,
+                                 epochs=1, cmo_start=-1, cmo_end=0)
     return CMOIterator(TrainingPipeline(
         train_set, config, device="gpu" if run.device.type == "cuda" else "cpu",
         device_id=run.device.index or 0, shard_id=run.rank, num_shards=run.world))
@@ -169,15 +159,11 @@ def training_pipeline(args, run: Run, train_set, device_id: int):
     """This rank's ``pipelines.training.TrainingPipeline`` of the run."""
     from pipelines.training import TrainingPipeline
     try:
-        pipe = TrainingPipeline(train_set, make_train_config(args),
+        return TrainingPipeline(train_set, make_train_config(vars(args)),
                                 device="gpu" if args.device == "cuda" else "cpu",
                                 device_id=device_id, shard_id=run.rank, num_shards=run.world)
     except ValueError as error:
         raise UsageError(flag_names(str(error))) from None
-    # recorded as the reader that reads (raw pixels and short epochs always use the Python
-    # sources): it is part of the run's identity, as a stream position restores with it only
-    args.reader = pipe.reader
-    return pipe
 
 
 # --------------------------------------------------------------------------- main
@@ -185,7 +171,7 @@ def training_pipeline(args, run: Run, train_set, device_id: int):
 def start_run(args) -> tuple[Run, int]:
     """This process's :class:`Run` (torchrun's rank and world size, the device, the seeds)
     and its local rank."""
-    rank, world, local_rank = init_distributed(args)
+    rank, world, local_rank = init_distributed(args.device)
     device = torch.device(f"cuda:{local_rank}" if args.device == "cuda" else "cpu")
     run = Run(rank, world, device, Path(args.output), StopRequest(), args.channels_last)
     if args.torch_threads:
@@ -210,7 +196,8 @@ def train(args, tracer: DecoderWarningTracer, relay: StderrRelay) -> int:
     # each rank reads its own shard of the training and evaluation sets
     data = load_datasets(args)
     check_crop_style(args, data.train)
-    trainer = Trainer(args, run, data, evaluation_pipelines(args, run), tracer, relay)
+    trainer = Trainer(run_settings(args), run, data, evaluation_pipelines(args, run), tracer,
+                      relay)
     if args.test_only:  # score saved weights, train nothing
         return trainer.score(bn_stream=lambda: stream_of(args, run, data.train))
     return trainer.fit(lambda: training_pipeline(args, run, data.train, local_rank))

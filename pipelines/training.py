@@ -44,7 +44,7 @@ from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.fg_cache import ForegroundCache
 from dali_cmo.data.integrity import check_policy
 from dali_cmo.streams import (READERS, PasteSchedule, StreamSettings, check_variant, make_streams,
-                              rank_seed)
+                              pasting_epochs, rank_seed)
 
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
@@ -84,7 +84,7 @@ class TrainConfig:
     fg_cache_gb: float = 0.0  # > 0: decoded foregrounds kept up to this many GiB (CPU)
 
     def __post_init__(self):
-        check_variant(self.variant)
+        self.paste_schedule()  # the variant, the probability and the window
         check_policy(self.on_bad_image)
         for name, value, choices in (("style", self.style, STYLES),
                                      ("foreground_decode", self.foreground_decode,
@@ -139,8 +139,10 @@ class TrainConfig:
         return mean_std(self.normalisation or self.style)
 
     def paste_schedule(self) -> PasteSchedule:
-        return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end, self.probability,
-                             self.per_sample, self.seed)
+        """The paste schedule (probability 0 for the variants that never paste)."""
+        pastes = check_variant(self.variant)[1] is not None
+        return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end,
+                             self.probability if pastes else 0.0, self.per_sample, self.seed)
 
 
 def decoder_device(device: str) -> str:
@@ -271,6 +273,12 @@ class TrainingPipeline:
     @property
     def has_foreground(self) -> bool:
         return self.streams.foreground is not None
+
+    def pasting_epochs(self) -> range:
+        """The epochs (counted from 0) in which this pipeline pastes."""
+        config = self.config
+        return pasting_epochs(config.variant, config.probability, config.epochs,
+                              config.cmo_start, config.cmo_end)
 
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()

@@ -61,7 +61,7 @@ def test_python_block_runs(index, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("command", train_commands())
 def test_train_command_parses(command):
-    from dali_cmo.training.arguments import get_args_parser
+    from dali_cmo.cli.train_args import get_args_parser
 
     words = shlex.split(command)
     argv = words[words.index("train.py") + 1:]

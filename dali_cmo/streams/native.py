@@ -44,7 +44,7 @@ from dali_cmo.data.datasets import LongTailDataset, labelled_lines
 from dali_cmo.data.integrity import (BadImageError, BatchRead, check_policy, culprit_error,
                                      warn_skipped)
 from dali_cmo.streams.base import RECENT_BATCHES, SampledStream, StreamPair, StreamSettings
-from dali_cmo.streams.schedule import PASTE_COIN_STREAM, PasteSchedule
+from dali_cmo.streams.schedule import PasteSchedule
 
 _READER_MESSAGE = re.compile(r"bad image (?P<path>.+?) \(dataset index (?P<index>\d+), "
                              r"epoch (?P<epoch>\d+)(?:, batch (?P<batch>\d+))?\): "
@@ -221,11 +221,8 @@ class NativeStream(SampledStream):
             arguments.update(sampling="weighted",
                              weights_file=str(reader_weights_file(self.weights)))
         if self.schedule is not None:
-            window = self.schedule.window
-            arguments.update(coin_probability=self.schedule.probability,
-                             coin_per_sample=self.schedule.per_sample,
-                             coin_epochs=[window.start, window.stop],
-                             coin_stream=PASTE_COIN_STREAM, skip_tails=not self.read_unflagged)
+            arguments.update(self.schedule.reader_arguments(),
+                             skip_tails=not self.read_unflagged)
         return arguments
 
     @do_not_convert  # no data conditionals; spares AutoGraph converting the list code

@@ -82,13 +82,17 @@ class PasteSchedule:
     seed: int = 0
 
     def __post_init__(self):
+        # the one check of these values on their way from the command line to the operators
+        # (whose own checks guard direct callers); messages name the fields as TrainConfig does
         if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"probability must lie in [0, 1], got {self.probability}")
+            raise ValueError(f"probability must lie in [0, 1]; got {self.probability}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.probability > 0 and not self.window:
-            raise ValueError(f"the CMO window start < epoch < epochs - end (cmo_start={self.start}, "
-                             f"cmo_end={self.end}, epochs={self.epochs}) leaves no epoch to paste in")
+            raise ValueError(
+                f"cmo_start {self.start} / cmo_end {self.end}: the CMO window 'start < epoch < "
+                f"epochs - end' (epochs={self.epochs}, counted from 0) leaves no augmented "
+                f"epoch (cmo_start -1 with cmo_end 0 pastes in every epoch)")
 
     @property
     def window(self) -> range:
@@ -97,6 +101,13 @@ class PasteSchedule:
 
     def active(self, epoch: int) -> bool:
         return epoch in self.window
+
+    def reader_arguments(self) -> dict:
+        """The schedule as ``fn.readers.weighted_file`` arguments: the reader tosses the same
+        coins (:meth:`flags`) inside the window computed here."""
+        return dict(coin_probability=self.probability, coin_per_sample=self.per_sample,
+                    coin_epochs=[self.window.start, self.window.stop],
+                    coin_stream=PASTE_COIN_STREAM)
 
     def flags(self, epoch: int, iteration: int, count: int, shard_id: int = 0) -> np.ndarray:
         """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``

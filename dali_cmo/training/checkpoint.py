@@ -261,7 +261,7 @@ CHECKPOINT_KEYS = ("model", "optimizer", "epoch", "iterators", "rng", "args", "w
 
 
 def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, history: list,
-             last_evaluation: dict | None, args: dict, identity: dict) -> None:
+             last_evaluation: dict | None, settings: dict, identity: dict) -> None:
     """Every rank's stream position, RNG state and sums of the epoch in progress, with the
     model, optimiser and scaler, the arguments, the run's identity and the epochs' history,
     written atomically by rank 0 into ``run.output``.
@@ -276,7 +276,8 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
             :func:`awaiting_evaluation` for one not yet evaluated).
         last_evaluation: ``{"epoch": n, "report": accuracy report}`` of the last evaluated
             epoch (what ``metrics.json`` reports), or None.
-        args: the resolved arguments.
+        settings: the run's settings by flag name (``RunSettings.record()``), saved as
+            ``"args"``.
         identity: :func:`run_identity` of the run.
     """
     ranks = gather_objects({"iterator": iterator.state_dict(), "rng": rng_states(),
@@ -286,7 +287,7 @@ def save_run(run, tag: str, model, optimizer, scaler, iterator, totals: dict, hi
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "epoch": iterator.epoch,
             "iterators": [r["iterator"] for r in ranks], "rng": [r["rng"] for r in ranks],
-            "epoch_totals": [r["totals"] for r in ranks], "args": args,
+            "epoch_totals": [r["totals"] for r in ranks], "args": settings,
             "identity": identity, "world_size": run.world, "history": history,
             "last_evaluation": last_evaluation}, run.output)
         run.log(f"{tag}: checkpoint written to {path}")
@@ -375,20 +376,21 @@ def data_fingerprint(dataset) -> str:
             f"{digest.hexdigest()[:12]}")
 
 
-def run_identity(args: dict, world: int, train_set=None, val_set=None) -> dict:
+def run_identity(settings: dict, world: int, train_set=None, val_set=None) -> dict:
     """What defines a run, by flag (:data:`FIXED` and :data:`CHANGEABLE`).
 
     Args:
-        args: the resolved arguments (``vars(args)``).
+        settings: the run's settings by flag name (``RunSettings.record()``; a checkpoint's
+            ``"args"``).
         world: the number of ranks.
         train_set: the training dataset (for ``--data``); None leaves it out.
         val_set: the evaluation dataset (for ``--val-data``); None leaves it out.
     """
     dests = {flag: flag[2:].replace("-", "_") for flag in FIXED + CHANGEABLE
              if flag.startswith("--") and flag not in ("--data", "--val-data")}
-    identity = {flag: args[dest] for flag, dest in dests.items() if dest in args}
+    identity = {flag: settings[dest] for flag, dest in dests.items() if dest in settings}
     identity["world size"] = world
-    identity["classifier"] = "cosine" if args["loss"] == "ldam" else "linear"
+    identity["classifier"] = "cosine" if settings["loss"] == "ldam" else "linear"
     if train_set is not None:
         identity["--data"] = data_fingerprint(train_set)
     if val_set is not None:

@@ -19,18 +19,19 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_distributed(args):
-    """(rank, world_size, local_rank) from torchrun's environment; one process: (0, 1, 0)."""
+def init_distributed(device: str):
+    """(rank, world_size, local_rank) from torchrun's environment, the process group joined
+    (``device`` ``"cuda"``: NCCL, else gloo); one process: (0, 1, 0)."""
     world = launched_world_size()
     if world <= 1:
         return 0, 1, 0
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if args.device == "cuda":
+    if device == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if args.device == "cuda" else "gloo",
+    dist.init_process_group("nccl" if device == "cuda" else "gloo",
                             timeout=datetime.timedelta(minutes=30))
     global _HOST_GROUP
-    _HOST_GROUP = dist.new_group(backend="gloo") if args.device == "cuda" else None
+    _HOST_GROUP = dist.new_group(backend="gloo") if device == "cuda" else None
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 

@@ -21,6 +21,7 @@ from dali_cmo.training.distributed import all_reduce_sum, gather_objects
 from dali_cmo.training.metrics import ConfusionCounter, accuracy_report
 from dali_cmo.training.models import autocast
 from dali_cmo.training.progress import ProgressLine
+from dali_cmo.training.settings import RunSettings
 
 
 def evaluation_due(epoch: int, epochs: int, eval_every: int) -> bool:
@@ -36,17 +37,17 @@ class Evaluation:
     Args:
         dataset: the evaluation ``LongTailDataset``.
         train_counts: training images per class (the Many / Medium / Few groups).
-        args: the trainer's arguments (``style``, ``batch_size``, ``image_size``, ``device``,
-            ``dali_threads``, ``on_bad_image``, ``amp``, ``print_every``, ``rank_batch_size``,
-            ``normalisation``, ``groups``).
+        settings: the run's :class:`~dali_cmo.training.settings.RunSettings` (it reads
+            ``dali_threads``, ``on_bad_image``, ``amp``, ``print_every``, ``groups``).
         run: this process's :class:`~dali_cmo.training.checkpoint.Run` (rank, world size,
             device, stop request, log).
         pipeline: the evaluation pipeline of a dataset (``pipelines.evaluation.EvalPipeline``
             with the run's settings): called again when bad images are left out.
     """
 
-    def __init__(self, dataset, train_counts, args, run, pipeline):
-        self.dataset, self.train_counts, self.args, self.run = dataset, train_counts, args, run
+    def __init__(self, dataset, train_counts, settings: RunSettings, run, pipeline):
+        self.dataset, self.train_counts = dataset, train_counts
+        self.settings, self.run = settings, run
         self.pipeline = pipeline
         self.left_out: dict[str, str] = {}  # path -> problem, under --on-bad-image skip
         self._iterator = None
@@ -62,13 +63,13 @@ class Evaluation:
             return  # pixels in memory: nothing to read
         run, n = self.run, len(self.dataset)
         mine = list(range(run.rank, n, run.world))
-        line = ProgressLine(every_s=self.args.print_every) if run.is_main else None
+        line = ProgressLine(every_s=self.settings.print_every) if run.is_main else None
 
         def progress(done: int) -> None:
             if line is not None:
                 line.show(f"checking {n:,} evaluation images: {done * run.world:,} done")
 
-        found = quick_check_files([self.dataset.path(i) for i in mine], self.args.dali_threads,
+        found = quick_check_files([self.dataset.path(i) for i in mine], self.settings.dali_threads,
                                   stop=lambda: run.stop.reason is not None, progress=progress)
         if line is not None:
             line.close()
@@ -78,7 +79,7 @@ class Evaluation:
             bad.update(part)
         if not bad:
             return
-        if self.args.on_bad_image != "skip":
+        if self.settings.on_bad_image != "skip":
             first = min(bad)
             more = f" (and {len(bad) - 1} more bad evaluation images)" if len(bad) > 1 else ""
             raise BadImageError(self.dataset.path(first), bad[first] + more, index=first,
@@ -110,7 +111,7 @@ class Evaluation:
             try:
                 return self._score(model)
             except BadImageError as error:
-                if self.args.on_bad_image != "skip" or self.run.world > 1:
+                if self.settings.on_bad_image != "skip" or self.run.world > 1:
                     raise
                 self._leave_out({error.index: error.reason})
 
@@ -122,7 +123,7 @@ class Evaluation:
         for images, targets in self._batches():
             if run.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            with autocast(run.device.type, self.args.amp):
+            with autocast(run.device.type, self.settings.amp):
                 counter.update(model(images), targets)
             if run.stop.reason is not None:
                 self._iterator = None  # its pipeline stopped mid-pass
@@ -131,11 +132,11 @@ class Evaluation:
             return None
         counts = all_reduce_sum(counter.counts(), run.world).cpu()
         return accuracy_report(counts[0], counts[1], self.train_counts,
-                               GROUP_RULES[self.args.groups])
+                               GROUP_RULES[self.settings.groups])
 
 
 @torch.no_grad()
-def recompute_bn_statistics(model, iterator, args, run) -> bool:
+def recompute_bn_statistics(model, iterator, settings: RunSettings, run) -> bool:
     """Replace ``model``'s BatchNorm running statistics by their plain mean over one epoch of
     ``iterator`` (training-mode forward passes, no gradient: the weights stay as saved), in
     place of the momentum average the last training batches left; with several ranks, the
@@ -148,15 +149,15 @@ def recompute_bn_statistics(model, iterator, args, run) -> bool:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative mean
     model.train()
-    line = ProgressLine(every_s=args.print_every) if run.is_main else None
+    line = ProgressLine(every_s=settings.print_every) if run.is_main else None
     for done, batch in enumerate(iterator.epoch_batches(), 1):
         images = batch.images
         if run.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(run.device.type, args.amp):
+        with autocast(run.device.type, settings.amp):
             model(images)
         if line is not None:
-            line.show(f"BatchNorm statistics from the {args.bn_stats_from} stream: "
+            line.show(f"BatchNorm statistics from the {settings.bn_stats_from} stream: "
                       f"{done}/{len(iterator)} batches", final=done == len(iterator))
         if run.stop.requested(run.world):
             return False
@@ -168,7 +169,7 @@ def recompute_bn_statistics(model, iterator, args, run) -> bool:
     return True
 
 
-def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_source: str,
+def evaluate_saved_weights(settings: RunSettings, run, evaluation: Evaluation, train_set, val_source: str,
                            bad_training_image, bn_stream) -> int:
     """``train.py --test-only last|best``: score the run's saved weights once on the evaluation
     set and report (:func:`dali_cmo.training.reports.write_test_report`); returns the exit
@@ -179,28 +180,29 @@ def evaluate_saved_weights(args, run, evaluation: Evaluation, train_set, val_sou
     from dali_cmo.training.checkpoint import check_weights_identity, load_weights, run_identity
     from dali_cmo.training.models import build_model
     from dali_cmo.training.reports import write_test_report
-    path, state, where = load_weights(run.output, args.test_only)
+    path, state, where = load_weights(run.output, settings.test_only)
     # the evaluation set may differ from training's: it is left out of the comparison
-    check_weights_identity(state, run_identity(vars(args), run.world, train_set),
-                           args.test_only, path)
-    model = build_model(args.model, train_set.num_classes, normed_linear=args.loss == "ldam")
+    check_weights_identity(state, run_identity(settings.record(), run.world, train_set),
+                           settings.test_only, path)
+    model = build_model(settings.model, train_set.num_classes,
+                        normed_linear=settings.loss == "ldam")
     model.load_state_dict(state["model"])
     model = model.to(run.device)
-    if args.channels_last:
+    if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if args.bn_stats_from is not None:
-        where += f"; BatchNorm statistics from one epoch of the {args.bn_stats_from} stream"
+    if settings.bn_stats_from is not None:
+        where += f"; BatchNorm statistics from one epoch of the {settings.bn_stats_from} stream"
         try:
-            if not recompute_bn_statistics(model, bn_stream(), args, run):
+            if not recompute_bn_statistics(model, bn_stream(), settings, run):
                 return run.stop.exit_status
         except BadImageError as error:
             raise bad_training_image(error) from None
-    run.log(f"--test-only {args.test_only}: scoring {path} ({where}) on "
+    run.log(f"--test-only {settings.test_only}: scoring {path} ({where}) on "
             f"{len(evaluation.dataset):,} evaluation images")
     report = evaluation(model)
     if report is None:
         return run.stop.exit_status
     if run.is_main:
-        write_test_report(run, args, report, path, where, train_set, val_source,
+        write_test_report(run, settings, report, path, where, train_set, val_source,
                           evaluation.left_out)
     return 0

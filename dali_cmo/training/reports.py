@@ -247,7 +247,7 @@ def write_log(folder: Path, entries: list[dict]) -> None:
                      folder / LOG)
 
 
-def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train_set,
+def write_run_report(run, settings, report, evaluated_epoch, history, elapsed, train_set,
                      bad_images, left_out, code: dict) -> None:
     """The end of a ``train.py`` run (rank 0): ``metrics.json``, the per-class plot and the
     accuracy table on stdout, with the last evaluation and the best one (highest top-1, the
@@ -255,7 +255,7 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
 
     Args:
         run: the trainer's ``Run`` (its output folder and world size).
-        args: the resolved arguments.
+        settings: the run's :class:`~dali_cmo.training.settings.RunSettings`.
         report: the last evaluation (:func:`dali_cmo.training.metrics.accuracy_report`).
         evaluated_epoch: the epoch of ``report``, counted from 1.
         history: one entry per epoch (evaluations and throughput).
@@ -270,24 +270,25 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
     output, counts = run.output, train_set.class_counts
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
     metrics = {**report, "evaluated_epoch": evaluated_epoch, "best": best,
-               "epochs": args.epochs, "global_batch": args.batch_size,
-               "rank_batch": args.rank_batch_size,
+               "epochs": settings.epochs, "global_batch": settings.batch_size,
+               "rank_batch": settings.rank_batch_size,
                "images_per_second": float(np.mean(speeds)) if speeds else None,
                "train_seconds_this_process": elapsed, "world_size": run.world,
                "train_class_counts": counts.tolist(),
                "class_names": list(train_set.class_names),
                "bad_images": bad_images,  # training files replaced under --on-bad-image skip
                "eval_images_left_out": left_out,  # evaluation files not scored (skip mode)
-               "code": code, "args": vars(args)}
+               "code": code, "args": settings.record()}
     write_atomically(json.dumps(metrics, indent=2).encode(), output / METRICS)
     plot_per_class_accuracy(report["per_class"], counts, output / "per_class_accuracy.png",
-                            title=f"{args.dataset}: {args.model}, {args.loss}, {args.variant}",
-                            rule=GROUP_RULES[args.groups])
-    name = f"{args.model} {args.loss} + {args.variant}"
-    print(f"\nTest accuracy (%) after {args.epochs} epochs, the last and the best evaluated "
+                            title=f"{settings.dataset}: {settings.model}, {settings.loss}, "
+                                  f"{settings.variant}",
+                            rule=GROUP_RULES[settings.groups])
+    name = f"{settings.model} {settings.loss} + {settings.variant}"
+    print(f"\nTest accuracy (%) after {settings.epochs} epochs, the last and the best evaluated "
           f"epoch; classes grouped by training images: {report['groups']} (--groups "
-          f"{args.groups})")
-    if args.dataset == "demo":
+          f"{settings.groups})")
+    if settings.dataset == "demo":
         print("demo classes: many = 300, 179, 107 training images; medium = 64, 38, 23; "
               "few = 13, 8, 5, 3 (a short demo: real runs train for 100-200 epochs)")
     if left_out:
@@ -300,8 +301,8 @@ def write_run_report(run, args, report, evaluated_epoch, history, elapsed, train
     print(f"\nwritten: {', '.join(map(str, written))}")
 
 
-def write_test_report(run, args, report, weights: Path, where: str, train_set, val_source: str,
-                      left_out) -> None:
+def write_test_report(run, settings, report, weights: Path, where: str, train_set,
+                      val_source: str, left_out) -> None:
     """The end of ``train.py --test-only`` (rank 0): ``evaluation_<last|best>.json`` (with
     ``--bn-stats-from V``: ``evaluation_<last|best>_bn-V.json``) and its per-class picture in
     the run folder (``metrics.json`` is left as training wrote it), and
@@ -309,7 +310,7 @@ def write_test_report(run, args, report, weights: Path, where: str, train_set, v
 
     Args:
         run: the trainer's ``Run`` (its output folder).
-        args: the resolved arguments (``test_only``: which weights).
+        settings: the run's settings (``test_only``: which weights).
         report: the evaluation (:func:`dali_cmo.training.metrics.accuracy_report`).
         weights: the file scored; ``where``: where its weights stand (epoch).
         train_set: the training dataset (class counts and names).
@@ -317,19 +318,19 @@ def write_test_report(run, args, report, weights: Path, where: str, train_set, v
         left_out: evaluation files not scored under ``--on-bad-image skip`` (path -> problem).
     """
     from dali_cmo.training.metrics import format_report_table
-    stem = f"evaluation_{args.test_only}" + (f"_bn-{args.bn_stats_from}"
-                                             if args.bn_stats_from else "")
+    stem = f"evaluation_{settings.test_only}" + (f"_bn-{settings.bn_stats_from}"
+                                             if settings.bn_stats_from else "")
     counts = train_set.class_counts
     result = {**report, "weights": str(weights), "weights_at": where,
               "evaluation_set": val_source, "train_class_counts": counts.tolist(),
               "class_names": list(train_set.class_names), "eval_images_left_out": left_out,
-              "code": code_version(), "args": vars(args)}
+              "code": code_version(), "args": settings.record()}
     (run.output / f"{stem}.json").write_text(json.dumps(result, indent=2))
     picture = plot_per_class_accuracy(
         report["per_class"], counts, run.output / f"{stem}_per_class.png",
-        title=f"{args.dataset}: {weights.name} ({where})", rule=GROUP_RULES[args.groups])
+        title=f"{settings.dataset}: {weights.name} ({where})", rule=GROUP_RULES[settings.groups])
     print(f"\nTest accuracy (%) of {weights} ({where}) on {val_source}; classes grouped by "
-          f"training images: {report['groups']} (--groups {args.groups})")
-    print(format_report_table({f"{args.model} {args.loss} + {args.variant}, {args.test_only}":
-                               report}))
+          f"training images: {report['groups']} (--groups {settings.groups})")
+    name = f"{settings.model} {settings.loss} + {settings.variant}, {settings.test_only}"
+    print(format_report_table({name: report}))
     print(f"\nwritten: {run.output / (stem + '.json')}, {picture}")

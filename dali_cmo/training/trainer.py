@@ -22,8 +22,6 @@ import torch
 
 from dali_cmo.data.integrity import BadImageError, command_line_advice
 from dali_cmo.data.iterator import CMOIterator
-from dali_cmo.streams.schedule import VARIANTS, pasting_epochs
-from dali_cmo.training.arguments import UsageError, make_schedule
 from dali_cmo.training.checkpoint import (CHECKPOINT, awaiting_evaluation, check_identity,
                                           clear_run, load_checkpoint, run_identity,
                                           save_best_model, save_run, set_rng_states)
@@ -33,6 +31,7 @@ from dali_cmo.training.losses import DeferredReweighting, build_loss, mixed_loss
 from dali_cmo.training.metrics import best_evaluation
 from dali_cmo.training.models import autocast, build_model, load_pretrained
 from dali_cmo.training.progress import EpochProgress
+from dali_cmo.training.settings import RunSettings, UsageError
 from dali_cmo.training.reports import (FirstPastePicture, FirstStepRecord, code_version,
                                        describe_code, write_log, write_run_report)
 
@@ -64,20 +63,18 @@ def bad_image(error: BadImageError, dataset, source: str, on_bad_image: str) -> 
     return UsageError(f"{error.describe(location)}; {advice}", status=1)
 
 
-def cmo_epochs(args) -> str:
+def describe_pasting(active: range, epochs: int) -> str:
     """The epochs (counted from 1) in which CMO pastes, for the log."""
-    active = pasting_epochs(args.variant, args.cmo_prob, args.epochs, args.cmo_start,
-                            args.cmo_end)
     if not active:
         return "no pasting"
-    return f"pasting in epochs {active[0] + 1}..{active[-1] + 1} of {args.epochs}"
+    return f"pasting in epochs {active[0] + 1}..{active[-1] + 1} of {epochs}"
 
 
 class Trainer:
     """One run of ``train.py`` on this rank.
 
     Args:
-        args: the resolved arguments of ``train.py``.
+        settings: the run's :class:`~dali_cmo.training.settings.RunSettings`.
         run: this process's :class:`~dali_cmo.training.checkpoint.Run` (rank, device, output
             folder, stop request).
         data: the run's :class:`Data`.
@@ -87,10 +84,11 @@ class Trainer:
         relay: the ``StderrRelay`` carrying stderr to the terminal.
     """
 
-    def __init__(self, args, run, data: Data, evaluation_pipeline, tracer, relay):
-        self.args, self.run, self.data = args, run, data
+    def __init__(self, settings: RunSettings, run, data: Data, evaluation_pipeline, tracer,
+                 relay):
+        self.settings, self.run, self.data = settings, run, data
         self.tracer, self.relay = tracer, relay
-        self.evaluation = Evaluation(data.val, data.train.class_counts, args, run,
+        self.evaluation = Evaluation(data.val, data.train.class_counts, settings, run,
                                      evaluation_pipeline)
 
     # ----------------------------------------------------------------------- the two commands
@@ -104,14 +102,14 @@ class Trainer:
     def score(self, bn_stream: Callable[[], CMOIterator]) -> int:
         """``--test-only``: score the run's saved weights once; returns the exit status.
         ``bn_stream()`` builds the training stream of ``--bn-stats-from``."""
-        args, data = self.args, self.data
+        settings, data = self.settings, self.data
 
         def scored() -> int:
             try:
                 return evaluate_saved_weights(
-                    args, self.run, self.evaluation, data.train, data.val_source,
+                    settings, self.run, self.evaluation, data.train, data.val_source,
                     bad_training_image=lambda error: bad_image(
-                        error, data.train, data.train_source, args.on_bad_image),
+                        error, data.train, data.train_source, settings.on_bad_image),
                     bn_stream=bn_stream)
             except BadImageError as error:
                 raise self._bad_evaluation_image(error) from None
@@ -125,7 +123,7 @@ class Trainer:
             self.evaluation.check_files()
         except BadImageError as error:
             raise bad_image(error, self.data.val, self.data.val_source,
-                            self.args.on_bad_image) from None
+                            self.settings.on_bad_image) from None
         if run.stop.requested(run.world):
             run.log(f"stopped by {run.stop.reason} before training")
             status = run.stop.exit_status
@@ -137,7 +135,10 @@ class Trainer:
     # ----------------------------------------------------------------------- fit
 
     def _fit(self, train_pipe) -> int:
-        args, run = self.args, self.run
+        # the reader that reads is part of the run's identity (in-memory pixels and short
+        # epochs always use the Python sources)
+        self.settings = self.settings.with_reader(train_pipe.reader)
+        settings, run = self.settings, self.run
         self._build(train_pipe)
         unevaluated = self.resume()
         self._open_record(unevaluated)
@@ -146,18 +147,19 @@ class Trainer:
             run.log(f"epoch {unevaluated['epoch']} was trained but not evaluated: evaluating it")
             if not self._end_epoch(unevaluated, evaluate=True):
                 return self._stopped()
-        run.log(f"training {args.model} ({args.loss} loss) for epochs {self.start_epoch + 1}.."
-                f"{args.epochs} on {args.device}; output in {run.output}; code: "
+        run.log(f"training {settings.model} ({settings.loss} loss) for epochs "
+                f"{self.start_epoch + 1}.."
+                f"{settings.epochs} on {settings.device}; output in {run.output}; code: "
                 f"{describe_code(code) if code else ''}")
         run_tic = time.perf_counter()
-        for epoch in range(self.start_epoch, args.epochs):
+        for epoch in range(self.start_epoch, settings.epochs):
             if self.drw is not None:
                 self.loss_fn.set_class_weights(self.drw.weights(epoch))
             try:
                 finished = self.train_one_epoch(epoch)
             except BadImageError as error:
                 raise bad_image(error, self.data.train, self.data.train_source,
-                                args.on_bad_image) from None
+                                settings.on_bad_image) from None
             if not finished:
                 self._save(f"stopped by {run.stop.reason} in epoch {epoch + 1} after batch "
                            f"{self.iterator.position}")
@@ -167,20 +169,20 @@ class Trainer:
             self.history.append({"epoch": epoch + 1, **self._epoch_statistics(last_lr)})
             self.totals = EpochTotals()
             if not self._end_epoch(self.history[-1],
-                                   evaluation_due(epoch + 1, args.epochs, args.eval_every)):
+                                   evaluation_due(epoch + 1, settings.epochs, settings.eval_every)):
                 return self._stopped()
         elapsed = time.perf_counter() - run_tic
 
         if run.is_main:  # the last epoch is always evaluated: last_evaluation holds it
             last = self.last_evaluation
-            write_run_report(run, args, last["report"], last["epoch"], self.history, elapsed,
+            write_run_report(run, settings, last["report"], last["epoch"], self.history, elapsed,
                              self.data.train, self.train_pipe.streams.reader.bad_files,
                              self.evaluation.left_out, code)
         return 0
 
     def _build(self, train_pipe) -> None:
         """The stream, model, loss, optimiser, scaler and schedule of a fresh run."""
-        args, run, train_set = self.args, self.run, self.data.train
+        settings, run, train_set = self.settings, self.run, self.data.train
         self.train_pipe, self.iterator = train_pipe, CMOIterator(train_pipe)
         self.tracer.candidates = lambda: (self.iterator.recent_paths()
                                           + self.evaluation.recent_paths())
@@ -188,50 +190,53 @@ class Trainer:
         run.log(f"data: {len(train_set)} training images in {train_set.num_classes} classes "
                 f"(largest {counts.max()}, smallest {counts.min()}, imbalance "
                 f"{counts.max() / counts.min():.0f}), {len(self.evaluation.dataset)} evaluation "
-                f"images; global batch {args.batch_size} = {run.world} rank(s) x "
-                f"{args.rank_batch_size}; variant {args.variant}, {cmo_epochs(args)}")
+                f"images; global batch {settings.batch_size} = {run.world} rank(s) x "
+                f"{settings.rank_batch_size}; variant {settings.variant}, "
+                f"{describe_pasting(train_pipe.pasting_epochs(), settings.epochs)}")
 
-        self.model = build_model(args.model, train_set.num_classes,
-                                 normed_linear=args.loss == "ldam").to(run.device)
-        if args.pretrained:
+        self.model = build_model(settings.model, train_set.num_classes,
+                                 normed_linear=settings.loss == "ldam").to(run.device)
+        if settings.pretrained:
             try:
-                fresh = load_pretrained(self.model, args.pretrained)
+                fresh = load_pretrained(self.model, settings.pretrained)
             except ValueError as error:
                 raise UsageError(f"--pretrained {error}") from None
-            run.log(f"weights from {args.pretrained}" + (f"; new: {', '.join(fresh)}" if fresh
+            run.log(f"weights from {settings.pretrained}" + (f"; new: {', '.join(fresh)}" if fresh
                                                           else ""))
-        if args.channels_last:
+        if settings.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = build_loss(args.loss, counts).to(run.device)
-        self.drw = DeferredReweighting(counts, args.drw_epoch) \
-            if args.drw_epoch is not None else None
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=args.lr,
-                                         momentum=args.momentum, weight_decay=args.wd)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device == "cuda")
-        self.schedule = make_schedule(args)
+        self.loss_fn = build_loss(settings.loss, counts).to(run.device)
+        self.drw = DeferredReweighting(counts, settings.drw_epoch) \
+            if settings.drw_epoch is not None else None
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=settings.lr,
+                                         momentum=settings.momentum, weight_decay=settings.wd)
+        self.scaler = torch.amp.GradScaler("cuda",
+                                           enabled=settings.amp and settings.device == "cuda")
+        self.schedule = settings.lr_schedule()
         self.ddp_model = self.model  # what trains and scores; the weights are self.model's
         if run.world > 1:
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[run.device.index] if args.device == "cuda" else None)
+                self.model, device_ids=[run.device.index] if settings.device == "cuda" else None)
 
     def resume(self) -> dict | None:
         """Continue ``--resume``'s checkpoint, if any: the same run (identity), then model,
         optimiser, scaler, RNG states, this rank's exact stream position, the sums of the
         epoch in progress and the record so far. Returns the history entry of an epoch that
         was trained but not evaluated (a resume evaluates it first), else None."""
-        args, run = self.args, self.run
-        self.identity = run_identity(vars(args), run.world, self.data.train, self.data.val)
+        settings, run = self.settings, self.run
+        self.identity = run_identity(settings.record(), run.world, self.data.train, self.data.val)
         self.history, self.totals, state = [], EpochTotals(), None
         self.last_evaluation = {"epoch": None, "report": None}  # what metrics.json reports
-        if args.resume:
-            state = load_checkpoint(args.resume, run.output, run.log)
+        if settings.resume:
+            state = load_checkpoint(settings.resume, run.output, run.log)
         if state is not None:
-            changes = check_identity(state, self.identity, args.allow_change)
+            changes = check_identity(state, self.identity, settings.allow_change)
             if changes:
                 run.log(f"continuing with changes (--allow-change): {', '.join(changes)}")
             threads = state["args"].get("torch_threads")
-            if args.device == "cpu" and threads != args.torch_threads:  # CPU sums split by thread
-                run.log(f"--torch-threads {args.torch_threads} differs from the checkpoint's "
+            # CPU sums are split by thread
+            if settings.device == "cpu" and threads != settings.torch_threads:
+                run.log(f"--torch-threads {settings.torch_threads} differs from the checkpoint's "
                         f"{threads}: the run continues, but not bit-exactly as it would have")
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -240,35 +245,35 @@ class Trainer:
             try:
                 self.iterator.load_state_dict(state["iterators"][run.rank])
             except ValueError as error:  # saved with the other reader
-                raise UsageError(f"--resume {args.resume}: {error}") from None
+                raise UsageError(f"--resume {settings.resume}: {error}") from None
             self.history = state.get("history", [])
             self.totals = EpochTotals(**state.get("epoch_totals", [{}] * run.world)[run.rank])
             self.last_evaluation = state.get("last_evaluation") or self.last_evaluation
         self.resumed, self.start_epoch = state is not None, self.iterator.epoch
-        if self.start_epoch > args.epochs:
-            raise UsageError(f"--epochs {args.epochs}: the checkpoint has {self.start_epoch} "
+        if self.start_epoch > settings.epochs:
+            raise UsageError(f"--epochs {settings.epochs}: the checkpoint has {self.start_epoch} "
                              f"epochs done; give --epochs {self.start_epoch} or more")
         return awaiting_evaluation(state) if state is not None else None
 
     def _open_record(self, unevaluated: dict | None) -> None:
         """The run folder: a new record (or the log so far), the debug files and the first
         pasted batch's picture."""
-        args, run = self.args, self.run
+        settings, run = self.settings, self.run
         run.output.mkdir(parents=True, exist_ok=True)
         if run.is_main:
             if not self.resumed:  # a new record (the folder holds none, or --overwrite said so)
                 clear_run(run.output)
             write_log(run.output, [entry for entry in self.history if entry is not unevaluated])
-        if args.debug_shards:
+        if settings.debug_shards:
             indices = {e: self.train_pipe.streams.background.epoch_indices(e).tolist()
-                       for e in range(min(2, args.epochs))}
+                       for e in range(min(2, settings.epochs))}
             (run.output / f"shard_rank{run.rank}.json").write_text(json.dumps(indices))
         self.debug_step = FirstStepRecord(run.output / f"step_rank{run.rank}.json",
                                           self.train_pipe, self.loss_fn) \
-            if args.debug_shards else None
+            if settings.debug_shards else None
         samples = run.output / "cmo_samples.png"
         self.pictures = FirstPastePicture(
-            samples if run.is_main and VARIANTS[args.variant][1] and not samples.exists()
+            samples if run.is_main and self.train_pipe.has_foreground and not samples.exists()
             else None, self.train_pipe.config.mean_std, self.data.train.class_names)
 
     # ----------------------------------------------------------------------- one epoch
@@ -283,10 +288,10 @@ class Trainer:
         Raises:
             UsageError: a step's loss was not finite (before anything of it could be saved).
         """
-        args, run, totals, iterator = self.args, self.run, self.totals, self.iterator
+        settings, run, totals, iterator = self.settings, self.run, self.totals, self.iterator
         self.ddp_model.train()
         steps = len(iterator)
-        progress = EpochProgress(steps, epoch, args.epochs, run.is_main, args.print_every)
+        progress = EpochProgress(steps, epoch, settings.epochs, run.is_main, settings.print_every)
         loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
         first_bad = torch.full((), -1, dtype=torch.int64, device=run.device)  # non-finite loss
         shown_loss = None
@@ -301,13 +306,13 @@ class Trainer:
             totals.batches += 1
             totals.images += len(batch)
             self.pictures(batch)
-            if step % args.log_every == 0 or step == steps or shown_loss is None:
+            if step % settings.log_every == 0 or step == steps or shown_loss is None:
                 shown_loss = (totals.loss + loss_sum.item()) / totals.batches
                 self._check_finite(shown_loss, first_bad, epoch)
             seconds = totals.seconds + time.perf_counter() - tic
             progress.update(step, totals.images * run.world / max(seconds, 1e-9), shown_loss)
             run.global_step += 1
-            if args.stop_after_steps and run.global_step == args.stop_after_steps:
+            if settings.stop_after_steps and run.global_step == settings.stop_after_steps:
                 run.stop.request("--stop-after-steps")
             if run.stop.requested(run.world):
                 break
@@ -320,11 +325,11 @@ class Trainer:
 
     def _step(self, batch) -> torch.Tensor:
         """One optimiser step on ``batch``; returns its loss (on the device)."""
-        args, run = self.args, self.run
+        settings, run = self.settings, self.run
         inputs = batch.images
-        if args.channels_last:
+        if settings.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast(args.device, args.amp):
+        with autocast(settings.device, settings.amp):
             logits = self.ddp_model(inputs)
             # weight sums over the global batch: the loss of the reference's one-process step
             loss = mixed_loss(self.loss_fn, logits.float(), batch.target_b, batch.target_f,
@@ -369,7 +374,7 @@ class Trainer:
         checkpoint and ``log.jsonl``. An epoch's evaluation is part of it: stopped during the
         evaluation (returns False), the checkpoint records the epoch as not evaluated and a
         resume evaluates it first."""
-        args, run, epoch = self.args, self.run, entry["epoch"]
+        settings, run, epoch = self.settings, self.run, entry["epoch"]
         if evaluate:
             try:
                 report = self.evaluation(self.ddp_model)
@@ -393,7 +398,7 @@ class Trainer:
         self.relay.sync()
         shown = "  ".join(f"{k} {entry[k]:.2f}" for k in ("top1", "many", "medium", "few")
                           if entry.get(k) is not None)
-        run.log(f"epoch {epoch}/{args.epochs}: loss {entry['loss']:.4f}, lr "
+        run.log(f"epoch {epoch}/{settings.epochs}: loss {entry['loss']:.4f}, lr "
                 f"{entry['lr']:.4g}, {entry['train_images_per_second']:.0f} img/s"
                 + (f"; {shown}" if shown else ""))
         if self.train_pipe.fg_cache is not None:
@@ -404,7 +409,7 @@ class Trainer:
         """The checkpoint (``tag`` says why it is written)."""
         save_run(self.run, tag, self.model, self.optimizer, self.scaler, self.iterator,
                  dataclasses.asdict(self.totals), self.history, self.last_evaluation,
-                 vars(self.args), self.identity)
+                 self.settings.record(), self.identity)
 
     def _stopped(self) -> int:
         """A stop request ended the run, its checkpoint written: say how to continue."""
@@ -413,4 +418,4 @@ class Trainer:
 
     def _bad_evaluation_image(self, error: BadImageError) -> UsageError:
         return bad_image(error, self.evaluation.dataset, self.data.val_source,
-                         self.args.on_bad_image)
+                         self.settings.on_bad_image)

@@ -22,7 +22,7 @@ import torch
 import train
 from dali_cmo.data.integrity import BadImageWarning, DecoderWarningTracer
 from dali_cmo.training import trainer
-from dali_cmo.training.arguments import make_schedule, parse_args
+from dali_cmo.cli.train_args import parse_args, run_settings
 from dali_cmo.training.evaluation import Evaluation
 from test_train import TINY, demo_data, last_error_line, run_main, tiny_data  # noqa: F401
 
@@ -238,7 +238,7 @@ def test_a_non_finite_loss_stops_the_run_saving_nothing_new(tmp_path, monkeypatc
 
     monkeypatch.setattr(trainer, "mixed_loss", diverging_loss)
     flags = [*TINY, *data, *EVAL_EVERY_EPOCH, "--epochs", "3", "--output", out]
-    lr = make_schedule(parse_args(list(map(str, flags)))).lr_at(1.0)  # epoch 2, step 1
+    lr = run_settings(parse_args(list(map(str, flags)))).lr_schedule().lr_at(1.0)  # epoch 2, step 1
     assert train.main(list(map(str, flags))) == 1
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == (
@@ -497,6 +497,6 @@ def test_a_class_without_valid_images_is_described_as_the_reader_found_it(reader
 
 
 def test_help_does_not_call_channels_last_gpu_only():
-    from dali_cmo.training.arguments import get_args_parser
+    from dali_cmo.cli.train_args import get_args_parser
     action = next(a for a in get_args_parser()._actions if a.dest == "channels_last")
     assert "GPU only" not in action.help and "CPU" in action.help

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
-from dali_cmo.training.arguments import parse_args  # noqa: E402
+from dali_cmo.cli.train_args import parse_args, run_settings  # noqa: E402
 from dali_cmo.training.checkpoint import load_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.trains
@@ -339,9 +339,9 @@ def last_error_line(capsys) -> str:
     (["--cmo-prob", "1.5"], "--cmo-prob must lie in [0, 1]; got 1.5"),
     (["--alpha", "0"], "--alpha must be > 0; got 0.0"),
     (["--epochs", "3", "--cmo-start", "1", "--cmo-end", "1"],
-     "--cmo-start 1 / --cmo-end 1: the CMO window cmo_start < epoch < epochs - cmo_end "
-     "(epochs=3, counted from 0) leaves no augmented epoch (--cmo-start -1 --cmo-end 0 pastes "
-     "in every epoch)"),
+     "--cmo-start 1 / --cmo-end 1: the CMO window 'start < epoch < epochs - "
+     "end' (epochs=3, counted from 0) leaves no augmented epoch (--cmo-start -1 with --cmo-end 0 "
+     "pastes in every epoch)"),
     (["--warmup", "9", "--epochs", "5"], "--warmup 9 must lie in 0..4 for --epochs 5"),
     (["--decay", "step", "--decay-factor", "2", "--decay-epochs", "2"],
      "learning-rate schedule: --decay-factor must be in (0, 1]; got 2.0"),
@@ -384,7 +384,7 @@ def test_argument_syntax_errors_show_the_usage(argv, message, capsys):
 
 
 def test_help_shows_each_default_once():
-    from dali_cmo.training.arguments import HelpFormatter, get_args_parser
+    from dali_cmo.cli.train_args import HelpFormatter, get_args_parser
     formatter = HelpFormatter("train.py")
     for action in get_args_parser()._actions:
         text = formatter._get_help_string(action) or ""
@@ -582,18 +582,16 @@ class _ClassZero(torch.nn.Module):
 
 
 def _evaluation(tmp_path, on_bad_image, val_extra):
-    from types import SimpleNamespace
-
     from dali_cmo.data.datasets import load_dataset
     from dali_cmo.training.checkpoint import StopRequest
     from dali_cmo.training.evaluation import Evaluation
     from image_fixtures import split_dataset
     listing = split_dataset(tmp_path, "val", per_class=(3, 3, 3), extra=val_extra)
-    args = SimpleNamespace(style="cifar", rank_batch_size=4, image_size=32, device="cpu",
-                           dali_threads=1, on_bad_image=on_bad_image, amp=False, print_every=30.0,
-                           normalisation=None, groups="lt20")
+    args = parse_args(["--style", "cifar", "--batch-size", "4", "--image-size", "32",
+                       "--device", "cpu", "--dali-threads", "1", "--on-bad-image", on_bad_image,
+                       "--print-every", "30", "--groups", "lt20", "--output", str(tmp_path)])
     run = train.Run(0, 1, torch.device("cpu"), tmp_path, StopRequest())
-    return Evaluation(load_dataset(listing), np.array([100, 50, 10]), args, run,
+    return Evaluation(load_dataset(listing), np.array([100, 50, 10]), run_settings(args), run,
                       train.evaluation_pipelines(args, run))
 
 
@@ -651,7 +649,7 @@ def test_short_runs_read_only_the_batches_they_train(tmp_path, plugin):
 
 
 def test_a_shortened_preset_scales_its_epoch_settings(tmp_path):
-    from dali_cmo.training.arguments import shorten_recipe
+    from dali_cmo.cli.train_args import shorten_recipe
     data = tiny_data(tmp_path)
     args = parse_args(["--preset", "imagenet-lt", "--epochs", "1", *data])
     assert (args.warmup, args.decay_epochs, args.cmo_start, args.cmo_end) == (0, [], -1, 0)
@@ -669,9 +667,8 @@ def test_a_refusal_lists_every_flag_at_once(tmp_path, capsys):
     assert last_error_line(capsys) == (
         "train.py: error: --warmup 5 must lie in 0..0 for --epochs 1; --decay-epochs must be "
         "empty for --epochs 1 (no epoch after the first to decay at); got 60 80; --cmo-start 3 "
-        "/ --cmo-end 0: the CMO "
-        "window cmo_start < epoch < epochs - cmo_end (epochs=1, counted from 0) leaves no "
-        "augmented epoch (--cmo-start -1 --cmo-end 0 pastes in every epoch)")
+        "/ --cmo-end 0: the CMO window 'start < epoch < epochs - end' (epochs=1, counted from 0) "
+        "leaves no augmented epoch (--cmo-start -1 with --cmo-end 0 pastes in every epoch)")
 
 
 def test_the_crop_style_follows_the_data_not_the_image_size(tmp_path, capsys):

@@ -3,13 +3,16 @@
 (Every flag of ``train.py`` with its help text and the checks that name it. Hence its length.)
 
 ``train.py`` calls :func:`parse_args`; everything it returns is resolved (the preset has filled
-every value left unset) and checked. Mistakes raise :class:`UsageError`, one line naming the
-flag; only argument-syntax errors (an unknown flag, a bad choice, a value of the wrong type) get
-argparse's usage text.
+every value left unset) and checked, and reaches the library as typed settings
+(:func:`run_settings`, :func:`pipeline_config`), never as parsed arguments. Mistakes raise
+:class:`~dali_cmo.training.settings.UsageError`, one line naming the flag; only
+argument-syntax errors (an unknown flag, a bad choice, a value of the wrong type) get argparse's
+usage text.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -20,13 +23,13 @@ from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
-from dali_cmo.streams.schedule import VARIANTS, paste_window
+from dali_cmo.streams.schedule import VARIANTS, PasteSchedule, paste_window
 from dali_cmo.training.checkpoint import CHANGEABLE, held_run
 from dali_cmo.training.distributed import default_dali_threads, launched_world_size
 from dali_cmo.training.losses import LOSS_NAMES, BalancedSoftmaxLoss
 from dali_cmo.training.models import MODEL_NAMES
-from dali_cmo.training.recipes import (DECAYS, PRESETS, LRSchedule, drw_switch_epoch,
-                                       rank_batch_size)
+from dali_cmo.training.recipes import DECAYS, PRESETS, drw_switch_epoch, rank_batch_size
+from dali_cmo.training.settings import RunSettings, UsageError
 
 PROG = "train.py"
 DATASETS = ("demo", "cifar10-lt", "cifar100-lt", "folder", "split", "inat")
@@ -48,24 +51,14 @@ FIELD_FLAGS = {"batch_size": "--batch-size", "probability": "--cmo-prob", "alpha
                "scheme": "--q-scheme", "r": "--q-r", "augment": "--augment",
                "randaugment": "--randaugment", "style": "--style",
                "fg_cache_gb": "--fg-cache-gb"}
+# pipeline field -> the flag's name, where they differ (the others are the same): the value of
+# each TrainConfig field comes from here (see pipeline_config)
+CONFIG_VALUES = {"probability": "cmo_prob", "batch_size": "rank_batch_size",
+                 "num_threads": "dali_threads", "max_batches_per_epoch": "max_steps_per_epoch"}
 # LRSchedule argument -> flag
 SCHEDULE_FLAGS = {"base_lr": "--lr", "epochs": "--epochs", "warmup_epochs": "--warmup",
                   "decay": "--decay", "decay_epochs": "--decay-epochs",
                   "decay_factor": "--decay-factor"}
-
-
-class UsageError(Exception):
-    """A user mistake or unusable input: ``train.py`` prints ``train.py: error: <message>`` (no
-    traceback, no usage text) and exits with ``status`` (2: arguments, 1: data).
-
-    Args:
-        message: one line naming the flag or file and what to do.
-        status: the exit status.
-    """
-
-    def __init__(self, message: str, status: int = 2):
-        super().__init__(message)
-        self.status = status
 
 
 class DeprecatedAlias(argparse.Action):
@@ -270,7 +263,7 @@ def parse_args(argv=None, make_config=None) -> argparse.Namespace:
     """Parse ``argv``, fill unset values from the preset and check them; a flag given that the
     run ignores gets one line ``train.py: warning: ...`` on stderr (rank 0). ``make_config``
     (``train.make_train_config``; None: not checked) builds the training pipeline's settings
-    from the arguments: its ``ValueError`` is reported with the other problems.
+    from the resolved values (a dict): its ``ValueError`` is reported with the other problems.
 
     Raises:
         SystemExit: argument-syntax errors (argparse prints the usage).
@@ -423,7 +416,6 @@ def check_args(args, make_config=None) -> None:
         _finite("--lr", args.lr, "> 0"),
         (0 <= args.momentum < 1, f"--momentum must lie in [0, 1); got {args.momentum}"),
         _finite("--wd", args.wd, ">= 0"),
-        (0.0 <= args.cmo_prob <= 1.0, f"--cmo-prob must lie in [0, 1]; got {args.cmo_prob}"),
         _finite("--alpha", args.alpha, "> 0"),
         (0 <= args.seed <= MAX_SEED, f"--seed must lie in 0..{MAX_SEED} (what the random "
                                      f"generators take); got {args.seed}"),
@@ -477,12 +469,12 @@ def check_args(args, make_config=None) -> None:
                         f"give --pretrained PATH, a torchvision state-dict file")
     if not problems:
         try:
-            make_schedule(args)
+            run_settings(args).lr_schedule()
         except ValueError as error:
             problems.append(f"learning-rate schedule: {flag_names(str(error), SCHEDULE_FLAGS)}")
         if make_config is not None:
             try:
-                make_config(args)
+                make_config(vars(args))
             except ValueError as error:
                 problems.append(f"training pipeline: {flag_names(str(error))}")
     if not problems and args.device == "cuda":
@@ -522,11 +514,10 @@ def _epoch_problems(args) -> list[str]:
                         else f"--decay-epochs must be empty for --epochs 1 (no epoch after the "
                              f"first to decay at); got {given}")
     pastes = VARIANTS[args.variant][1] is not None
-    if pastes and args.cmo_prob > 0 and not paste_window(epochs, args.cmo_start, args.cmo_end):
-        problems.append(f"--cmo-start {args.cmo_start} / --cmo-end {args.cmo_end}: the CMO "
-                        f"window cmo_start < epoch < epochs - cmo_end (epochs={epochs}, "
-                        f"counted from 0) leaves no augmented epoch (--cmo-start -1 --cmo-end 0 "
-                        f"pastes in every epoch)")
+    try:  # the schedule's own check, here so that one refusal names every problem
+        PasteSchedule(epochs, args.cmo_start, args.cmo_end, args.cmo_prob if pastes else 0.0)
+    except ValueError as error:
+        problems.append(flag_names(str(error)))
     return problems
 
 
@@ -537,7 +528,15 @@ def flag_names(message: str, flags: dict[str, str] = FIELD_FLAGS) -> str:
     return re.sub(rf"(?<![\w'-])({words})(?![\w'-])", lambda m: flags[m.group(1)], message)
 
 
-def make_schedule(args) -> LRSchedule:
-    """The learning-rate schedule the flags describe."""
-    return LRSchedule(args.lr, args.epochs, warmup_epochs=args.warmup, decay=args.decay,
-                      decay_epochs=args.decay_epochs, decay_factor=args.decay_factor)
+def pipeline_config(config_type, values: dict):
+    """A pipeline's settings (``config_type``, a dataclass such as
+    ``pipelines.training.TrainConfig``) from the resolved command line ``values``: each field
+    takes the value of its flag (:data:`CONFIG_VALUES`); fields no flag sets keep their
+    defaults."""
+    names = {f.name: CONFIG_VALUES.get(f.name, f.name) for f in dataclasses.fields(config_type)}
+    return config_type(**{field: values[name] for field, name in names.items() if name in values})
+
+
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """What the library receives of the resolved arguments."""
+    return RunSettings.from_command_line(vars(args))
