@@ -99,17 +99,6 @@ def mixed_loss(per_sample_loss: PerSampleLossFn, logits: torch.Tensor, target_b:
             + ((1.0 - lam) * per_sample_loss(logits, target_f)).sum() / sums[1])
 
 
-class SoftTargetCrossEntropy(nn.Module):
-    """Per-sample cross entropy against soft targets: ``-sum_k t_k * log_softmax(z)_k``.
-
-    The soft targets come from :func:`dali_cmo.data.targets.soft_targets`. For Balanced Softmax
-    pass ``logits + BalancedSoftmaxLoss.log_prior``.
-    """
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return -(target * F.log_softmax(logits, dim=-1)).sum(dim=-1)
-
-
 class PerSampleLoss(nn.Module):
     """A loss with one value per sample and optional per-class weights ``w`` (C,) that scale
     each sample's loss by ``w_y`` (``takes_class_weights`` says whether it accepts them)."""

@@ -224,10 +224,3 @@ def drw_switch_epoch(name: str) -> int:
         raise ValueError(f"preset {name!r} has no DRW recipe in the reference code; presets with "
                          f"one: {with_drw}")
     return epoch
-
-
-def schedule_from_preset(preset: dict) -> LRSchedule:
-    """The :class:`LRSchedule` of a :data:`PRESETS` entry."""
-    return LRSchedule(preset["lr"], preset["epochs"], warmup_epochs=preset["warmup_epochs"],
-                      decay=preset["decay"], decay_epochs=preset["decay_epochs"],
-                      decay_factor=preset["decay_factor"])

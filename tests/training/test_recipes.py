@@ -10,8 +10,14 @@ from PIL import Image
 from dali_cmo.constants import INAT_MEAN, INAT_STD
 from dali_cmo.data.groups import GROUP_RULES, IMAGENET_RULE
 from dali_cmo.training.models import build_model, load_pretrained
-from dali_cmo.training.recipes import (PRESETS, LRSchedule, drw_switch_epoch, rank_batch_size,
-                                       schedule_from_preset)
+from dali_cmo.training.recipes import PRESETS, LRSchedule, drw_switch_epoch, rank_batch_size
+
+
+def schedule_from_preset(preset: dict) -> LRSchedule:
+    """The schedule a preset describes (train.py builds it from the flags the preset fills)."""
+    return LRSchedule(preset["lr"], preset["epochs"], warmup_epochs=preset["warmup_epochs"],
+                      decay=preset["decay"], decay_epochs=preset["decay_epochs"],
+                      decay_factor=preset["decay_factor"])
 
 
 def test_step_schedule_cifar_recipe():
