@@ -2,7 +2,7 @@
 
 ``train.py``'s command line (:mod:`dali_cmo.cli.train_args`) resolves its flags (presets fill
 what is left unset) and hands the library one :class:`RunSettings`. Its field names are the
-flags' (``cmo_prob`` is ``--cmo-prob``), so :meth:`RunSettings.record` is the run's command line
+flags' (``batch_size`` is ``--batch-size``), so :meth:`RunSettings.record` is the run's command line
 as checkpoints and ``metrics.json`` have always recorded it, and a run's identity (what may not
 change on resume, :mod:`dali_cmo.training.checkpoint`) is read from that record.
 """
@@ -38,7 +38,7 @@ class RunSettings:
 
     Build with :meth:`from_command_line`.
     """
-    command_line: dict  # every resolved value by flag name (``--cmo-prob`` -> ``cmo_prob``)
+    command_line: dict  # every resolved value by flag name (``--batch-size`` -> ``batch_size``)
     # data, model and loss
     dataset: str
     groups: str
