@@ -19,6 +19,16 @@ decode, resize), ``h`` one served from the cache: the resize that ``fg_prepared`
 ``fg_decode``, plus copying the cached window (timed here with NumPy on the average window).
 The predicted ratio is ``B / cost``: what the CPU-bound pipeline delivers against the baseline.
 
+Those isolated terms leave out what the pipeline pays around a decode: since the resize moved
+into ``cmo_paste(..., resize_foreground=True)``, ``fg_prepared`` no longer resizes, so ``h``
+came out as the copy alone (0.01 ms), while a hit still reads the file, draws its crop, is
+resampled into its box while pasting and is copied out of the store. ``--in-situ JSON`` takes
+every term from one run of the training pipelines instead (``throughput.py --pipelines
+baseline,cmo_p0,cmo_p1,cmo_cache_p1`` over a list the cache holds whole, so that every pasted
+foreground of ``cmo_cache_p1`` is a hit): ``B`` the baseline, ``F = cmo_p0 - B``,
+``M = cmo_p1 - cmo_p0``, ``h = (cmo_cache_p1 - cmo_p0 - (1 - H1) M) / H1`` with ``H1`` that
+row's hit rate.
+
 Profiles (``--profiles``):
   imagenet-lt  1,000 classes, 115,846 images, 1,280 down to 5 per class, with ImageNet-LT's
                group sizes (385 classes > 100 images, 479 with 20..100, 136 < 20): a
@@ -170,6 +180,21 @@ def cost_terms(terms_json: Path, throughput_json: Path, copy_ms: float) -> dict:
             "h": max(cpu["fg_prepared"] - cpu["fg_decode"], 0.0) + copy_ms}
 
 
+def in_situ_terms(throughput_json: Path) -> dict:
+    """B, F, M, h (CPU-ms per image) as the training pipelines pay them, from one
+    ``throughput.py`` run with rows ``baseline``, ``cmo_p0``, ``cmo_p1`` and ``cmo_cache_p1``
+    (see the module docstring)."""
+    results = json.loads(throughput_json.read_text())["results"]
+    cpu = {k: v["cpu_ms_per_image"]["median"] for k, v in results.items()}
+    hit = results["cmo_cache_p1"]["fg_cache_hit_rate"]["median"]
+    if hit <= 0:
+        raise SystemExit(f"error: --in-situ {throughput_json}: cmo_cache_p1 hit nothing")
+    miss = cpu["cmo_p1"] - cpu["cmo_p0"]
+    return {"B": cpu["baseline"], "F": cpu["cmo_p0"] - cpu["baseline"], "M": miss,
+            "h": (cpu["cmo_cache_p1"] - cpu["cmo_p0"] - (1 - hit) * miss) / hit,
+            "cmo_cache_p1_hit_rate": hit}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -182,6 +207,9 @@ def main(argv=None) -> int:
     add("--scheme", default="reference", help="Q's weighting (sampling.sample_weights)")
     add("--terms", type=Path, default=RESULTS / "throughput_terms_cpu.json")
     add("--throughput", type=Path, default=RESULTS / "throughput_cpu.json")
+    add("--in-situ", type=Path, default=None,
+        help="take B, F, M and h from this throughput run (baseline, cmo_p0, cmo_p1, "
+             "cmo_cache_p1) instead of --terms and --throughput")
     add("--target", type=float, default=0.90, help="ratio to the baseline asked of CMO p = 0.5")
     add("--json", type=Path, default=None)
     add("--markdown", type=Path, default=None)
@@ -194,14 +222,17 @@ def main(argv=None) -> int:
     if args.write_split:
         write_split(args.write_split, args.images, imagenet_lt_counts())
     sizes = decoded_bytes(args.images)
-    terms = cost_terms(args.terms, args.throughput, window_copy_ms(sizes.mean()))
+    terms = (in_situ_terms(args.in_situ) if args.in_situ else
+             cost_terms(args.terms, args.throughput, window_copy_ms(sizes.mean())))
     # the hit rate the target needs at p = 0.5: B / (B + F + p (M - H (M - h))) = target
     p = 0.5
     needed = (terms["M"] - (terms["B"] / args.target - terms["B"] - terms["F"]) / p) \
         / (terms["M"] - terms["h"])
-    measured = json.loads(args.throughput.read_text())["cpu_ratios"]
+    measured = json.loads((args.in_situ or args.throughput).read_text())["cpu_ratios"]
     summary = {"decoded_mb_mean": sizes.mean() / 1e6, "decoded_mb_median": np.median(sizes) / 1e6,
-               "terms_cpu_ms": terms, "target": args.target,
+               "terms_cpu_ms": terms, "terms_from": [str(path) for path in (
+                   [args.in_situ] if args.in_situ else [args.terms, args.throughput])],
+               "target": args.target,
                "hit_rate_needed_at_p05": needed, "ceiling_at_full_hits_p05":
                    predicted_ratio(terms, 1.0, p), "profiles": {}}
     lines = [f"Mean decoded image {sizes.mean() / 1e6:.2f} MB ({len(sizes)} JPEGs); CPU-ms per "
@@ -210,7 +241,9 @@ def main(argv=None) -> int:
              f"{args.target:.2f}x only with hit rate >= {needed:.2f} (every paste a hit: "
              f"{summary['ceiling_at_full_hits_p05']:.3f}x). Without a cache the model gives "
              f"{predicted_ratio(terms, 0, 0.5):.3f}x (p = 0.5) and {predicted_ratio(terms, 0, 1):.3f}x "
-             f"(p = 1); measured: {measured['cmo']:.3f}x and {measured['cmo_p1']:.3f}x.", ""]
+             f"(p = 1); measured: "
+             + " and ".join(f"{measured[k]:.3f}x" if k in measured else "-"
+                            for k in ("cmo", "cmo_p1")) + ".", ""]
     for name in args.profiles:
         counts = PROFILES[name]()
         rows = hit_rates(counts, sizes.mean(), args.budgets, args.scheme)

@@ -80,3 +80,69 @@ def test_the_cache_is_cpu_only_and_for_region_decoding(tail_list):
         with pytest.raises(ValueError) as refused:
             TrainConfig(foreground_decode="full", fg_cache_gb=budget)
         assert str(refused.value) == f"fg_cache_gb must be a finite number >= 0, got {budget:g}"
+
+
+def test_a_held_window_is_the_numpy_cut_of_the_whole_decode(tail_list, tmp_path, plugin):
+    """``cmo_cache_window`` on a held image gives ``image[round(y0):round(y0 + h),
+    round(x0):round(x0 + w)]`` of the whole decode (rounding half away from zero), both when
+    it stores the image and when it only reads it, and the pixels of
+    ``decoders.image_slice`` over the same window (unaligned, half-pixel and whole-image
+    windows)."""
+    from nvidia.dali import fn, pipeline_def, types
+    from pipelines.training import slice_decode
+
+    n = 8
+    encoded = [np.fromfile(tail_list.path(i), np.uint8) for i in range(n)]
+    rng = np.random.default_rng(7)
+
+    @pipeline_def(batch_size=n, num_threads=1, device_id=None)
+    def decode_whole():
+        return fn.decoders.image(fn.external_source(lambda: encoded, batch=True),
+                                 output_type=types.RGB)
+    pipe = decode_whole()
+    pipe.build()
+    whole_images = [np.array(t) for t in pipe.run()[0]]
+    starts, extents = [], []
+    for k, image in enumerate(whole_images):
+        height, width = image.shape[:2]
+        if k == 0:  # the whole image
+            y, x, h, w = 0.0, 0.0, float(height), float(width)
+        elif k == 1:  # half-pixel edges
+            y, x, h, w = 10.5, 3.5, 20.0, 31.5
+        else:
+            h, w = rng.uniform(1, height - 1), rng.uniform(1, width - 1)
+            y, x = rng.uniform(0, height - h), rng.uniform(0, width - w)
+        starts.append(np.array([y, x], np.float32))
+        extents.append(np.array([h, w], np.float32))
+    (tmp_path / "admit.bin").write_bytes(b"\1" * n)
+    arguments = dict(cache="test-window-cut", admission_file=str(tmp_path / "admit.bin"),
+                     budget_bytes=2 ** 30)
+    indices = [np.array(i, np.int64) for i in range(n)]
+
+    def windows(store: bool):
+        @pipeline_def(batch_size=n, num_threads=2, device_id=None)
+        def cut():
+            data, index, start, extent = fn.external_source(
+                lambda: (encoded, indices, starts, extents), num_outputs=4, batch=True)
+            state = fn.cmo_cache_lookup(index, fn.peek_image_shape(data), **arguments)
+            whole = (fn.decoders.image(data, output_type=types.RGB),) if store else ()
+            return (fn.cmo_cache_window(index, start, extent, *whole, cache=arguments["cache"]),
+                    state, slice_decode(data, start, extent, "cpu"))
+        pipe = cut()
+        pipe.build()
+        out, state, sliced = pipe.run()
+        return pipe, [np.array(t) for t in out], np.array(state.as_tensor()), \
+            [np.array(t) for t in sliced]
+
+    storing, stored, _, sliced = windows(store=True)  # (its lookups may follow the stores)
+    reading, held, states, _ = windows(store=False)
+    assert states.tolist() == [1] * n  # all hits: read from the store alone
+    for k in range(n):
+        (y, x), (h, w) = starts[k].astype(np.float64), extents[k].astype(np.float64)
+        y0, x0, y1, x1 = (int(np.floor(v + 0.5)) for v in (y, x, y + h, x + w))
+        expected = whole_images[k][y0:y1, x0:x1]
+        assert expected.size > 0
+        np.testing.assert_array_equal(stored[k], expected, err_msg=f"sample {k}, storing")
+        np.testing.assert_array_equal(held[k], expected, err_msg=f"sample {k}, held")
+        np.testing.assert_array_equal(sliced[k], expected, err_msg=f"sample {k}, image_slice")
+    del storing, reading
