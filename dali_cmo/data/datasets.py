@@ -93,14 +93,18 @@ class PathList(Sequence[str]):
         lengths = ends - starts
         if len(starts) > 1 and ((starts[1:] < ends[:-1]).any() or (lengths < 0).any()):
             raise ValueError("compacted() takes increasing, disjoint spans")
-        bounds = np.empty(2 * len(starts) + 2, dtype=np.int64)  # gap, path, gap, ..., path, gap
-        bounds[0], bounds[-1] = 0, len(data)
-        bounds[1:-1:2], bounds[2:-1:2] = starts, ends
-        keep = np.zeros(len(bounds) - 1, dtype=bool)
-        keep[1::2] = True
-        packed = data[np.repeat(keep, np.diff(bounds))]
-        ends = np.cumsum(lengths)
-        return cls.from_spans(packed, ends - lengths, ends)
+        offsets = np.cumsum(lengths)
+        packed = np.empty(int(offsets[-1]) if len(offsets) else 0, dtype=np.uint8)
+        for lo in range(0, len(starts), cls.CHUNK):  # a mask of each block's path bytes
+            s, e = starts[lo:lo + cls.CHUNK], ends[lo:lo + cls.CHUNK]
+            bounds = np.empty(2 * len(s) - 1, dtype=np.int64)  # path, gap, ..., gap, path
+            bounds[0::2], bounds[1::2] = s - s[0], e[:-1] - s[0]
+            keep = np.zeros(len(bounds), dtype=bool)
+            keep[0::2] = True
+            sizes = np.diff(np.append(bounds, e[-1] - s[0]))
+            out = offsets[lo + len(s) - 1]
+            packed[out - sizes[0::2].sum():out] = data[s[0]:e[-1]][np.repeat(keep, sizes)]
+        return cls.from_spans(packed, offsets - lengths, offsets)
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -492,10 +496,10 @@ def _missing_files(root: Path, files: Sequence[str], workers: int = 4,
     root = os.fsencode(root)
     listed = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for lo in range(0, len(first), batch):
+        listings = pool.map(_plain_entries, [os.path.join(root, folder) for folder in folders])
+        for lo in range(0, len(first), batch):  # hashed while the next ones are listed
             part = first[lo:lo + batch]
-            names, counts = zip(*pool.map(_plain_entries, [os.path.join(root, folder) for
-                                                           folder in folders[lo:lo + batch]]))
+            names, counts = zip(*(next(listings) for _ in part))
             counts = np.array(counts, dtype=np.int64)
             if not counts.sum():
                 continue
@@ -603,7 +607,9 @@ def _split_entries(path: Path, source: str
     """
     data = np.fromfile(path, dtype=np.uint8)
     _check_utf8(data, source)
-    blank = np.flatnonzero(data <= ord(" "))
+    step = 1 << 24  # (a block at a time: no temporary as large as the file)
+    blank = np.concatenate([np.flatnonzero(data[lo:lo + step] <= ord(" ")) + lo
+                            for lo in range(0, len(data), step)] or [np.zeros(0, np.int64)])
     breaks = blank[data[blank] == ord("\n")]
     # a byte-order mark (some editors write one) is not part of the first path
     starts = np.concatenate([[len(codecs.BOM_UTF8) if data[:3].tobytes() == codecs.BOM_UTF8
