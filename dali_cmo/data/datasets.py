@@ -215,10 +215,11 @@ class PathList(Sequence[str]):
                                                 self._starts + cut)
         else:
             paths, folders = np.zeros(len(self), np.uint64), np.zeros(len(self), np.uint64)
+            lengths = self.lengths()
             for lo in range(0, len(self), self.CHUNK):
                 data, ends = self.joined(lo, lo + self.CHUNK)
                 hi = lo + len(ends)
-                starts = ends - self.lengths()[lo:hi]
+                starts = ends - lengths[lo:hi]
                 paths[lo:hi], folders[lo:hi] = _polynomial_hashes(
                     np.frombuffer(data, np.uint8), starts, ends, starts + cut[lo:hi])
         self._hashes = paths, folders, cut
@@ -472,7 +473,7 @@ def _missing_files(root: Path, files: Sequence[str], workers: int = 4,
     """Indices ``i`` with ``not os.path.exists(root / files[i])``, in increasing order.
 
     Each folder (the part of a path up to its last ``/``, told apart by hash) is listed once
-    (threads across folders, ``batch`` listings held at a time); the names of its plain
+    (threads across folders; ``batch`` listings hashed at a time); the names of its plain
     entries (not symbolic links) are hashed as the paths are (:meth:`PathList.hashes`:
     ``h(folder + name) = h(folder) + base^len(folder) * h(name)``), and a path whose hash
     is among the listed entries' is there. Only the others (absent, symbolic links,
