@@ -64,7 +64,7 @@ class PathList(Sequence[str]):
         paths: the paths (str).
     """
 
-    __slots__ = ("_bytes", "_starts", "_ends", "_hashes")
+    __slots__ = ("_bytes", "_starts", "_ends", "_hashes", "_sorted", "_digest")
     CHUNK = 65_536  # paths decoded at a time when iterating
 
     def __init__(self, paths: Iterable[str] = ()) -> None:
@@ -72,7 +72,7 @@ class PathList(Sequence[str]):
         self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         self._ends = np.cumsum([len(e) for e in encoded], dtype=np.int64)
         self._starts = self._ends - [len(e) for e in encoded]
-        self._hashes = None
+        self._hashes = self._sorted = self._digest = None
 
     @classmethod
     def from_spans(cls, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> "PathList":
@@ -80,8 +80,31 @@ class PathList(Sequence[str]):
         out = cls.__new__(cls)
         out._bytes, out._starts, out._ends = data, np.asarray(starts, np.int64), \
             np.asarray(ends, np.int64)
-        out._hashes = None
+        out._hashes = out._sorted = out._digest = None
         return out
+
+    @classmethod
+    def compacted(cls, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> "PathList":
+        """The paths ``data[starts[i]:ends[i]]`` copied back to back into a buffer of their
+        own (spans in increasing order, not overlapping: a split file's paths), so that
+        :meth:`joined`, :meth:`digest` and :meth:`hashes` read one contiguous slice, and the
+        bytes between paths (labels, line breaks) are not kept."""
+        starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+        lengths = ends - starts
+        if len(starts) > 1 and ((starts[1:] < ends[:-1]).any() or (lengths < 0).any()):
+            raise ValueError("compacted() takes increasing, disjoint spans")
+        offsets = np.cumsum(lengths)
+        packed = np.empty(int(offsets[-1]) if len(offsets) else 0, dtype=np.uint8)
+        for lo in range(0, len(starts), cls.CHUNK):  # a mask of each block's path bytes
+            s, e = starts[lo:lo + cls.CHUNK], ends[lo:lo + cls.CHUNK]
+            bounds = np.empty(2 * len(s) - 1, dtype=np.int64)  # path, gap, ..., gap, path
+            bounds[0::2], bounds[1::2] = s - s[0], e[:-1] - s[0]
+            keep = np.zeros(len(bounds), dtype=bool)
+            keep[0::2] = True
+            sizes = np.diff(np.append(bounds, e[-1] - s[0]))
+            out = offsets[lo + len(s) - 1]
+            packed[out - sizes[0::2].sum():out] = data[s[0]:e[-1]][np.repeat(keep, sizes)]
+        return cls.from_spans(packed, offsets - lengths, offsets)
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -177,28 +200,46 @@ class PathList(Sequence[str]):
 
     def hashes(self) -> tuple[np.ndarray, np.ndarray]:
         """64-bit hashes (uint64) of every path and of its folder (the path up to its last
-        ``/``): bytes weighted by a fixed random table and summed, vectorised; equal strings
-        hash equal, different ones almost never do. One pass for both, kept: the duplicate
-        search and the existence check share it."""
+        ``/``): :func:`_polynomial_hashes` of the bytes, vectorised; equal strings hash equal,
+        different ones almost never do. One pass for both, kept: the duplicate search and the
+        existence check share it."""
+        return self._hash_parts()[:2]
+
+    def _hash_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`hashes`' path and folder hashes, and each folder's length in bytes."""
         if self._hashes is not None:
             return self._hashes
-        paths, folders = np.zeros(len(self), np.uint64), np.zeros(len(self), np.uint64)
-        if len(self):
-            table = np.random.default_rng(0).integers(1, 2 ** 63, int(self.lengths().max()) + 1,
-                                                      dtype=np.uint64)
-            cut = self.last_position("/") + 1  # each folder's length
+        cut = self.last_position("/") + 1  # each folder's length
+        if self.is_packed():  # the paths in order in one buffer: hashed where they are
+            paths, folders = _polynomial_hashes(self._bytes, self._starts, self._ends,
+                                                self._starts + cut)
+        else:
+            paths, folders = np.zeros(len(self), np.uint64), np.zeros(len(self), np.uint64)
+            lengths = self.lengths()
             for lo in range(0, len(self), self.CHUNK):
                 data, ends = self.joined(lo, lo + self.CHUNK)
-                lengths = np.diff(ends, prepend=0)
-                starts = ends - lengths
-                position = np.arange(len(data)) - np.repeat(starts, lengths)
-                sums = np.zeros(len(data) + 1, dtype=np.uint64)  # sums[k]: bytes before k
-                np.cumsum(np.frombuffer(data, dtype=np.uint8) * table[position], out=sums[1:])
-                hi = lo + len(ends)  # differences of sums wrap mod 2^64, as the sums do
-                paths[lo:hi] = sums[ends] - sums[starts]
-                folders[lo:hi] = sums[starts + cut[lo:hi]] - sums[starts]
-        self._hashes = paths, folders
+                hi = lo + len(ends)
+                starts = ends - lengths[lo:hi]
+                paths[lo:hi], folders[lo:hi] = _polynomial_hashes(
+                    np.frombuffer(data, np.uint8), starts, ends, starts + cut[lo:hi])
+        self._hashes = paths, folders, cut
         return self._hashes
+
+    def drop_hashes(self) -> None:
+        """Forget :meth:`hashes` and :meth:`sorted_hashes` (the loading checks' shared work;
+        24 bytes a path) once the checks are done; asked again, they are computed again."""
+        self._hashes = self._sorted = None
+
+    def sorted_hashes(self) -> np.ndarray:
+        """The path hashes of :meth:`hashes`, sorted (kept: the duplicate search and the
+        existence check share them)."""
+        if self._sorted is None:
+            self._sorted = np.sort(self.hashes()[0])
+        return self._sorted
+
+    def is_packed(self) -> bool:
+        """Whether the paths lie in order, back to back, in the buffer."""
+        return bool((self._starts[1:] == self._ends[:-1]).all())
 
     def duplicates(self) -> list[str]:
         """The paths listed more than once (each once, in first-listed order).
@@ -207,8 +248,7 @@ class PathList(Sequence[str]):
         strings."""
         if len(self) < 2:
             return []
-        hashes = self.hashes()[0]
-        ordered = np.sort(hashes)
+        hashes, ordered = self.hashes()[0], self.sorted_hashes()
         if not (ordered[1:] == ordered[:-1]).any():  # the usual case: no sort of indices
             return []
         order = np.argsort(hashes, kind="stable")
@@ -218,13 +258,70 @@ class PathList(Sequence[str]):
         return [path for path, n in counts.items() if n > 1]
 
     def digest(self) -> str:
-        """A hex digest of the paths (their bytes and boundaries)."""
-        digest = hashlib.blake2b(digest_size=12)
-        for lo in range(0, len(self), self.CHUNK):
-            data, ends = self.joined(lo, lo + self.CHUNK)
-            digest.update(data)
-            digest.update(ends.tobytes())
-        return digest.hexdigest()
+        """A hex digest of the paths (their bytes and boundaries), computed once and kept
+        (a list is read-only: every stream, rank and cache asks for the same value)."""
+        if self._digest is None:
+            digest = hashlib.blake2b(digest_size=12)
+            for lo in range(0, len(self), self.CHUNK):
+                data, ends = self.joined(lo, lo + self.CHUNK)
+                digest.update(data)
+                digest.update(ends.tobytes())
+            self._digest = digest.hexdigest()
+        return self._digest
+
+
+#: The polynomial hash's base (odd, so its powers modulo 2^64 are invertible) and inverse.
+_BASE = 0x9E3779B97F4A7C15
+_BASE_INVERSE = pow(_BASE, -1, 1 << 64)
+_POWERS: list[np.ndarray] = []  # [base^i, base^-i, sum of base^j for j < i], grown on demand
+
+
+def _power_tables(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``base^i`` and ``base^-i`` (mod 2^64) for ``i < size``, and their running sums
+    ``sum(base^j, j < i)`` for ``i <= size`` (kept for the next call)."""
+    if not _POWERS or len(_POWERS[0]) < size:
+        size = max(size, _HASH_BYTES + 1)
+        tables = []
+        for base in (_BASE, _BASE_INVERSE):
+            table = np.full(size, base, dtype=np.uint64)
+            table[0] = 1
+            tables.append(np.cumprod(table, dtype=np.uint64))  # wraps modulo 2^64
+        tables.append(np.concatenate([np.zeros(1, np.uint64),
+                                     np.cumsum(tables[0], dtype=np.uint64)]))
+        _POWERS[:] = tables
+    return _POWERS[0], _POWERS[1], _POWERS[2]
+
+
+_HASH_BYTES = 1 << 18  # bytes hashed at a time (the power tables' length)
+
+
+def _polynomial_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                       cuts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``h(data[s:e])`` for every span and ``h(data[s:c])`` for every cut ``c`` (``s <= c <=
+    e``; default ``s``), as uint64, where ``h(b) = sum((b[j] + 1) * base^j) mod 2^64``: so
+    ``h(x + y) = h(x) + base^len(x) * h(y)``, and appending bytes changes a string's hash.
+
+    ``data``: uint8; spans in increasing order, not overlapping. About :data:`_HASH_BYTES`
+    bytes at a time: one multiply and one running sum over them, then a few operations per
+    span (its sum from the running sum, shifted to start at power 0 by ``base^-s``)."""
+    starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+    cuts = starts if cuts is None else np.asarray(cuts, np.int64)
+    whole, head = np.zeros(len(starts), np.uint64), np.zeros(len(starts), np.uint64)
+    if not len(starts):
+        return whole, head
+    marks = starts[0] + _HASH_BYTES * np.arange(1, (ends[-1] - starts[0]) // _HASH_BYTES + 1)
+    bounds = np.unique(np.concatenate([[0], np.searchsorted(starts, marks), [len(starts)]]))
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        base = int(starts[lo])
+        chunk = data[base:int(ends[hi - 1])]
+        powers, inverse, sums = _power_tables(len(chunk) + 1)
+        running = np.zeros(len(chunk) + 1, dtype=np.uint64)
+        np.cumsum(np.multiply(chunk, powers[:len(chunk)], dtype=np.uint64), out=running[1:])
+        s, e, c = starts[lo:hi] - base, ends[lo:hi] - base, cuts[lo:hi] - base
+        shift = inverse[s]  # sum of (b + 1) * base^j over [s, x), times base^-s
+        whole[lo:hi] = (running[e] - running[s] + sums[e] - sums[s]) * shift
+        head[lo:hi] = (running[c] - running[s] + sums[c] - sums[s]) * shift
+    return whole, head
 
 
 def labelled_lines(files: PathList, labels: np.ndarray, separator: str):
@@ -369,48 +466,71 @@ def _check_root(root: Path, source: str) -> None:
         raise DatasetError(f"{source}: image root {root} does not exist or is not a folder")
 
 
-def _plain_entries(root: bytes, folder: bytes) -> set[bytes]:
-    """``folder + name`` for the non-symlink entries of ``root / folder`` (empty when it
-    cannot be listed)."""
+def _plain_entries(folder: bytes) -> tuple[bytes, int]:
+    """The names of the non-symlink entries of ``folder``, NUL-separated, and their number
+    (``(b"", 0)`` when it cannot be listed)."""
     try:
-        with os.scandir(os.path.join(root, folder)) as entries:
-            return {folder + entry.name for entry in entries if not entry.is_symlink()}
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries if not entry.is_symlink()]
     except OSError:
-        return set()
+        return b"", 0
+    return b"\0".join(names), len(names)
 
 
-def _missing_files(root: Path, files: Sequence[str], workers: int = 8,
+def _missing_files(root: Path, files: Sequence[str], workers: int = 4,
                    batch: int = 256) -> list[int]:
     """Indices ``i`` with ``not os.path.exists(root / files[i])``, in increasing order.
 
-    Paths are grouped by folder (a hash of the part up to the last ``/``); each folder is
-    listed once (threads across folders, ``batch`` listings held at a time) and compared with
-    its paths as sets of bytes, so no Python code runs per path. Only paths a listing does not
-    show as plain entries (absent, symbolic links, unnormalised paths) are ``stat``-ed; a hash
-    collision merely puts two folders' paths in one group, where the other folder's fall to
-    ``stat``.
+    Each folder (the part of a path up to its last ``/``, told apart by hash) is listed once
+    (threads across folders; ``batch`` listings hashed at a time); the names of its plain
+    entries (not symbolic links) are hashed as the paths are (:meth:`PathList.hashes`:
+    ``h(folder + name) = h(folder) + base^len(folder) * h(name)``), and a path whose hash
+    is among the listed entries' is there. Only the others (absent, symbolic links,
+    unnormalised paths, folders that cannot be listed) are ``stat``-ed, so every index
+    returned is a file ``os.path.exists`` denies; a missing file passes only if its 64-bit
+    hash equals that of a listed one (odds about 1 in 2^64 / (files x entries)).
+    No Python code runs per path or per hash: per folder, and per entry inside the listing.
     """
     files = files if isinstance(files, PathList) else PathList(files)
-    _, first, group = np.unique(files.hashes()[1], return_index=True, return_inverse=True)
-    folders, _ = files.take(first).split_after_last("/")
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(len(first) + 1)).tolist()
-    groups = [(folder, order[lo:hi])
-              for folder, lo, hi in zip(folders.encoded(np.arange(len(first))), bounds[:-1],
-                                        bounds[1:])]
+    if not len(files):
+        return []
+    hashes, folder_hashes, cut = files._hash_parts()
+    # one path per distinct folder hash (runs first: lists are mostly sorted by folder)
+    run = np.flatnonzero(np.concatenate([[True], folder_hashes[1:] != folder_hashes[:-1]]))
+    first = run[np.unique(folder_hashes[run], return_index=True)[1]]
+    first.sort()
+    folders = PathList.from_spans(files._bytes, files._starts[first],
+                                  files._starts[first] + cut[first]).encoded(
+                                      np.arange(len(first)))
+    powers = _power_tables(int(cut.max()) + 1)[0]
     root = os.fsencode(root)
-    missing = []
+    listed = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for lo in range(0, len(groups), batch):
-            part = groups[lo:lo + batch]
-            listings = pool.map(_plain_entries, [root] * len(part), [f for f, _ in part])
-            for (_, indices), present in zip(part, listings):
-                paths = files.encoded(indices)
-                if not present.issuperset(paths):
-                    missing.extend(i for i, path in zip(indices.tolist(), paths)
-                                   if path not in present
-                                   and not os.path.exists(os.path.join(root, path)))
-    return sorted(missing)
+        listings = pool.map(_plain_entries, [os.path.join(root, folder) for folder in folders])
+        for lo in range(0, len(first), batch):  # hashed while the next ones are listed
+            part = first[lo:lo + batch]
+            names, counts = zip(*(next(listings) for _ in part))
+            counts = np.array(counts, dtype=np.int64)
+            if not counts.sum():
+                continue
+            joined = np.frombuffer(b"\0".join(name for name in names if name) + b"\0",
+                                   dtype=np.uint8)
+            ends = np.flatnonzero(joined == 0)
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            name_hashes = _polynomial_hashes(joined, starts, ends)[0]
+            owner = np.repeat(part, counts)  # a path of the entry's folder
+            listed.append(folder_hashes[owner] + powers[cut[owner]] * name_hashes)
+    # sorted against sorted (a search with sorted keys stays in cache), then the hashes not
+    # found back to their indices
+    listed = np.sort(np.concatenate(listed)) if listed else np.zeros(1, np.uint64)
+    ordered = files.sorted_hashes()
+    found = listed[np.minimum(np.searchsorted(listed, ordered), len(listed) - 1)] == ordered
+    absent = np.unique(ordered[~found])
+    suspects = np.flatnonzero(absent[np.minimum(np.searchsorted(absent, hashes),
+                                                len(absent) - 1)] == hashes) \
+        if len(absent) else absent.astype(np.int64)
+    return [i for i, path in zip(suspects.tolist(), files.encoded(suspects))
+            if not os.path.exists(os.path.join(root, path))]
 
 
 def _check_files(root: Path, files: Sequence[str], source: str,
@@ -490,10 +610,17 @@ def _split_entries(path: Path, source: str
     whitespace, not a comment) are parsed with NumPy all at once; every other line (blank,
     comments, CRLF, odd spacing, bad labels) goes through :func:`_parse_split_line`, the rule
     of the format, which also raises the errors naming file and line.
+
+    One pass finds every byte up to the space (line breaks, spaces, tabs, control
+    characters); a line's label is what follows the last of them before its end, and its
+    digits are read from the end, as many passes over the lines as the longest label has.
     """
     data = np.fromfile(path, dtype=np.uint8)
     _check_utf8(data, source)
-    breaks = np.flatnonzero(data == ord("\n"))
+    step = 1 << 24  # (a block at a time: no temporary as large as the file)
+    blank = np.concatenate([np.flatnonzero(data[lo:lo + step] <= ord(" ")) + lo
+                            for lo in range(0, len(data), step)] or [np.zeros(0, np.int64)])
+    breaks = blank[data[blank] == ord("\n")]
     # a byte-order mark (some editors write one) is not part of the first path
     starts = np.concatenate([[len(codecs.BOM_UTF8) if data[:3].tobytes() == codecs.BOM_UTF8
                               else 0], breaks + 1])
@@ -501,25 +628,26 @@ def _split_entries(path: Path, source: str
     if starts[-1] == len(data):  # the file ends with a line break
         starts, ends = starts[:-1], ends[:-1]
     numbers = np.arange(1, len(starts) + 1)
-    # trailing digits of each line (up to _DIGITS + 1), their value, then the separator
+    # the last blank byte before each line's end, and the token after it
+    separator = blank[np.maximum(np.searchsorted(blank, ends) - 1, 0)] if len(blank) \
+        else np.full(len(starts), -1, dtype=np.int64)
+    digits = ends - separator - 1
+    candidate = ((separator > starts) & (digits >= 1) & (digits <= _DIGITS)
+                 & np.isin(data[np.maximum(separator, 0)], (ord(" "), ord("\t"))))
     label = np.zeros(len(starts), dtype=np.int64)
-    token = np.zeros(len(starts), dtype=np.int64)
-    for k in range(1, _DIGITS + 2):
-        at = np.maximum(ends - k, 0)
-        digit = data[at].astype(np.int64) - ord("0")
-        more = (token == k - 1) & (ends - k >= starts) & (digit >= 0) & (digit <= 9)
-        label = np.where(more, label + digit * 10 ** (k - 1), label)
-        token += more
-    separator = ends - token - 1
+    for k in range(1, int(digits[candidate].max(initial=0)) + 1):  # the k-th digit from the end
+        has = candidate & (digits >= k)
+        digit = data[np.where(has, ends - k, 0)] - np.uint8(ord("0"))  # wraps below "0"
+        candidate &= ~has | (digit <= 9)
+        label += np.where(has, digit, 0).astype(np.int64) * 10 ** (k - 1)
     path_end = separator
     first = data[np.minimum(starts, len(data) - 1)]
     last = data[np.maximum(path_end - 1, 0)]
-    plain = ((token > 0) & (token <= _DIGITS) & (path_end > starts)
-             & np.isin(data[np.maximum(separator, 0)], (ord(" "), ord("\t")))
-             & (first > ord(" ")) & (first < 0x80) & (first != ord("#"))
+    plain = (candidate & (first > ord(" ")) & (first < 0x80) & (first != ord("#"))
              & (last > ord(" ")) & (last < 0x80))
     odd = np.flatnonzero(~plain)
     if len(odd):  # the format's own rule, line by line
+        path_end = path_end.copy()
         text = data.tobytes() if len(odd) > 1000 else None
         keep = np.ones(len(starts), dtype=bool)
         view = memoryview(data)
@@ -540,6 +668,8 @@ def _split_entries(path: Path, source: str
 
 def _check_utf8(data: np.ndarray, source: str, chunk: int = 1 << 24) -> None:
     """Raise a :class:`DatasetError` naming the line where ``data`` stops being UTF-8."""
+    if not len(data) or data.max() < 0x80:  # ASCII is UTF-8
+        return
     decoder = codecs.getincrementaldecoder("utf-8")()
     view = memoryview(data)
     for lo in range(0, len(data), chunk):
@@ -559,8 +689,9 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     paths may contain spaces). Blank lines and lines starting with ``#`` are ignored.
     ``root`` defaults to the split file's folder. The number of classes C is ``num_classes``
     (or ``len(class_names)``), else ``max(label) + 1``; every class in ``0..C-1`` must occur.
-    Class names default to ``str(k)``. Duplicate paths give a warning. The paths stay in the
-    file's bytes (:class:`PathList`): memory grows with the file, not with the entries.
+    Class names default to ``str(k)``. Duplicate paths give a warning. The paths are copied
+    out of the file's bytes into one buffer (:class:`PathList`): memory grows with their bytes,
+    not with the entries.
 
     Args:
         path: the split file.
@@ -581,7 +712,8 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
         j = int(np.argmax(labels >= num_classes))
         raise DatasetError(f"{source}:{line_numbers[j]}: label {labels[j]} >= num_classes "
                            f"({num_classes})")
-    files = PathList.from_spans(data, starts, ends)
+    files = PathList.compacted(data, starts, ends)
+    del data
     num_classes = num_classes if num_classes is not None else int(labels.max()) + 1
     _check_classes(labels, num_classes, source)
     _warn_duplicates(files, source)
@@ -589,6 +721,7 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     if check_files:
         _check_files(root, files, source,
                      lambda i: f"line {line_numbers[i]}: {files[i]}")
+    files.drop_hashes()
     return LongTailDataset(root, files, labels, _class_names(class_names, num_classes, source),
                            source, line_numbers)
 
@@ -669,6 +802,7 @@ def read_inat_json(path: str | os.PathLike, root: str | os.PathLike | None = Non
     _check_root(root, source)
     if check_files:
         _check_files(root, files, source)
+    files.drop_hashes()
     return LongTailDataset(root, files, labels, tuple(names), source)
 
 

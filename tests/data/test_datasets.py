@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dali_cmo.data.datasets import (DatasetError, LongTailDataset, load_dataset,
+from dali_cmo.data.datasets import (DatasetError, LongTailDataset, _split_entries, load_dataset,
                                     long_tailed_counts, long_tailed_subset, read_image_folder,
                                     read_inat_json, read_split_file)
 from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
@@ -122,6 +122,81 @@ def test_split_file_check_follows_symlinks(tmp_path):
     split = write_split(tmp_path, "real.jpg 0\nlink.jpg 0\ndangling.jpg 0\n")
     with pytest.raises(DatasetError, match="1 of 3 files missing .*: line 3: dangling.jpg$"):
         read_split_file(split)
+
+
+def _reference_split(text: str, source: str) -> tuple[list[str], list[int], list[int]]:
+    """The split-file rule, line by line in plain Python: ``(paths, labels, line numbers)``,
+    or the :class:`DatasetError` message of the first malformed line."""
+    paths, labels, numbers = [], [], []
+    for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.rsplit(None, 1)
+        if len(parts) < 2:
+            raise DatasetError(f"{source}:{number}: missing label "
+                               f"(expected '<relative/path> <label>', got {line!r})")
+        try:
+            label = int(parts[1])
+        except ValueError:
+            raise DatasetError(f"{source}:{number}: label {parts[1]!r} is not an "
+                               "integer") from None
+        if label < 0:
+            raise DatasetError(f"{source}:{number}: label {label} is negative")
+        paths.append(parts[0])
+        labels.append(label)
+        numbers.append(number)
+    return paths, labels, numbers
+
+
+def _agree_with_reference(tmp_path: Path, text: str, name: str = "split.txt") -> None:
+    split = tmp_path / name
+    split.write_bytes(text.encode("utf-8"))
+    try:
+        expected = _reference_split(text, str(split))
+    except DatasetError as error:
+        with pytest.raises(DatasetError) as raised:
+            _split_entries(split, str(split))
+        assert str(raised.value) == str(error)
+        return
+    data, starts, ends, labels, numbers = _split_entries(split, str(split))
+    assert [data[s:e].tobytes().decode() for s, e in zip(starts, ends)] == expected[0]
+    assert labels.tolist() == expected[1] and numbers.tolist() == expected[2]
+
+
+ODD_LINES = [
+    "a/b.jpg 3", "a/b.jpg\t3", "a/b.jpg  3", "  a/b.jpg 3", "a/b.jpg 3  ", "a/b.jpg 3\r",
+    "a b/c d.jpg 7", "a/12 3.jpg 4", "# a/b.jpg 3", "#", "", "   ", "\t", "a/é.jpg 2",
+    "a/b.jpg\u00a0 5", "\u00a0a/b.jpg 5", "a/b\u2003.jpg 5", "a/b.jpg\x1c5", "a/b\x1cc.jpg 6",
+    "a/b.jpg\x0b5", "a/b.jpg +1", "a/b.jpg 007", "a/b.jpg 999999999", "a/b.jpg 1000000000",
+    "a/b.jpg 12345678901", "a/b.jpg 1_000", "a/b.jpg \u0663", "x 0", "x\t\t0",
+    "a/b.jpg\t 9", "a/b.jpg 0", "c.jpg 10",
+]
+BAD_LINES = ["a/b.jpg", "a/b.jpg x1", "a/b.jpg 1.5", "a/b.jpg -1", "a/b.jpg 3x", " 5",
+             "a/b.jpg -0", "a/b.jpg ٣x"]
+
+
+def test_split_parser_agrees_with_the_line_rule(tmp_path):
+    """Every line shape (the NumPy path and the line rule's) against a plain-Python reading
+    of the rule: same paths, labels and line numbers, or the same message."""
+    text = "\n".join(ODD_LINES)
+    _agree_with_reference(tmp_path, text)
+    _agree_with_reference(tmp_path, text + "\n")
+    _agree_with_reference(tmp_path, "\ufeff" + text + "\r\n")
+    for k, bad in enumerate(BAD_LINES):
+        _agree_with_reference(tmp_path, "\n".join(ODD_LINES[:5] + [bad] + ODD_LINES),
+                              f"bad{k}.txt")
+    rng = np.random.default_rng(0)
+    alphabet = list("ab/.# \t\r0123456789-+") + ["é", "\u00a0", "\x1c", "\x0c"]
+    for k in range(200):  # random lines, mostly well formed
+        lines = []
+        for _ in range(int(rng.integers(1, 12))):
+            path = "".join(rng.choice(alphabet, int(rng.integers(0, 8))))
+            label = str(int(rng.integers(0, 10 ** int(rng.integers(1, 12)))))
+            lines.append(path + str(rng.choice([" ", "\t", "  ", ""])) + label
+                         if rng.random() < 0.9 else path)
+        _agree_with_reference(tmp_path, "\n".join(lines) + str(rng.choice(["", "\n"])),
+                              f"random{k}.txt")
 
 
 # --------------------------------------------------------------------------- iNat JSON

@@ -139,7 +139,13 @@ std::string FileList::path(int64_t i) const {
   return JoinRoot(root_, relative);
 }
 
-/** Reads a split file: `relative/path <label>` per line; blank and `#` lines are skipped. */
+/**
+ * Reads a split file: `relative/path <label>` per line; blank and `#` lines are skipped.
+ *
+ * The file is read a block at a time (memory: a block, not the file) and its lines found
+ * with memchr; a label of plain digits is read in place, anything else goes through
+ * ParseLabel (and its messages). No string is built per line unless the line is malformed.
+ */
 void FileList::ReadList(const std::string &list) {
   FILE *in = std::fopen(list.c_str(), "r");
   Require(in != nullptr, "cannot open file_list ", list);
@@ -152,30 +158,46 @@ void FileList::ReadList(const std::string &list) {
     ends_.reserve(info.st_size / 4 + 1);
     labels_.reserve(info.st_size / 4 + 1);
   }
-  struct LineBuffer {  // getline's buffer, freed however the loop ends
-    char *data = nullptr;
-    size_t capacity = 0;
-    ~LineBuffer() { std::free(data); }
-  } buffer;
-  ssize_t length;
-  for (int64_t number = 1; (length = ::getline(&buffer.data, &buffer.capacity, in)) >= 0;
-       number++) {
-    const char *line = buffer.data;
-    size_t begin = 0, end = static_cast<size_t>(length);
+  int64_t number = 0;
+  auto parse = [&](const char *line, size_t end) {  // one line, without its '\n'
+    number++;
+    size_t begin = 0;
     while (begin < end && IsSpace(line[begin])) begin++;
     while (end > begin && IsSpace(line[end - 1])) end--;
-    if (begin == end || line[begin] == '#') continue;
+    if (begin == end || line[begin] == '#') return;
     size_t split = end;
     while (split > begin && !IsSpace(line[split - 1])) split--;
     auto where = [&] { return list + ":" + std::to_string(number); };
-    Require(split > begin, where(),
-            ": missing label (expected '<relative/path> <label>', got '",
-            std::string(line + begin, end - begin), "')");
-    int32_t label = ParseLabel(std::string(line + split, end - split), where());
+    if (split == begin)  // (a message's parts are built only when it is thrown)
+      Require(false, where(), ": missing label (expected '<relative/path> <label>', got '",
+              std::string(line + begin, end - begin), "')");
+    int64_t label = 0;
+    size_t k = split;
+    for (; k < end && k - split < 10 && line[k] >= '0' && line[k] <= '9'; k++)
+      label = label * 10 + (line[k] - '0');
+    if (k != end || label > std::numeric_limits<int32_t>::max())  // signs, letters, long
+      label = ParseLabel(std::string(line + split, end - split), where());
     size_t path_end = split;
     while (path_end > begin && IsSpace(line[path_end - 1])) path_end--;
-    Add(line + begin, path_end - begin, label);
+    Add(line + begin, path_end - begin, static_cast<int32_t>(label));
+  };
+  std::vector<char> block(1 << 20);
+  size_t held = 0;  // bytes of block in use: the start of a line not yet complete
+  while (true) {
+    if (held == block.size()) block.resize(2 * block.size());  // a line longer than a block
+    size_t got = std::fread(block.data() + held, 1, block.size() - held, in);
+    if (got == 0) break;  // the end (or a read error, which ends the list as getline did)
+    const char *data = block.data();
+    size_t size = held + got, next = 0;
+    while (const char *stop = static_cast<const char *>(
+               std::memchr(data + next, '\n', size - next))) {
+      parse(data + next, static_cast<size_t>(stop - (data + next)));
+      next = static_cast<size_t>(stop - data) + 1;
+    }
+    held = size - next;
+    std::memmove(block.data(), data + next, held);
   }
+  if (held) parse(block.data(), held);  // the last line, without a line break
   Require(size() > 0, list, ": no entries");
 }
 
