@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 
 from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import do_not_convert
 
 import dali_cmo
 from dali_cmo.augment.crops import pad_crop
@@ -145,10 +146,12 @@ class TrainConfig:
                              self.probability if pastes else 0.0, self.per_sample, self.seed)
 
 
+@do_not_convert  # no data conditionals: spares AutoGraph's conversion
 def decoder_device(device: str) -> str:
     return "mixed" if device == "gpu" else "cpu"
 
 
+@do_not_convert  # no data conditionals: spares AutoGraph's conversion
 def train_crop(encoded, config: TrainConfig, device: str, raw: bool = False):
     """Decode fused with the training crop, as uint8 HWC RGB on ``device``; ``raw``: the input
     is already uint8 HWC pixels (an ``ArrayDataset``), nothing is decoded."""
@@ -185,6 +188,7 @@ def train_images(encoded, mirror, config: TrainConfig, device: str, raw: bool = 
     return recipe(images, mirror, config.image_size, config.randaugment)
 
 
+@do_not_convert  # no data conditionals: spares AutoGraph's conversion
 def slice_decode(encoded, start, extent, device: str):
     """The window ``start`` + ``extent`` (source pixels, ``cmo_region``'s) of each image."""
     return fn.decoders.image_slice(encoded, start, extent, axes=[0, 1], normalized_anchor=False,
