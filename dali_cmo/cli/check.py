@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from array import array
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +30,7 @@ from dali_cmo.data.integrity import ImageReport, check_decoding, full_check
 from dali_cmo.training.progress import ProgressLine
 
 MAX_LISTED = 20  # bad files printed in the summary (the JSON report holds all of them)
+CHUNK = 65_536   # files checked (and decoded) at a time: memory grows with the chunk, not the list
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,34 +57,74 @@ def _progress_text(done: int, total: int, progress: ProgressLine) -> str:
     return f"checked {done:,}/{total:,} files ({rate:,.0f} files/s)"
 
 
+class Tally:
+    """What the summary needs, folded in file by file: the bad files and the files the decoder
+    warned about keep their reports, every other file only a few bytes (its width, height and
+    JPEG quality), so that millions of files fit in memory."""
+
+    def __init__(self) -> None:
+        self.num_images = 0
+        self.bad: list[tuple[int, ImageReport]] = []
+        self.warned: list[tuple[int, ImageReport]] = []
+        self.formats: Counter = Counter()
+        self.modes: Counter = Counter()
+        self.chroma: Counter = Counter()
+        self.widths, self.heights, self.qualities = array("i"), array("i"), array("i")
+
+    def add(self, index: int, report: ImageReport) -> None:
+        self.num_images += 1
+        if not report.ok:
+            self.bad.append((index, report))
+        if report.decoder_warnings:
+            self.warned.append((index, report))
+        if report.ok and report.width:
+            self.widths.append(report.width)
+        if report.ok and report.height:
+            self.heights.append(report.height)
+        self.formats[report.format or "unknown"] += 1
+        if report.mode:
+            self.modes[report.mode] += 1
+        if report.jpeg_quality:
+            self.qualities.append(report.jpeg_quality)
+        if report.chroma:
+            self.chroma[report.chroma] += 1
+
+
 def scan(dataset: LongTailDataset, decode: bool = False, workers: int = 8,
-         progress: ProgressLine | None = None) -> list[ImageReport]:
-    """:func:`~dali_cmo.data.integrity.full_check` of every file of ``dataset``, in dataset order;
-    with ``decode``, every file is decoded with the trainer's decoder too
-    (:func:`~dali_cmo.data.integrity.check_decoding`)."""
-    paths = [dataset.path(i) for i in range(len(dataset))]
-    reports: list[ImageReport] = []
+         progress: ProgressLine | None = None, each=None) -> Tally:
+    """:func:`~dali_cmo.data.integrity.full_check` of every file of ``dataset``, in dataset order
+    and :data:`CHUNK` files at a time; with ``decode``, every file is decoded with the trainer's
+    decoder too (:func:`~dali_cmo.data.integrity.check_decoding`). ``each(report)`` is called
+    for every report, in order (the ``--report`` writer)."""
+    tally, n = Tally(), len(dataset)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for report in pool.map(lambda p: full_check(p, decode=decode), paths, chunksize=16):
-            reports.append(report)
-            if progress is not None:
-                progress.show(_progress_text(len(reports), len(paths), progress), final=False)
+        for start in range(0, n, CHUNK):
+            paths = [dataset.path(i) for i in range(start, min(start + CHUNK, n))]
+            reports: list[ImageReport] = []
+            for report in pool.map(lambda p: full_check(p, decode=decode), paths, chunksize=16):
+                reports.append(report)
+                if progress is not None:
+                    progress.show(_progress_text(start + len(reports), n, progress), final=False)
+            if decode:
+                check_decoding(reports, workers)
+            for offset, report in enumerate(reports):
+                tally.add(start + offset, report)
+                if each is not None:
+                    each(report)
     if progress is not None:
-        progress.show(_progress_text(len(reports), len(paths), progress), final=True)
-    if decode:
-        check_decoding(reports, workers)
-    return reports
+        progress.show(_progress_text(n, n, progress), final=True)
+    return tally
 
 
 def _reason_kind(problem: str) -> str:
     return problem.split(" (")[0].split(";")[0]
 
 
-def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: int,
-              decode: bool) -> dict:
-    bad = [(i, r) for i, r in enumerate(reports) if not r.ok]
-    widths = np.array([r.width for r in reports if r.ok and r.width], dtype=np.int64)
-    heights = np.array([r.height for r in reports if r.ok and r.height], dtype=np.int64)
+def summarise(dataset: LongTailDataset, tally: Tally, min_size: int, decode: bool) -> dict:
+    bad = tally.bad
+    widths = np.frombuffer(tally.widths, dtype=np.int32).astype(np.int64)
+    heights = np.frombuffer(tally.heights, dtype=np.int32).astype(np.int64)
+    qualities = np.frombuffer(tally.qualities, dtype=np.int32).astype(np.int64)
     counts = dataset.class_counts
     bad_labels = np.bincount([int(dataset.labels[i]) for i, _ in bad],
                              minlength=dataset.num_classes) if bad else np.zeros_like(counts)
@@ -93,27 +136,26 @@ def summarise(dataset: LongTailDataset, reports: list[ImageReport], min_size: in
         return {"min": int(values.min()), "median": float(np.median(values)),
                 "mean": float(values.mean()), "max": int(values.max())}
 
+    def line(i: int) -> int | None:
+        return int(dataset.lines[i]) if dataset.lines is not None else None
+
     return {
         "source": dataset.source,
         "root": str(dataset.root),
         "decoded": decode,
-        "num_images": len(reports),
-        "ok": len(reports) - len(bad),
+        "num_images": tally.num_images,
+        "ok": tally.num_images - len(bad),
         "bad": len(bad),
         "bad_by_reason": dict(Counter(_reason_kind(r.problem) for _, r in bad).most_common()),
-        "bad_files": [{"index": i, "line": int(dataset.lines[i]) if dataset.lines is not None else None,
-                       "path": r.path, "label": int(dataset.labels[i]), "problem": r.problem}
-                      for i, r in bad],
+        "bad_files": [{"index": i, "line": line(i), "path": r.path,
+                       "label": int(dataset.labels[i]), "problem": r.problem} for i, r in bad],
         "decoder_warnings": [{"index": i, "path": r.path, "warnings": r.decoder_warnings,
-                              "line": int(dataset.lines[i]) if dataset.lines is not None
-                              else None}
-                             for i, r in enumerate(reports) if r.decoder_warnings],
-        "formats": dict(Counter(r.format or "unknown" for r in reports).most_common()),
-        "modes": dict(Counter(r.mode for r in reports if r.mode).most_common()),
-        "jpeg_quality": stats(np.array([r.jpeg_quality for r in reports if r.jpeg_quality])),
-        "jpeg_quality_below_90": sum(1 for r in reports if r.jpeg_quality and
-                                     r.jpeg_quality < 90),
-        "chroma": dict(Counter(r.chroma for r in reports if r.chroma).most_common()),
+                              "line": line(i)} for i, r in tally.warned],
+        "formats": dict(tally.formats.most_common()),
+        "modes": dict(tally.modes.most_common()),
+        "jpeg_quality": stats(qualities),
+        "jpeg_quality_below_90": int(np.count_nonzero(qualities < 90)),
+        "chroma": dict(tally.chroma.most_common()),
         "smaller_than_min_size": {"min_size": min_size,
                                   "count": int(np.count_nonzero(np.minimum(widths, heights)
                                                                 < min_size))},
@@ -191,12 +233,13 @@ def run(args: argparse.Namespace) -> int:
         if args.report:
             _write_report(args.report, {"error": str(error)})
         return 1
-    reports = scan(dataset, decode=args.decode, workers=args.workers,
-                   progress=ProgressLine())
-    summary = summarise(dataset, reports, args.min_size, args.decode)
-    print(format_text(summary))
+    with StreamedReport(args.report) as report:
+        tally = scan(dataset, decode=args.decode, workers=args.workers, progress=ProgressLine(),
+                     each=report.add_file if args.report else None)
+        summary = summarise(dataset, tally, args.min_size, args.decode)
+        print(format_text(summary))
+        report.finish(summary)
     if args.report:
-        _write_report(args.report, {"summary": summary, "files": [r.to_dict() for r in reports]})
         print(f"report        {args.report}")
     return 1 if summary["bad"] else 0
 
@@ -204,3 +247,36 @@ def run(args: argparse.Namespace) -> int:
 def _write_report(path: str, report: dict) -> None:
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
+
+
+class StreamedReport:
+    """The ``--report`` JSON, ``{"files": [...], "summary": {...}}``, written as the scan goes
+    (one file's report per line) into a private file that replaces ``path`` once the summary is
+    written; nothing is written without a ``path``, and an interrupted scan leaves no report."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.partial = Path(path).parent / f".{Path(path).name}.partial" if path else None
+        self._out = None
+        self._files = 0
+
+    def __enter__(self) -> "StreamedReport":
+        if self.partial is not None:
+            self._out = open(self.partial, "w")
+            self._out.write('{"files": [')
+        return self
+
+    def add_file(self, report: ImageReport) -> None:
+        self._out.write(("," if self._files else "") + "\n" + json.dumps(report.to_dict()))
+        self._files += 1
+
+    def finish(self, summary: dict) -> None:
+        if self._out is not None:
+            self._out.write('\n],\n"summary": ' + json.dumps(summary, indent=1) + "}\n")
+            self._out.close()
+            os.replace(self.partial, self.path)
+
+    def __exit__(self, *error) -> None:
+        if self._out is not None and not self._out.closed:
+            self._out.close()
+            self.partial.unlink(missing_ok=True)

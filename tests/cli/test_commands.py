@@ -83,3 +83,52 @@ def test_check_reports_jpeg_quality_and_chroma_subsampling(tmp_path, capsys):
     assert ("jpeg quality  min 30, median 75, max 95 (IJG scale, from the quantization "
             "tables); 4 below 90") in out
     assert "jpeg chroma   4:2:0 2, 4:4:4 1, 4:2:2 1" in out
+
+
+def test_check_in_chunks_reports_what_each_file_says(tmp_path, capsys, monkeypatch):
+    """Chunks of 3 files: the report lists every file's own full_check in list order, and the
+    summary counts what those reports say (bad files, formats, sizes, JPEG quality)."""
+    from dali_cmo.cli import check
+    from dali_cmo.data.datasets import load_dataset
+    from dali_cmo.data.integrity import full_check
+    extra = {"train/c0/big.jpg": (jpeg_bytes(picture(3, size=(48, 40)), quality=70), 0),
+             "train/c1/cut.jpg": (truncated(jpeg_bytes(picture(9))), 1)}
+    listing = split_dataset(tmp_path, "train", per_class=(4, 3), extra=extra)
+    with open(listing, "a") as handle:
+        handle.write("train/c0/gone.jpg 0\n")
+    monkeypatch.setattr(check, "CHUNK", 3)
+    report = tmp_path / "report.json"
+    assert cli_main(["check", str(listing), "--report", str(report), "--workers", "2"]) == 1
+    written = json.loads(report.read_text())
+    dataset = load_dataset(listing, check_files=False)
+    expected = [full_check(dataset.path(i), decode=False).to_dict() for i in range(len(dataset))]
+    assert written["files"] == expected and len(expected) == 10
+    summary = written["summary"]
+    ok = [f for f in expected if f["problem"] is None]
+    assert (summary["num_images"], summary["ok"], summary["bad"]) == (10, len(ok), 10 - len(ok))
+    assert [(b["index"], b["problem"]) for b in summary["bad_files"]] == \
+        [(i, f["problem"]) for i, f in enumerate(expected) if f["problem"] is not None]
+    assert summary["formats"] == {"jpeg": 9, "unknown": 1}  # the truncated JPEG is still one
+    assert summary["width"]["max"] == 48 and summary["height"]["max"] == 40
+    assert summary["jpeg_quality"]["min"] == min(f["jpeg_quality"] for f in ok)
+    assert not (tmp_path / ".report.json.partial").exists()
+
+
+def test_an_interrupted_check_leaves_no_report(tmp_path, monkeypatch):
+    """Ctrl-C in the third chunk: neither the report nor its partial file is left behind."""
+    from dali_cmo.cli import check
+    listing = split_dataset(tmp_path, "train", per_class=(4, 3))
+    real, calls = check.full_check, []
+
+    def interrupted(path, decode=False):
+        calls.append(path)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(path, decode=decode)
+
+    monkeypatch.setattr(check, "full_check", interrupted)
+    monkeypatch.setattr(check, "CHUNK", 2)
+    report = tmp_path / "report.json"
+    assert cli_main(["check", str(listing), "--report", str(report), "--workers", "1"]) == 130
+    assert len(calls) < 7  # stopped before the last of the 7 files
+    assert not report.exists() and not (tmp_path / ".report.json.partial").exists()
