@@ -199,15 +199,14 @@ def markdown(results: dict) -> str:
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for label, run in results["runs"].items():
         for n, row in run["sizes"].items():
-            p1, p8 = row.get("pipeline_1_ranks", {}), row.get("pipeline_8_ranks", {})
             size = row.get("checkpoint", {}).get("checkpoint_bytes")
             lines.append(
                 f"| {label} | {int(n):,} | {_cell(row, 'load', 'load_s')} "
                 f"| {_cell(row, 'samplers', 'P_epoch_s')} / {_cell(row, 'samplers', 'Q_epoch_s')} "
                 f"| {_cell(row, 'pipeline_1_ranks', 'build_s')} "
                 f"| {_cell(row, 'pipeline_1_ranks', 'first_batch_s')} "
-                f"| {p1.get('peak_rss_gb', float('nan')):.2f} / "
-                f"{p8.get('peak_rss_gb', float('nan')):.2f} "
+                f"| {_cell(row, 'pipeline_1_ranks', 'peak_rss_gb')} / "
+                f"{_cell(row, 'pipeline_8_ranks', 'peak_rss_gb')} "
                 f"| {'-' if size is None else f'{size / 1e3:,.1f}'} "
                 f"| {_cell(row, 'stats', 'wall_s', 1)} / {_cell(row, 'check', 'wall_s', 1)} |")
     return "\n".join(lines) + "\n"
