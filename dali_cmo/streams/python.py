@@ -117,7 +117,7 @@ class FileReader:
 
 
 class ArrayReader:
-    """The :class:`FileReader` interface over an :class:`~dali_cmo.datasets.ArrayDataset`:
+    """The :class:`FileReader` interface over an :class:`~dali_cmo.data.datasets.ArrayDataset`:
     ``read_batch`` returns the in-memory uint8 HWC pixels (no file, no decode, nothing bad to
     skip). Every sample is returned, flagged or not: the images must share one layout, and a
     sample nobody pastes costs one small copy."""
