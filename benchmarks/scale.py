@@ -33,8 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from common import REPO_ROOT, machine_description, write_json  # noqa: F401 (sys.path)
 from sampler_speed import inat_like_labels
 
