@@ -40,7 +40,7 @@ from pathlib import Path
 
 # common puts the repository root on sys.path
 from common import REPO_ROOT, machine_description, write_json
-from dali_cmo.streams.schedule import pasting_epochs  # noqa: E402
+from dali_cmo.streams.schedule import PasteSchedule  # noqa: E402
 
 # loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (the reference's
 # 160 of 200 epochs, scaled with --epochs)
@@ -206,10 +206,10 @@ def read_run(folder: Path, epochs: int, variant: str) -> dict:
 def first_and_last_pasting_epoch(run_args: dict) -> list[int] | None:
     """First and last epoch (from 1) in which a finished run pasted, from its recorded
     arguments; None when it pasted in none or the arguments are not recorded."""
-    names = ("variant", "cmo_prob", "epochs", "cmo_start", "cmo_end")
+    names = ("variant", "epochs", "cmo_start", "cmo_end", "cmo_prob")
     if any(name not in run_args for name in names):
         return None
-    window = pasting_epochs(*(run_args[name] for name in names))
+    window = PasteSchedule.for_variant(*(run_args[name] for name in names)).pasting_epochs
     return [window[0] + 1, window[-1] + 1] if window else None
 
 

@@ -44,8 +44,7 @@ from dali_cmo.constants import mean_std
 from dali_cmo.data.datasets import LongTailDataset
 from dali_cmo.data.fg_cache import ForegroundCache
 from dali_cmo.data.integrity import check_policy
-from dali_cmo.streams import (READERS, PasteSchedule, StreamSettings, check_variant, make_streams,
-                              pasting_epochs, rank_seed)
+from dali_cmo.streams import (READERS, PasteSchedule, StreamSettings, make_streams, rank_seed)
 
 STYLES = ("imagenet", "cifar")
 FOREGROUND_DECODES = ("region", "full", "naive")
@@ -140,10 +139,9 @@ class TrainConfig:
         return mean_std(self.normalisation or self.style)
 
     def paste_schedule(self) -> PasteSchedule:
-        """The paste schedule (probability 0 for the variants that never paste)."""
-        pastes = check_variant(self.variant)[1] is not None
-        return PasteSchedule(self.epochs, self.cmo_start, self.cmo_end,
-                             self.probability if pastes else 0.0, self.per_sample, self.seed)
+        return PasteSchedule.for_variant(self.variant, self.epochs, self.cmo_start,
+                                         self.cmo_end, self.probability, self.per_sample,
+                                         self.seed)
 
 
 @do_not_convert  # no data conditionals: spares AutoGraph's conversion
@@ -277,12 +275,6 @@ class TrainingPipeline:
     @property
     def has_foreground(self) -> bool:
         return self.streams.foreground is not None
-
-    def pasting_epochs(self) -> range:
-        """The epochs (counted from 0) in which this pipeline pastes."""
-        config = self.config
-        return pasting_epochs(config.variant, config.probability, config.epochs,
-                              config.cmo_start, config.cmo_end)
 
     def batches_per_epoch(self) -> int:
         return self.streams.background.batches_per_epoch()

@@ -23,6 +23,7 @@ from dali_cmo.augment.recipes import DEFAULT_RANDAUGMENT, RECIPES
 from dali_cmo.constants import NORMALISATIONS
 from dali_cmo.data.groups import GROUP_RULES
 from dali_cmo.data.sampling import SCHEMES
+from dali_cmo.streams import READERS
 from dali_cmo.streams.schedule import VARIANTS, PasteSchedule, paste_window
 from dali_cmo.training.checkpoint import CHANGEABLE, held_run
 from dali_cmo.training.distributed import default_dali_threads, launched_world_size
@@ -178,7 +179,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                        help="an unreadable or undecodable image: stop, naming it, or "
                             "replace it by another image of its class and report it once")
-    group.add_argument("--reader", choices=("native", "python"), default="native",
+    group.add_argument("--reader", choices=READERS, default="native",
                        help="read training files with the C++ reader fn.readers.weighted_file "
                             "or the Python sources (raw CIFAR pixels and "
                             "--max-steps-per-epoch always use the Python sources)")
@@ -513,9 +514,9 @@ def _epoch_problems(args) -> list[str]:
                         f"before --epochs {epochs}; counted from 0); got {given}" if epochs > 1
                         else f"--decay-epochs must be empty for --epochs 1 (no epoch after the "
                              f"first to decay at); got {given}")
-    pastes = VARIANTS[args.variant][1] is not None
     try:  # the schedule's own check, here so that one refusal names every problem
-        PasteSchedule(epochs, args.cmo_start, args.cmo_end, args.cmo_prob if pastes else 0.0)
+        PasteSchedule.for_variant(args.variant, epochs, args.cmo_start, args.cmo_end,
+                                  args.cmo_prob)
     except ValueError as error:
         problems.append(flag_names(str(error)))
     return problems

@@ -18,7 +18,7 @@ from dali_cmo.streams.base import StreamPair, StreamSettings
 from dali_cmo.streams.native import NativeStreams
 from dali_cmo.streams.python import PythonStreams
 from dali_cmo.streams.schedule import (VARIANTS, PasteSchedule, check_variant, paste_window,
-                                       pasting_epochs, rank_seed)
+                                       rank_seed)
 
 READERS = ("native", "python")
 
@@ -50,4 +50,4 @@ def make_streams(dataset: LongTailDataset, variant: str, settings: StreamSetting
 
 __all__ = ["READERS", "VARIANTS", "NativeStreams", "PasteSchedule", "PythonStreams",
            "StreamPair", "StreamSettings", "check_variant", "make_streams", "paste_window",
-           "pasting_epochs", "rank_seed"]
+           "rank_seed"]

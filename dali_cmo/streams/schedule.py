@@ -36,15 +36,6 @@ def paste_window(epochs: int, start: int, end: int) -> range:
     return range(first, max(epochs - end, first))
 
 
-def pasting_epochs(variant: str, probability: float, epochs: int, start: int,
-                   end: int) -> range:
-    """The epochs (counted from 0) in which a run of ``variant`` pastes: its
-    :func:`paste_window`, or none for a variant without foregrounds or ``probability`` 0."""
-    if VARIANTS[variant][1] is None or probability == 0:
-        return range(0)
-    return paste_window(epochs, start, end)
-
-
 def check_variant(variant: str) -> tuple[str, str | None]:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -73,6 +64,9 @@ class PasteSchedule:
     with one coin, one lambda and one box for all of it. Per batch, the coin of step
     ``iteration`` and the seed of the box sampler (:meth:`box_seed`) are therefore the same on
     every rank; per sample, every rank draws its own.
+
+    ``pastes`` is False for a variant without foregrounds (:meth:`for_variant`): its schedule
+    never pastes, whatever the window and probability.
     """
     epochs: int
     start: int = 3
@@ -80,6 +74,15 @@ class PasteSchedule:
     probability: float = 0.5
     per_sample: bool = False
     seed: int = 0
+    pastes: bool = True
+
+    @classmethod
+    def for_variant(cls, variant: str, epochs: int, start: int = 3, end: int = 3,
+                    probability: float = 0.5, per_sample: bool = False,
+                    seed: int = 0) -> "PasteSchedule":
+        """The schedule of a run of ``variant`` (a key of :data:`VARIANTS`)."""
+        return cls(epochs, start, end, probability, per_sample, seed,
+                   pastes=check_variant(variant)[1] is not None)
 
     def __post_init__(self):
         # the one check of these values on their way from the command line to the operators
@@ -88,7 +91,7 @@ class PasteSchedule:
             raise ValueError(f"probability must lie in [0, 1]; got {self.probability}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.probability > 0 and not self.window:
+        if self.pastes and self.probability > 0 and not self.window:
             raise ValueError(
                 f"cmo_start {self.start} / cmo_end {self.end}: the CMO window 'start < epoch < "
                 f"epochs - end' (epochs={self.epochs}, counted from 0) leaves no augmented "
@@ -99,8 +102,11 @@ class PasteSchedule:
         """The epochs (from 0) that may paste: :func:`paste_window`."""
         return paste_window(self.epochs, self.start, self.end)
 
-    def active(self, epoch: int) -> bool:
-        return epoch in self.window
+    @property
+    def pasting_epochs(self) -> range:
+        """The epochs (from 0) in which this schedule pastes: its window, or none when it
+        never pastes (``pastes`` False or ``probability`` 0)."""
+        return self.window if self.pastes and self.probability > 0 else range(0)
 
     def reader_arguments(self) -> dict:
         """The schedule as ``fn.readers.weighted_file`` arguments: the reader tosses the same
@@ -112,7 +118,7 @@ class PasteSchedule:
     def flags(self, epoch: int, iteration: int, count: int, shard_id: int = 0) -> np.ndarray:
         """Paste flags of the ``count`` samples of batch ``iteration`` of shard ``shard_id``
         (per batch: one coin for the global step, the same on every shard)."""
-        if not self.active(epoch) or self.probability == 0.0:
+        if epoch not in self.pasting_epochs:
             return np.zeros(count, dtype=bool)
         if self.per_sample:
             rng = epoch_generator(self.seed, epoch, f"{PASTE_COIN_STREAM}/{shard_id}/{iteration}")

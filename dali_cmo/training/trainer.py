@@ -192,7 +192,7 @@ class Trainer:
                 f"{counts.max() / counts.min():.0f}), {len(self.evaluation.dataset)} evaluation "
                 f"images; global batch {settings.batch_size} = {run.world} rank(s) x "
                 f"{settings.rank_batch_size}; variant {settings.variant}, "
-                f"{describe_pasting(train_pipe.pasting_epochs(), settings.epochs)}")
+                f"{describe_pasting(train_pipe.schedule.pasting_epochs, settings.epochs)}")
 
         self.model = build_model(settings.model, train_set.num_classes,
                                  normed_linear=settings.loss == "ldam").to(run.device)

@@ -86,3 +86,16 @@ def test_the_paste_values_are_checked_once_with_what_would_work():
         "counted from 0) leaves no augmented epoch (cmo_start -1 with cmo_end 0 pastes in every "
         "epoch)")
     assert not PasteSchedule(3, start=1, end=1, probability=0.0).window  # nothing to paste
+
+
+def test_a_variant_without_foregrounds_never_pastes_but_its_probability_is_checked():
+    assert not PasteSchedule.for_variant("none", 3, start=1, end=1).window  # no window: fine
+    plain = PasteSchedule.for_variant("none", 6, start=-1, end=0, probability=1.0)
+    assert not plain.pastes and plain.pasting_epochs == range(0)
+    assert not any(plain.flags(e, 0, 8).any() for e in range(6))
+    cmo = PasteSchedule.for_variant("cmo", 6, start=-1, end=0, probability=1.0)
+    assert cmo.pastes and cmo.pasting_epochs == range(0, 6)
+    assert all(cmo.flags(e, 0, 8).all() for e in range(6))
+    with pytest.raises(ValueError) as error:
+        PasteSchedule.for_variant("ros", 6, probability=1.5)
+    assert str(error.value) == "probability must lie in [0, 1]; got 1.5"
