@@ -1,15 +1,16 @@
 """Accuracy of matched pairs: each loss trained without and with CMO, same seed and budget.
 
 Every arm is one ``train.py`` run folder ``<runs-dir>/<loss>-<variant>-s<seed>`` (variant
-``none``, ``cmo`` or a control from ``--variants``, e.g. ``cutmix``: P foregrounds), started or
-continued with ``--resume auto``, so an interrupted benchmark picks up where it stopped. The arms
-of a loss and seed share the seed, hence the background (P) order.
+``none``, ``cmo`` or a control from ``--variants``, e.g. ``cutmix``: P foregrounds; ``none-fp32``
+for ``--fp32-seeds``: the baseline without ``--amp``), started or continued with ``--resume
+auto``, so an interrupted benchmark picks up where it stopped. The arms of a loss and seed share
+the seed, hence the background (P) order.
 The report is built from the folders alone (``log.jsonl``: one line per evaluated epoch;
 ``metrics.json``: written when a run finishes), so it can be made at any time; unfinished arms
 are marked as such. Outputs: a JSON summary of every arm, a markdown table (overall / many /
 medium / few at the last and at the best epoch, the paper's numbers beside where it has them),
 a plot of the per-class gain of CMO against the class's training size and a plot of every arm's
-top-1 per epoch.
+top-1 per epoch (one panel per loss).
 
 ``--bn-stats`` also scores every complete arm's last weights with BatchNorm statistics
 re-estimated over one epoch of the arm's own training stream (``train.py --test-only last
@@ -21,6 +22,8 @@ gains that column.
     python benchmarks/accuracy.py --dataset cifar10-lt --losses ce --runs-dir runs/acc
     # CutMix (P foregrounds) as a control beside CMO, seed 0:
     python benchmarks/accuracy.py --losses ce --variants cmo cutmix --runs-dir runs/acc
+    # what bf16 autocast costs: the seed-0 baseline also trained in fp32
+    python benchmarks/accuracy.py --losses ce --fp32-seeds 0 --runs-dir runs/acc
     # the table of whatever is in the folders (runs still going are marked):
     python benchmarks/accuracy.py --runs-dir runs/acc --losses ce --report-only \\
         --json benchmarks/results/accuracy.json --markdown benchmarks/results/accuracy.md \\
@@ -42,14 +45,15 @@ from pathlib import Path
 from common import REPO_ROOT, machine_description, write_json
 from dali_cmo.streams.schedule import PasteSchedule  # noqa: E402
 
-# loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (the reference's
-# 160 of 200 epochs, scaled with --epochs)
+# loss name -> train.py arguments; "{drw}" is the deferred re-weighting epoch (drop_epoch)
 LOSSES = {"ce": ["--loss", "ce"], "ce-drw": ["--loss", "ce", "--drw-epoch", "{drw}"],
           "bs": ["--loss", "bs"], "ldam-drw": ["--loss", "ldam", "--drw-epoch", "{drw}"]}
 BASELINE = "none"
 COMPARED = ("cmo", "cutmix", "cmo_back", "cmo_minor", "ros")  # train.py --variant
+# the baseline trained without --amp (--fp32-seeds): what bf16 autocast costs it
+FP32 = "none-fp32"
 LABELS = {"cmo": "CMO", "cutmix": "CutMix", "cmo_back": "CMO (Q backgrounds)",
-          "cmo_minor": "CMO (Q both)", "ros": "ROS"}
+          "cmo_minor": "CMO (Q both)", "ros": "ROS", FP32: "fp32 (no autocast)"}
 # The paper's top-1 (Park et al., CVPR 2022, Table 2: CIFAR-100-LT, imbalance ratio 100, 200
 # epochs), baseline -> + CMO. It reports no CIFAR-10-LT figures.
 PAPER = {("cifar100-lt", 100.0): {"ce": (38.6, 43.9), "ce-drw": (41.1, 47.0),
@@ -75,6 +79,9 @@ def get_args(argv=None) -> argparse.Namespace:
         help="what is trained beside the baseline (variant none) of every loss and seed: cmo, "
              "or controls such as cutmix (P foregrounds; train.py --variant)")
     add("--seeds", type=int, nargs="+", default=[0])
+    add("--fp32-seeds", type=int, nargs="+", default=[],
+        help="seeds whose baseline is also trained without --amp (arm <loss>-none-fp32-s<seed>): "
+             "what bf16 autocast costs the baseline")
     add("--epochs", type=int, default=200)
     add("--train-args", default="--amp --channels-last --dali-threads 1 --torch-threads 1",
         help="more train.py arguments for every arm (one string)")
@@ -105,6 +112,8 @@ def get_args(argv=None) -> argparse.Namespace:
     args.curves = Path(args.curves or runs / "accuracy_curves.png")
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1; got {args.parallel}")
+    if not set(args.fp32_seeds) <= set(args.seeds):
+        parser.error(f"--fp32-seeds must be among --seeds {args.seeds}; got {args.fp32_seeds}")
     if args.data is None and args.dataset == "cifar10-lt":  # train.py has no default --data
         from dali_cmo.data.shared_data import SharedDataMissing, cifar10_dir
         with contextlib.suppress(SharedDataMissing):  # then train.py asks for --data
@@ -112,21 +121,45 @@ def get_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def arm_name(loss: str, variant: str, seed: int) -> str:
-    return f"{loss}-{variant}-s{seed}"
+def arm_name(loss: str, kind: str, seed: int) -> str:
+    return f"{loss}-{kind}-s{seed}"
+
+
+def kinds(args, seed: int) -> list[str]:
+    """The arms of one loss and seed: the baseline, the variants, and for ``--fp32-seeds`` the
+    baseline without autocast."""
+    return [BASELINE, *args.variants, *([FP32] if seed in args.fp32_seeds else [])]
+
+
+def variant_of(kind: str) -> str:
+    """The arm's ``train.py --variant``."""
+    return BASELINE if kind == FP32 else kind
+
+
+def arm_label(loss: str, kind: str) -> str:
+    if kind == BASELINE:
+        return loss
+    return f"{loss}, {LABELS[kind]}" if kind == FP32 else f"{loss} + {LABELS[kind]}"
 
 
 def arms(args) -> list[tuple[str, str, int]]:
-    """(loss, variant, seed) of every arm: per loss and seed the baseline, then the variants."""
-    return [(loss, variant, seed) for loss in args.losses for seed in args.seeds
-            for variant in (BASELINE, *args.variants)]
+    """(loss, kind, seed) of every arm: per loss and seed the baseline, then the variants, then
+    the fp32 baseline where asked."""
+    return [(loss, kind, seed) for loss in args.losses for seed in args.seeds
+            for kind in kinds(args, seed)]
 
 
-def train_command(args, loss: str, variant: str, seed: int, folder: Path,
+def drop_epoch(epochs: int) -> int:
+    """The reference's first learning-rate drop, also its deferred re-weighting epoch: 160 of
+    200 epochs, scaled with ``epochs``."""
+    return round(epochs * 0.8)
+
+
+def train_command(args, loss: str, kind: str, seed: int, folder: Path,
                   resume: bool = True) -> list[str]:
     """The arm's ``train.py`` command (continuing its folder with ``resume``)."""
-    drw = str(round(args.epochs * 0.8))
-    command = [sys.executable, str(REPO_ROOT / "train.py"), "--variant", variant,
+    drw = str(drop_epoch(args.epochs))
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--variant", variant_of(kind),
                "--seed", str(seed), "--epochs", str(args.epochs), "--eval-every", "1",
                "--output", str(folder), *(["--resume", "auto"] if resume else []),
                "--print-every", "300", *[a.replace("{drw}", drw) for a in LOSSES[loss]]]
@@ -135,7 +168,8 @@ def train_command(args, loss: str, variant: str, seed: int, folder: Path,
     else:
         command += ["--dataset", args.dataset, "--imbalance-ratio", str(args.imbalance_ratio)]
         command += ["--data", args.data] if args.data else []
-    return command + shlex.split(args.train_args)
+    extra = shlex.split(args.train_args)
+    return command + ([a for a in extra if a != "--amp"] if kind == FP32 else extra)
 
 
 # --------------------------------------------------------------------------- reading runs
@@ -221,18 +255,22 @@ def collect(args) -> dict:
     collected = {}
     for arm in arms(args):
         name = arm_name(*arm)
-        run = read_run(runs / name, args.epochs, arm[1])
+        run = read_run(runs / name, args.epochs, variant_of(arm[1]))
         if run["status"] == "not started" and name in previous:
             run = {**previous[name], "folder": name}
         collected[name] = run
     return collected
 
 
-def compared_pairs(args) -> list[tuple[str, str]]:
-    """(reference arm, compared arm) variants of every gain: each variant over the baseline,
-    and CMO over CutMix when both are trained (the control that isolates Q)."""
+def compared_pairs(args, seed: int | None = None) -> list[tuple[str, str]]:
+    """(reference arm, compared arm) kinds of every gain (of one seed's arms, or of any seed's):
+    each variant over the baseline, CMO over CutMix when both are trained (the control that
+    isolates Q), and fp32 over the bf16 baseline where both are trained."""
+    trained = set(kinds(args, seed)) if seed is not None else \
+        {kind for seed in args.seeds for kind in kinds(args, seed)}
     pairs = [(BASELINE, variant) for variant in args.variants]
-    return pairs + ([("cutmix", "cmo")] if {"cmo", "cutmix"} <= set(args.variants) else [])
+    pairs += [("cutmix", "cmo")] if {"cmo", "cutmix"} <= trained else []
+    return pairs + ([(BASELINE, FP32)] if FP32 in trained else [])
 
 
 def gain_key(pair: tuple[str, str]) -> str:
@@ -260,8 +298,8 @@ def mean_gain(args, runs: dict, loss: str, pair: tuple[str, str] = (BASELINE, "c
     """The gain of ``pair``'s second arm over its first (by default CMO over the baseline) for
     ``loss`` (last-epoch top-1, many, medium, few; best-epoch top-1; own-stream BN top-1)
     averaged over the seeds whose two arms are both complete; ``seeds`` lists them."""
-    complete = [seed for seed in args.seeds
-                if all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in pair)]
+    complete = [seed for seed in args.seeds if pair in compared_pairs(args, seed) and
+                all(runs[arm_name(loss, v, seed)]["status"] == "complete" for v in pair)]
     mean = {"seeds": complete}
     for key, moment, name in [(k, "last", k) for k in GROUPS] + [
             ("top1", "best", "best_top1"), ("top1", "last_own_bn", "own_bn_top1")]:
@@ -291,19 +329,18 @@ def markdown_table(args, runs: dict) -> str:
     for loss in args.losses:
         reference = dict(zip((BASELINE, "cmo"), paper.get(loss, (None, None))))
         for seed in args.seeds:
-            for variant in (BASELINE, *args.variants):
-                run = runs[arm_name(loss, variant, seed)]
+            for kind in kinds(args, seed):
+                run = runs[arm_name(loss, kind, seed)]
                 last, best = run["last"] or {}, run["best"] or {}
-                name = f"{loss} (seed {seed})" if variant == BASELINE \
-                    else f"{loss} + {LABELS[variant]}"
-                lines.append(f"| {name} | {variant} | {run['epochs_done']}/{run['epochs']} | "
+                name = f"{loss} (seed {seed})" if kind == BASELINE else arm_label(loss, kind)
+                lines.append(f"| {name} | {kind} | {run['epochs_done']}/{run['epochs']} | "
                              f"{run['status'].split(' (')[0]} | {_cell(last.get('top1'))} | "
                              f"{_cell(last.get('many'))} | {_cell(last.get('medium'))} | "
                              f"{_cell(last.get('few'))} | {_cell(best.get('top1'))} | "
                              f"{best.get('epoch', '–')} |"
                              f"{own((run['last_own_bn'] or {}).get('top1'))} "
-                             f"{_cell(reference.get(variant), 1)} |")
-            for pair in compared_pairs(args):
+                             f"{_cell(reference.get(kind), 1)} |")
+            for pair in compared_pairs(args, seed):
                 (base_last, last), (base_best, best), (base_bn, bn) = \
                     [[runs[arm_name(loss, variant, seed)][key] or {} for variant in pair]
                      for key in ("last", "best", "last_own_bn")]
@@ -372,37 +409,64 @@ def plot_gain(args, runs: dict) -> bool:
 
 
 def curve_axes(args, runs: dict) -> list:
-    """Top-1 per evaluated epoch, one panel per loss and seed with an evaluated epoch, one line
-    per arm; the epochs in which a variant pasted are shaded. The panels' axes (of one figure),
-    empty when no arm has evaluated an epoch."""
+    """Top-1 per evaluated epoch, one row per loss with an evaluated epoch: all its arms on one
+    panel (colour: the kind of arm; line style: the seed), beside it the same panel zoomed on
+    the epochs after the first learning-rate drop (``drop_epoch``); the epochs in which a
+    variant pasted are shaded. The panels' axes (of one figure, row by row), empty when no arm
+    has evaluated an epoch."""
     from matplotlib.figure import Figure
 
-    panels = [(loss, seed) for loss in args.losses for seed in args.seeds
-              if any(runs[arm_name(loss, v, seed)]["top1_by_epoch"]
-                     for v in (BASELINE, *args.variants))]
+    panels = [loss for loss in args.losses
+              if any(runs[arm_name(loss, *arm[1:])]["top1_by_epoch"] for arm in arms(args)
+                     if arm[0] == loss)]
     if not panels:
         return []
-    fig = Figure(figsize=(6.5, 3.2 * len(panels)), dpi=100)
-    axes = [fig.add_subplot(len(panels), 1, row + 1) for row in range(len(panels))]
-    for ax, (loss, seed) in zip(axes, panels):
-        for variant in (BASELINE, *args.variants):
-            run = runs[arm_name(loss, variant, seed)]
+    colours = {kind: f"C{i}" for i, kind in enumerate((BASELINE, *args.variants, FP32))}
+    styles = dict(zip(args.seeds, ("-", "--", ":", "-.") * len(args.seeds)))
+    fig = Figure(figsize=(11.0, 3.8 * len(panels)), dpi=100)
+    axes = [fig.add_subplot(len(panels), 2, panel + 1) for panel in range(2 * len(panels))]
+    for ax, zoom, loss in zip(axes[::2], axes[1::2], panels):
+        shaded = False
+        for _, kind, seed in (arm for arm in arms(args) if arm[0] == loss):
+            run = runs[arm_name(loss, kind, seed)]
             if run["top1_by_epoch"]:
                 epochs, top1 = zip(*run["top1_by_epoch"])
-                label = loss if variant == BASELINE else f"{loss} + {LABELS[variant]}"
-                ax.plot(epochs, top1, linewidth=1.0, label=label)
-            if run["pasting_epochs"]:
+                ax.plot(epochs, top1, linewidth=1.0, color=colours[kind], linestyle=styles[seed],
+                        label=f"{arm_label(loss, kind)}, seed {seed}")
+            if run["pasting_epochs"] and not shaded:  # one window: the arms share the recipe
                 first, last = run["pasting_epochs"]
                 ax.axvspan(first - 0.5, last + 0.5, color="grey", alpha=0.08, linewidth=0)
+                shaded = True
         ax.set_xlim(0, args.epochs)
         ax.set_ylabel("test top-1 (%)")
-        ax.set_title(f"{args.dataset} (ratio {args.imbalance_ratio:g}), {loss}, seed {seed}, "
+        ax.set_title(f"{args.dataset} (ratio {args.imbalance_ratio:g}), {loss}; "
                      "shaded: epochs that paste", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    axes[-1].set_xlabel("epoch")
+        ax.legend(fontsize=7, loc="lower right")
+        zoom_in(ax, zoom, first=min(drop_epoch(args.epochs), args.epochs - 1), last=args.epochs)
+    for ax in axes[-2:]:
+        ax.set_xlabel("epoch")
     fig.tight_layout()
     return axes
+
+
+def zoom_in(ax, zoom, first: int, last: int) -> None:
+    """Draw ``ax``'s lines and shading again on ``zoom`` over epochs ``first``..``last``, the
+    top-1 axis fitted to the points shown."""
+    shown = []
+    for line in ax.get_lines():
+        epochs, top1 = line.get_xdata(), line.get_ydata()
+        zoom.plot(epochs, top1, linewidth=1.0, color=line.get_color(),
+                  linestyle=line.get_linestyle())
+        shown += [y for x, y in zip(epochs, top1) if first <= x <= last]
+    for patch in ax.patches:
+        zoom.axvspan(patch.get_x(), patch.get_x() + patch.get_width(), color="grey", alpha=0.08,
+                     linewidth=0)
+    zoom.set_xlim(first, last)
+    if shown:
+        zoom.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
+    zoom.set_title(f"epochs {first}-{last}", fontsize=9)
+    zoom.grid(alpha=0.3)
 
 
 def plot_curves(args, runs: dict) -> bool:
@@ -425,6 +489,7 @@ def report(args) -> dict:
     summary = {"dataset": args.dataset, "imbalance_ratio": args.imbalance_ratio,
                "epochs": args.epochs, "losses": args.losses, "seeds": args.seeds,
                "train_args": args.train_args, "variants": args.variants,
+               "fp32_seeds": args.fp32_seeds,
                "paper_top1": {loss: dict(zip((BASELINE, "cmo"), pair)) for loss, pair in
                               PAPER.get((args.dataset, float(args.imbalance_ratio)), {}).items()},
                "plot": args.plot.name if plotted else None,
@@ -447,7 +512,8 @@ def train(args) -> None:
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     pending = [arm for arm in arms(args)
-               if read_run(runs_dir / arm_name(*arm), args.epochs, arm[1])["status"] != "complete"]
+               if read_run(runs_dir / arm_name(*arm), args.epochs,
+                           variant_of(arm[1]))["status"] != "complete"]
     active: list[tuple[str, subprocess.Popen]] = []
     started: dict[str, tuple[float, int]] = {}  # arm -> (time, epochs done) when started
     last_line = time.monotonic()
@@ -502,14 +568,14 @@ def score_own_bn(args) -> None:
     from one epoch of its own training stream (``train.py --test-only last --bn-stats-from``,
     output appended to the arm's log)."""
     runs_dir = Path(args.runs_dir)
-    for loss, variant, seed in arms(args):
-        folder = runs_dir / arm_name(loss, variant, seed)
+    for loss, kind, seed in arms(args):
+        folder, variant = runs_dir / arm_name(loss, kind, seed), variant_of(kind)
         if own_bn_report(folder, variant).exists() or \
                 read_run(folder, args.epochs, variant)["status"] != "complete":
             continue
         print(f"{folder.name}: scoring the last weights with BatchNorm statistics from its own "
               f"({variant}) stream", flush=True)
-        command = train_command(args, loss, variant, seed, folder, resume=False) + [
+        command = train_command(args, loss, kind, seed, folder, resume=False) + [
             "--test-only", "last", "--bn-stats-from", variant]
         with open(runs_dir / f"{folder.name}.log", "a") as log:
             status = subprocess.run(command, cwd=REPO_ROOT, stdout=log,

@@ -167,15 +167,60 @@ def test_curves_plot_every_arms_top1_by_epoch_and_the_epochs_that_paste(tmp_path
     assert runs["ce-none-s0"]["pasting_epochs"] is None
     assert runs["ce-cmo-s1"]["pasting_epochs"] is None  # not started: nothing recorded
     axes = accuracy.curve_axes(args, runs)
-    assert [ax.get_title().split(", ")[2] for ax in axes] == ["seed 0", "seed 1"]  # no seed 2
-    lines = [[(line.get_label(), list(line.get_xdata()), list(line.get_ydata()))
-              for line in ax.get_lines()] for ax in axes]
-    assert lines == [[("ce", [1, 2, 3, 4], [10.0, 20.0, 30.0, 40.0]),
-                      ("ce + CMO", [1, 2, 3, 4], [11.0, 22.0, 33.0, 44.0])],
-                     [("ce", [1], [5.0])]]
+    # one panel for the loss: every arm of every seed with an evaluated epoch on it; beside it
+    # the epochs from the learning-rate drop (0.8 x 4 epochs: 3) on
+    assert [ax.get_title() for ax in axes] == [
+        "cifar10-lt (ratio 100), ce; shaded: epochs that paste", "epochs 3-4"]
+    lines = [(line.get_label(), list(line.get_xdata()), list(line.get_ydata()),
+              line.get_color(), line.get_linestyle()) for line in axes[0].get_lines()]
+    assert lines == [("ce, seed 0", [1, 2, 3, 4], [10.0, 20.0, 30.0, 40.0], "C0", "-"),
+                     ("ce + CMO, seed 0", [1, 2, 3, 4], [11.0, 22.0, 33.0, 44.0], "C1", "-"),
+                     ("ce, seed 1", [1], [5.0], "C0", "--")]
+    zoomed = [(list(line.get_xdata()), line.get_color(), line.get_linestyle())
+              for line in axes[1].get_lines()]
+    assert zoomed == [(x, colour, style) for _, x, _, colour, style in lines]
+    # top-1 fitted to epochs 3..4 (30..44), half a point of margin
+    assert axes[1].get_xlim() == (3.0, 4.0) and axes[1].get_ylim() == (29.5, 44.5)
     shaded = [patch.get_x() for patch in axes[0].patches]
     assert len(shaded) == 1 and shaded[0] == 1.5 and axes[0].patches[0].get_width() == 2.0
     assert summary["curves"] == args.curves.name and args.curves.stat().st_size > 0
+
+
+def test_an_fp32_baseline_is_trained_without_autocast_and_compared_with_bf16(tmp_path):
+    done = {"per_class": [1.0], "train_class_counts": [5], "epochs": 2}
+    write_run(tmp_path / "ce-none-s0", [entry(1, 40.0, 50.0, 10.0), entry(2, 60.0, 70.0, 20.0)],
+              done)
+    write_run(tmp_path / "ce-cmo-s0", [entry(1, 41.0, 50.0, 10.0), entry(2, 61.0, 70.0, 25.0)],
+              done)
+    write_run(tmp_path / "ce-none-fp32-s0", [entry(1, 44.5, 51.0, 12.0),
+                                             entry(2, 62.5, 69.0, 26.0)], done)
+    write_run(tmp_path / "ce-none-s1", [entry(1, 30.0, 30.0, 30.0)])
+    args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "2", "--report-only",
+                              "--seeds", "0", "1", "--fp32-seeds", "0"])
+    assert accuracy.arms(args) == [("ce", "none", 0), ("ce", "cmo", 0), ("ce", "none-fp32", 0),
+                                   ("ce", "none", 1), ("ce", "cmo", 1)]
+    bf16 = accuracy.train_command(args, "ce", "none", 0, tmp_path / "arm")
+    fp32 = accuracy.train_command(args, "ce", "none-fp32", 0, tmp_path / "arm")
+    assert "--amp" in bf16 and [a for a in bf16 if a != "--amp"] == fp32
+    assert fp32[fp32.index("--variant") + 1] == "none"
+    summary = accuracy.report(args)
+    table = args.markdown.read_text().splitlines()
+    # fp32 minus bf16: +2.5 / -1 / +6 at the last epoch, +2.5 at the best
+    assert table[4:9] == [
+        "| ce (seed 0) | none | 2/2 | complete | 60.00 | 70.00 | 20.00 | – | 60.00 | 2 | – |",
+        "| ce + CMO | cmo | 2/2 | complete | 61.00 | 70.00 | 25.00 | – | 61.00 | 2 | – |",
+        "| ce, fp32 (no autocast) | none-fp32 | 2/2 | complete | 62.50 | 69.00 | 26.00 | – | "
+        "62.50 | 2 | – |",
+        "| ce: CMO gain | | | | 1.00 | 0.00 | 5.00 | – | 1.00 | | – |",
+        "| ce: fp32 (no autocast) gain | | | | 2.50 | -1.00 | 6.00 | – | 2.50 | | – |"]
+    assert sum("fp32" in line for line in table) == 2  # seed 1 has no fp32 arm, nor gain
+    assert summary["mean_gain"]["ce"]["none-fp32"]["seeds"] == [0]
+    assert summary["mean_gain"]["ce"]["none-fp32"]["top1"] == 2.5
+    assert [line.get_label() for line in accuracy.curve_axes(args, summary["runs"])[0]
+            .get_lines()] == ["ce, seed 0", "ce + CMO, seed 0", "ce, fp32 (no autocast), seed 0",
+                              "ce, seed 1"]
+    with pytest.raises(SystemExit):  # an fp32 seed must be one of the seeds
+        accuracy.get_args(["--runs-dir", str(tmp_path), "--fp32-seeds", "3"])
 
 
 @pytest.mark.trains
