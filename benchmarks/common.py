@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -164,6 +165,17 @@ def machine_description() -> dict:
 
 # --------------------------------------------------------------------------- output
 
+# an absolute path: a "/" at the start or after a space, "=", "(" or a quote, then folders;
+# group 1 is the last component
+_ABSOLUTE_PATH = re.compile(r"(?<![^\s=(\"'])/(?:[\w.+-]+/)*([\w.+-]+)")
+
+
+def portable(text: str) -> str:
+    """``text`` with every absolute path cut to its last component: a summary names the files
+    and folders it ran on, not where the machine that wrote it keeps them."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -171,12 +183,13 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
-    if isinstance(value, Path):
-        return str(value)
+    if isinstance(value, (str, Path)):
+        return portable(str(value))
     return value
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:
+    """``data`` as indented JSON, absolute paths cut to their last component (``portable``)."""
     path = Path(path)
     if path.parent != Path(""):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -198,6 +198,27 @@ def test_summarize_and_table():
     assert len(table) == 4 and len({len(line) for line in table}) == 1
 
 
+def test_summaries_name_files_not_the_folders_of_the_machine_that_wrote_them(tmp_path):
+    from common import write_json
+    write_json(tmp_path / "summary.json", {
+        "dataset": "/data/sets/imagenet-samples (long-tailed list): 9 images, n_k 5..1",
+        "command": "reader.py --json /tmp/runs/bench/reader-cpu.json --images-dir ./imgs",
+        "data": tmp_path / "cifar10-jpeg", "rates": ["310 img/s", "1/4 of batches", "<shared>/imagenet-samples"],
+        "nested": {"folder": "ce-none-s0"}})
+    assert json.loads((tmp_path / "summary.json").read_text()) == {
+        "dataset": "imagenet-samples (long-tailed list): 9 images, n_k 5..1",
+        "command": "reader.py --json reader-cpu.json --images-dir ./imgs",
+        "data": "cifar10-jpeg", "rates": ["310 img/s", "1/4 of batches", "<shared>/imagenet-samples"],
+        "nested": {"folder": "ce-none-s0"}}
+
+
+def test_committed_results_name_no_absolute_path():
+    from common import portable
+    for summary in sorted((BENCHMARKS / "results").glob("*.json")):
+        for number, line in enumerate(summary.read_text().splitlines(), 1):
+            assert portable(line) == line, f"{summary.name}:{number}: {line.strip()}"
+
+
 def test_paste_census_counts_every_background_once_and_pastes_about_half(tmp_path, plugin):
     from dali_cmo.data.datasets import read_image_folder
     from dali_cmo.data.demo import demo_dir
