@@ -203,12 +203,14 @@ def test_summaries_name_files_not_the_folders_of_the_machine_that_wrote_them(tmp
     write_json(tmp_path / "summary.json", {
         "dataset": "/data/sets/imagenet-samples (long-tailed list): 9 images, n_k 5..1",
         "command": "reader.py --json /tmp/runs/bench/reader-cpu.json --images-dir ./imgs",
-        "data": tmp_path / "cifar10-jpeg", "rates": ["310 img/s", "1/4 of batches", "<shared>/imagenet-samples"],
+        "data": tmp_path / "cifar10-jpeg",
+        "rates": ["310 img/s", "1/4 of batches", "<shared>/imagenet-samples"],
         "nested": {"folder": "ce-none-s0"}})
     assert json.loads((tmp_path / "summary.json").read_text()) == {
         "dataset": "imagenet-samples (long-tailed list): 9 images, n_k 5..1",
         "command": "reader.py --json reader-cpu.json --images-dir ./imgs",
-        "data": "cifar10-jpeg", "rates": ["310 img/s", "1/4 of batches", "<shared>/imagenet-samples"],
+        "data": "cifar10-jpeg",
+        "rates": ["310 img/s", "1/4 of batches", "<shared>/imagenet-samples"],
         "nested": {"folder": "ce-none-s0"}}
 
 
