@@ -196,8 +196,9 @@ def own_bn_report(folder: Path, variant: str) -> Path:
 
 def read_run(folder: Path, epochs: int, variant: str) -> dict:
     """One arm's summary from its folder: status, last and best evaluated epoch, per-class
-    accuracy (of the last epoch, when the run finished or logged it), and the last weights'
-    scores with BatchNorm statistics from the arm's own stream (``--bn-stats``) when made."""
+    accuracy (of the last epoch, when the run finished or logged it), the last weights'
+    scores with BatchNorm statistics from the arm's own stream (``--bn-stats``) when made,
+    and, where its log records them, the hours it trained and evaluated and on what."""
     log = folder / "log.jsonl"
     history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] \
         if log.exists() else []
@@ -215,11 +216,15 @@ def read_run(folder: Path, epochs: int, variant: str) -> dict:
     summary = {"folder": folder.name, "status": status, "epochs_done": done,
                "epochs": epochs, "images_per_second": None, "last": None, "best": None,
                "per_class": None, "train_class_counts": None, "code": None,
-               "pasting_epochs": None, "last_own_bn": None,
+               "pasting_epochs": None, "last_own_bn": None, "hours": None, "machines": None,
                "top1_by_epoch": [[h["epoch"], h["top1"]] for h in evaluated]}
     speeds = [h["train_images_per_second"] for h in history if "train_images_per_second" in h]
     if speeds:
         summary["images_per_second"] = sum(speeds) / len(speeds)
+    if history and all("train_seconds" in h for h in history):  # logged by newer runs
+        seconds = sum(h["train_seconds"] + h.get("eval_seconds", 0.0) for h in history)
+        summary["hours"] = round(seconds / 3600, 2)
+        summary["machines"] = sorted({h["machine"] for h in history})
     if evaluated:
         last, best = evaluated[-1], max(evaluated, key=lambda h: h["top1"])
         summary["last"] = {"epoch": last["epoch"], **{k: last.get(k) for k in GROUPS}}

@@ -24,6 +24,7 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from dali_cmo.data.datasets import repeated_file_dataset  # noqa: E402
+from dali_cmo.training.reports import cpu_model  # noqa: E402
 
 # --------------------------------------------------------------------------- datasets
 
@@ -107,17 +108,6 @@ def cpu_seconds(pids: Iterable[int] = ()) -> float:
 
 # --------------------------------------------------------------------------- machine
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(module: str) -> str | None:
     try:
         import importlib
@@ -131,7 +121,7 @@ def machine_description() -> dict:
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -254,6 +254,19 @@ def test_quick_pair_trains_both_arms_and_plots_the_gain(tmp_path):
                f"({variant}) stream" in result.stdout
 
 
+def test_hours_and_machines_come_from_the_log_when_it_records_them(tmp_path):
+    timed = [{**entry(1, 30.0, 40.0, 10.0), "train_seconds": 3000.0, "eval_seconds": 600.0,
+              "machine": "CPU B"},
+             {**entry(2, 31.0, 41.0, 11.0), "train_seconds": 3600.0, "machine": "CPU A"}]
+    write_run(tmp_path / "ce-none-s0", timed)
+    write_run(tmp_path / "ce-cmo-s0", [entry(1, 30.0, 40.0, 10.0)])  # an older run's log
+    args = accuracy.get_args(["--runs-dir", str(tmp_path), "--epochs", "2", "--report-only"])
+    runs = accuracy.report(args)["runs"]
+    assert (runs["ce-none-s0"]["hours"], runs["ce-none-s0"]["machines"]) == (2.0,
+                                                                             ["CPU A", "CPU B"])
+    assert (runs["ce-cmo-s0"]["hours"], runs["ce-cmo-s0"]["machines"]) == (None, None)
+
+
 def test_progress_line_counts_epochs_and_estimates_the_time_left(tmp_path):
     import time
     write_run(tmp_path / "arm", [entry(1, 1.0, 1.0, 1.0), entry(2, 1.0, 1.0, 1.0),

@@ -232,6 +232,28 @@ def code_version() -> dict:
             "uncommitted_changes": None if changed is None else bool(changed)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_name(device: torch.device) -> str:
+    """What trains on ``device``: the CPU's model, and the GPU's name on a CUDA device (an
+    epoch's entry in ``log.jsonl`` records it, so a run resumed elsewhere says which machine
+    trained which epochs)."""
+    if device.type == "cuda":
+        return f"{cpu_model()} + {torch.cuda.get_device_name(device)}"
+    return cpu_model()
+
+
 def describe_code(code: dict) -> str:
     """``code_version()`` in words, for the log."""
     if code["git_commit"] is None:

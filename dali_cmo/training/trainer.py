@@ -33,7 +33,8 @@ from dali_cmo.training.models import autocast, build_model, load_pretrained
 from dali_cmo.training.progress import EpochProgress
 from dali_cmo.training.settings import RunSettings, UsageError
 from dali_cmo.training.reports import (FirstPastePicture, FirstStepRecord, code_version,
-                                       describe_code, write_log, write_run_report)
+                                       describe_code, machine_name, write_log,
+                                       write_run_report)
 
 
 class Data(NamedTuple):
@@ -90,6 +91,7 @@ class Trainer:
         self.tracer, self.relay = tracer, relay
         self.evaluation = Evaluation(data.val, data.train.class_counts, settings, run,
                                      evaluation_pipeline)
+        self.machine = machine_name(run.device)  # in every epoch's entry of log.jsonl
 
     # ----------------------------------------------------------------------- the two commands
 
@@ -357,14 +359,16 @@ class Trainer:
             f"lower --lr (or --wd, --momentum) and start again", status=1)
 
     def _epoch_statistics(self, lr: float) -> dict:
-        """The epoch's loss, lr, images and images/s over every rank."""
+        """The epoch's loss, lr, images, images/s and training seconds over every rank, and the
+        machine that trained it."""
         run, totals = self.run, self.totals
         sums = all_reduce_sum(torch.tensor([totals.loss, totals.batches, totals.images,
                                             totals.seconds], dtype=torch.float64,
                                            device=run.device), run.world).cpu().tolist()
         loss, batches, images, seconds = sums
         return {"loss": loss / max(batches, 1), "lr": lr, "train_images": int(images),
-                "train_images_per_second": images / max(seconds / run.world, 1e-9)}
+                "train_images_per_second": images / max(seconds / run.world, 1e-9),
+                "train_seconds": seconds / run.world, "machine": self.machine}
 
     # ----------------------------------------------------------------------- end of an epoch
 
@@ -376,6 +380,7 @@ class Trainer:
         resume evaluates it first."""
         settings, run, epoch = self.settings, self.run, entry["epoch"]
         if evaluate:
+            tic = time.perf_counter()
             try:
                 report = self.evaluation(self.ddp_model)
             except BadImageError as error:
@@ -386,7 +391,8 @@ class Trainer:
                 self._save(f"stopped by {run.stop.reason} while evaluating epoch {epoch}")
                 return False
             self.last_evaluation.update(epoch=epoch, report=report)
-            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")})
+            entry.update({k: report[k] for k in ("top1", "many", "medium", "few")},
+                         eval_seconds=time.perf_counter() - tic)
             if run.is_main and best_evaluation(self.history) is entry:
                 save_best_model(run.output, self.model, entry, self.identity)
         self._save(f"epoch {epoch} done")

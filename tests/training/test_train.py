@@ -238,6 +238,14 @@ def test_demo_writes_its_outputs_and_resumes_exactly(tmp_path, demo_data, capsys
     assert metrics["images_per_second"] > 0
     log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in log] == [1, 2] and "top1" in log[-1]
+    # each epoch names the machine that trained it and its seconds (evaluation: epoch 2 only)
+    import platform
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    assert [entry["machine"] for entry in log] == [cpu, cpu]
+    assert all(entry["train_seconds"] > 0 for entry in log)
+    assert "eval_seconds" not in log[0] and log[1]["eval_seconds"] > 0
     for picture in ("per_class_accuracy.png", "cmo_samples.png"):
         assert (straight / picture).stat().st_size > 0, picture
     assert (straight / "checkpoint.prev.pt").exists()
