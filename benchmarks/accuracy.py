@@ -422,7 +422,7 @@ def curve_axes(args, runs: dict) -> list:
     from matplotlib.figure import Figure
 
     panels = [loss for loss in args.losses
-              if any(runs[arm_name(loss, *arm[1:])]["top1_by_epoch"] for arm in arms(args)
+              if any(runs[arm_name(*arm)]["top1_by_epoch"] for arm in arms(args)
                      if arm[0] == loss)]
     if not panels:
         return []
